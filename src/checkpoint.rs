@@ -1,0 +1,206 @@
+//! A checkpoint: validated config + weight store, checked against the tensor list that config
+//! implies (names and shapes as in HF `modeling_imagegpt.py`).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{ConfigError, ImageGptConfig, Variant};
+use crate::weights::{WeightStore, WeightsError};
+
+/// Heads an export can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Head {
+    /// `ImageGPTModel`: last_hidden_state (and optionally every hidden state).
+    Base,
+    /// `ImageGPTForCausalImageModeling`: next-token logits over the 512 colour clusters.
+    CausalLm,
+    /// `ImageGPTForImageClassification`: mean-pooled features through `score`.
+    Classifier,
+}
+
+impl Head {
+    /// All heads, in a stable order.
+    pub const ALL: [Head; 3] = [Head::Base, Head::CausalLm, Head::Classifier];
+
+    /// The name used for files and reports (`causal-lm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Head::Base => "base",
+            Head::CausalLm => "causal-lm",
+            Head::Classifier => "classifier",
+        }
+    }
+
+    /// Parses a head name.
+    pub fn parse(name: &str) -> Option<Head> {
+        Head::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// The weight this head adds to the trunk, if any.
+    pub fn weight_name(self) -> Option<&'static str> {
+        match self {
+            Head::Base => None,
+            Head::CausalLm => Some("lm_head.weight"),
+            Head::Classifier => Some("score.weight"),
+        }
+    }
+}
+
+/// Anything that stops a checkpoint from opening.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("{0}")]
+    NoConfig(String),
+}
+
+/// A checkpoint ready to export.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub config: ImageGptConfig,
+    pub weights: WeightStore,
+    /// Where the weights came from (for provenance).
+    pub source: PathBuf,
+}
+
+impl Checkpoint {
+    /// Opens a model folder or a `.safetensors` file. The config comes from `config` when given,
+    /// else from `config.json` beside the weights, else from `variant`. A variant given together
+    /// with a config must agree with it.
+    pub fn open(
+        weights: &Path,
+        config: Option<&Path>,
+        variant: Option<Variant>,
+    ) -> Result<Self, CheckpointError> {
+        let folder = if weights.is_dir() {
+            Some(weights.to_path_buf())
+        } else {
+            weights.parent().map(Path::to_path_buf)
+        };
+        let beside = folder
+            .map(|f| f.join("config.json"))
+            .filter(|p| p.is_file());
+        let cfg = match (config, beside, variant) {
+            (Some(path), _, _) => ImageGptConfig::from_file(path)?,
+            (None, Some(path), _) if weights.is_dir() => ImageGptConfig::from_file(&path)?,
+            (None, _, Some(v)) => v.config(),
+            (None, Some(path), None) => ImageGptConfig::from_file(&path)?,
+            (None, None, None) => {
+                return Err(CheckpointError::NoConfig(format!(
+                    "no config.json beside {}: pass --config FILE or --variant small|medium|large",
+                    weights.display()
+                )))
+            }
+        };
+        if let Some(v) = variant {
+            v.check(&cfg)?;
+        }
+        let store = WeightStore::open(weights)?;
+        let ckpt = Self {
+            config: cfg,
+            weights: store,
+            source: weights.to_path_buf(),
+        };
+        ckpt.validate()?;
+        Ok(ckpt)
+    }
+
+    /// Heads this checkpoint has weights for (`base` always).
+    pub fn available_heads(&self) -> Vec<Head> {
+        Head::ALL
+            .into_iter()
+            .filter(|h| h.weight_name().is_none_or(|w| self.weights.get(w).is_some()))
+            .collect()
+    }
+
+    /// Every trunk tensor present with the right shape and a float dtype; head tensors, when
+    /// present, shaped right; nothing else but the legacy attention buffers.
+    fn validate(&self) -> Result<(), WeightsError> {
+        let expected = expected_tensors(&self.config);
+        for (name, shape) in &expected {
+            let is_head = Head::ALL.iter().any(|h| h.weight_name() == Some(name));
+            if is_head && self.weights.get(name).is_none() {
+                continue;
+            }
+            self.weights.require(name, shape)?;
+        }
+        for name in self.weights.names() {
+            let known = expected.iter().any(|(n, _)| n == name) || is_legacy_buffer(name);
+            if !known {
+                let stored = self
+                    .weights
+                    .get(name)
+                    .map_or(name, |m| m.stored_name.as_str());
+                return Err(WeightsError::Unexpected(stored.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `h.N.attn.bias` (the uint8 causal mask) and `h.N.attn.masked_bias`: buffers the published
+/// checkpoints carry that hold no learned weights.
+fn is_legacy_buffer(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("h.") else {
+        return false;
+    };
+    let Some((layer, tail)) = rest.split_once('.') else {
+        return false;
+    };
+    layer.bytes().all(|b| b.is_ascii_digit()) && matches!(tail, "attn.bias" | "attn.masked_bias")
+}
+
+/// Canonical name and shape of every tensor a checkpoint of this config may hold.
+pub fn expected_tensors(c: &ImageGptConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, inner) = (c.n_embd, c.n_inner);
+    let mut out = vec![
+        ("wte.weight".to_string(), vec![c.vocab_size, d]),
+        ("wpe.weight".to_string(), vec![c.n_positions, d]),
+    ];
+    for i in 0..c.n_layer {
+        let p = |leaf: &str| format!("h.{i}.{leaf}");
+        out.extend([
+            (p("ln_1.weight"), vec![d]),
+            (p("attn.c_attn.weight"), vec![d, 3 * d]),
+            (p("attn.c_attn.bias"), vec![3 * d]),
+            (p("attn.c_proj.weight"), vec![d, d]),
+            (p("attn.c_proj.bias"), vec![d]),
+            (p("ln_2.weight"), vec![d]),
+            (p("mlp.c_fc.weight"), vec![d, inner]),
+            (p("mlp.c_fc.bias"), vec![inner]),
+            (p("mlp.c_proj.weight"), vec![inner, d]),
+            (p("mlp.c_proj.bias"), vec![d]),
+        ]);
+    }
+    out.push(("ln_f.weight".to_string(), vec![d]));
+    out.push(("lm_head.weight".to_string(), vec![c.lm_vocab(), d]));
+    out.push(("score.weight".to_string(), vec![c.num_labels, d]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_buffers() {
+        assert!(is_legacy_buffer("h.12.attn.bias"));
+        assert!(is_legacy_buffer("h.0.attn.masked_bias"));
+        assert!(!is_legacy_buffer("h.0.attn.c_attn.bias"));
+        assert!(!is_legacy_buffer("h.x.attn.bias"));
+    }
+
+    #[test]
+    fn published_small_has_76_7m_parameters() {
+        let cfg = Variant::Small.config();
+        let n: usize = expected_tensors(&cfg)
+            .iter()
+            .filter(|(n, _)| n != "score.weight")
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        // The model card's figure: 76.7M parameters (trunk + LM head).
+        assert_eq!((n as f64 / 1e5).round() / 10.0, 76.7, "{n}");
+    }
+}

@@ -1,0 +1,250 @@
+//! Export: checkpoint → one ONNX file per head, staged under temporary names and put in place
+//! together only when every head was written (a failed export leaves nothing behind).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::{Checkpoint, Head};
+use crate::graph::{self, GraphOptions, Profile, PORTABLE_IR_VERSION, PORTABLE_OPSET};
+use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
+use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
+
+/// The producer name written into every model; also how we recognise our own files.
+pub const PRODUCER: &str = "igpt-onnx";
+
+/// An export failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
+    #[error("{0}")]
+    Output(String),
+    #[error("the checkpoint has no weights for the {head} head (missing `{weight}`)")]
+    HeadUnavailable { head: &'static str, weight: &'static str },
+}
+
+/// How to export.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportOptions {
+    pub graph: GraphOptions,
+    pub profile: Profile,
+    /// Put weights in `<head>.onnx.data` even when the model would fit inline.
+    pub force_external_data: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            graph: GraphOptions::default(),
+            profile: Profile::Portable,
+            force_external_data: false,
+        }
+    }
+}
+
+/// One exported head.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub head: Head,
+    pub path: PathBuf,
+    pub data_path: Option<PathBuf>,
+    pub bytes: u64,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Exports `heads` of `ckpt` into `out_dir` as `<head>.onnx`.
+pub fn export(
+    ckpt: &Checkpoint,
+    heads: &[Head],
+    out_dir: &Path,
+    opts: &ExportOptions,
+) -> Result<Vec<Exported>, ExportError> {
+    for &head in heads {
+        if let Some(weight) = head.weight_name() {
+            if ckpt.weights.get(weight).is_none() {
+                return Err(ExportError::HeadUnavailable {
+                    head: head.name(),
+                    weight,
+                });
+            }
+        }
+    }
+    prepare_out_dir(out_dir)?;
+    let targets: Vec<PathBuf> = heads
+        .iter()
+        .map(|h| out_dir.join(format!("{}.onnx", h.name())))
+        .collect();
+    for t in &targets {
+        check_replaceable(t)?;
+    }
+
+    let files: Vec<PathBuf> = ckpt.weights.file_paths().map(Path::to_path_buf).collect();
+    std::thread::scope(|scope| {
+        // The checksum reads the source files once, on the other core, while the first head
+        // streams; every head's metadata waits for it only at the very end of its file.
+        let hasher = scope.spawn(move || sha256_files(&files));
+        let mut hashes: Option<Result<String, String>> = None;
+        let mut hasher = Some(hasher);
+        let mut staged: Vec<(Staged, Exported)> = Vec::with_capacity(heads.len());
+        for (&head, target) in heads.iter().zip(&targets) {
+            let start = Instant::now();
+            let built = graph::build(ckpt, head, opts.graph)?;
+            let weight_bytes: u64 = built.initializers.iter().map(|i| i.byte_len()).sum();
+            let external = opts.force_external_data || weight_bytes >= INLINE_LIMIT;
+            let header = model_header(opts.profile);
+            let mut metadata = || {
+                let h = hashes.get_or_insert_with(|| match hasher.take().map(|t| t.join()) {
+                    Some(Ok(r)) => r,
+                    _ => Err("checksum thread failed".to_string()),
+                });
+                let sums = h.clone().map_err(WriteError::Refused)?;
+                Ok(provenance(ckpt, head, opts, &sums))
+            };
+            let st = writer::write_model(
+                target,
+                &header,
+                &built.graph,
+                &built.initializers,
+                external,
+                &mut metadata,
+            )?;
+            let info = Exported {
+                head,
+                path: target.clone(),
+                data_path: st.data.clone(),
+                bytes: st.bytes,
+                inputs: built.graph.input.iter().map(|v| v.name.clone()).collect(),
+                outputs: built.graph.output.iter().map(|v| v.name.clone()).collect(),
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            staged.push((st, info));
+        }
+        let mut done = Vec::with_capacity(staged.len());
+        for (st, info) in staged {
+            st.commit()?;
+            done.push(info);
+        }
+        Ok(done)
+    })
+}
+
+fn model_header(profile: Profile) -> ModelProto {
+    ModelProto {
+        ir_version: PORTABLE_IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: PORTABLE_OPSET,
+        }],
+        producer_name: PRODUCER.into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        domain: "ai.imagegpt".into(),
+        model_version: 1,
+        doc_string: format!("ImageGPT exported by igpt-onnx ({} profile)", profile.name()),
+        graph: None,
+        metadata_props: vec![],
+    }
+}
+
+fn provenance(
+    ckpt: &Checkpoint,
+    head: Head,
+    opts: &ExportOptions,
+    sums: &str,
+) -> Vec<StringStringEntryProto> {
+    let config = serde_json::to_string(&ckpt.config).unwrap_or_default();
+    [
+        ("igpt_onnx.config", config),
+        ("igpt_onnx.head", head.name().to_string()),
+        (
+            "igpt_onnx.hidden_states",
+            (opts.graph.hidden_states && head == Head::Base).to_string(),
+        ),
+        ("igpt_onnx.profile", opts.profile.name().to_string()),
+        ("igpt_onnx.source_sha256", sums.to_string()),
+        ("igpt_onnx.version", env!("CARGO_PKG_VERSION").to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| StringStringEntryProto {
+        key: k.into(),
+        value: v,
+    })
+    .collect()
+}
+
+/// `{"<file name>": "<sha256 hex>", ...}` over the source files.
+fn sha256_files(files: &[PathBuf]) -> Result<String, String> {
+    let mut out = BTreeMap::new();
+    let mut buf = vec![0u8; 4 << 20];
+    for path in files {
+        let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut h = Sha256::new();
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        out.insert(name, hex);
+    }
+    serde_json::to_string(&out).map_err(|e| e.to_string())
+}
+
+fn prepare_out_dir(dir: &Path) -> Result<(), ExportError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(ExportError::Output(format!(
+            "output path {} is a file, not a folder",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ExportError::Output(format!("cannot create output folder {}: {e}", dir.display()))
+    })
+}
+
+/// An existing `<head>.onnx` is replaced only when igpt-onnx wrote it.
+fn check_replaceable(target: &Path) -> Result<(), ExportError> {
+    let Ok(meta) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    let refuse = |why: &str| {
+        Err(ExportError::Output(format!(
+            "refusing to replace {}: {why}",
+            target.display()
+        )))
+    };
+    if !meta.is_file() {
+        return refuse("it is not a regular file");
+    }
+    if !is_ours(target) {
+        return refuse("it was not written by igpt-onnx");
+    }
+    Ok(())
+}
+
+/// Our files start with ir_version, opset_import, then `producer_name = "igpt-onnx"`.
+fn is_ours(path: &Path) -> bool {
+    let mut head = [0u8; 64];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    let mut needle = vec![0x12, PRODUCER.len() as u8];
+    needle.extend_from_slice(PRODUCER.as_bytes());
+    head[..n].windows(needle.len()).any(|w| w == needle)
+}

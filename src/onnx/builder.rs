@@ -1,0 +1,292 @@
+//! Graph builder: nodes, initializers and I/O with names derived from scoped prefixes, so the
+//! graph reads like the checkpoint (`h.3.attn.qkv`). Op types live in one enum.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::io::Write;
+
+use super::proto::{
+    attribute_type, data_type, tensor_shape_proto, type_proto, AttributeProto, NodeProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use crate::weights::{WeightStore, WeightsError};
+
+/// The standard (default-domain) ops this project emits, with the opset-17 signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Cast,
+    Div,
+    Gather,
+    Identity,
+    LessOrEqual,
+    MatMul,
+    Mul,
+    Range,
+    ReduceMean,
+    Reshape,
+    Shape,
+    Sigmoid,
+    Slice,
+    Softmax,
+    Split,
+    Sqrt,
+    Sub,
+    Transpose,
+    Unsqueeze,
+    Where,
+}
+
+impl Op {
+    /// The ONNX `op_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Add => "Add",
+            Op::Cast => "Cast",
+            Op::Div => "Div",
+            Op::Gather => "Gather",
+            Op::Identity => "Identity",
+            Op::LessOrEqual => "LessOrEqual",
+            Op::MatMul => "MatMul",
+            Op::Mul => "Mul",
+            Op::Range => "Range",
+            Op::ReduceMean => "ReduceMean",
+            Op::Reshape => "Reshape",
+            Op::Shape => "Shape",
+            Op::Sigmoid => "Sigmoid",
+            Op::Slice => "Slice",
+            Op::Softmax => "Softmax",
+            Op::Split => "Split",
+            Op::Sqrt => "Sqrt",
+            Op::Sub => "Sub",
+            Op::Transpose => "Transpose",
+            Op::Unsqueeze => "Unsqueeze",
+            Op::Where => "Where",
+        }
+    }
+}
+
+/// A hierarchical name prefix: `Scope::root("h").pp(3).pp("attn").name("qkv")` is
+/// `h.3.attn.qkv`. Each segment is written once.
+#[derive(Debug, Clone)]
+pub struct Scope(String);
+
+impl Scope {
+    /// A top-level scope.
+    pub fn root(name: impl Display) -> Self {
+        Scope(name.to_string())
+    }
+
+    /// A child scope.
+    pub fn pp(&self, seg: impl Display) -> Self {
+        Scope(format!("{}.{seg}", self.0))
+    }
+
+    /// A value or node name inside this scope.
+    pub fn name(&self, leaf: impl Display) -> String {
+        format!("{}.{leaf}", self.0)
+    }
+
+    /// The scope's own name.
+    pub fn path(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A dimension of a graph input or output.
+#[derive(Debug, Clone)]
+pub enum Dim {
+    Fixed(usize),
+    Symbol(&'static str),
+}
+
+/// Where an initializer's bytes come from.
+#[derive(Debug)]
+pub enum InitData<'w> {
+    /// Little-endian bytes held in memory (constants, small reshaped weights).
+    Bytes(Vec<u8>),
+    /// A checkpoint tensor, streamed as float32 when the model is written.
+    Weight { store: &'w WeightStore, name: String },
+}
+
+/// One initializer: metadata plus a data source.
+#[derive(Debug)]
+pub struct Initializer<'w> {
+    pub name: String,
+    pub data_type: i32,
+    pub dims: Vec<i64>,
+    pub data: InitData<'w>,
+}
+
+impl Initializer<'_> {
+    /// Number of data bytes.
+    pub fn byte_len(&self) -> u64 {
+        let numel: i64 = self.dims.iter().product();
+        let width = match self.data_type {
+            data_type::INT64 => 8,
+            data_type::BOOL | data_type::UINT8 => 1,
+            _ => 4,
+        };
+        numel as u64 * width
+    }
+
+    /// Writes the data bytes.
+    pub fn write_data(&self, out: &mut dyn Write) -> Result<(), WeightsError> {
+        match &self.data {
+            InitData::Bytes(b) => out.write_all(b).map_err(|source| WeightsError::Io {
+                path: "output".into(),
+                source,
+            }),
+            InitData::Weight { store, name } => store.write_f32(name, out),
+        }
+    }
+
+    /// The TensorProto without its data.
+    pub fn header(&self) -> TensorProto {
+        TensorProto {
+            dims: self.dims.clone(),
+            data_type: Some(self.data_type),
+            name: self.name.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Collects a graph. Names must be unique; a repeated name is a bug in the emitter.
+#[derive(Debug, Default)]
+pub struct GraphBuilder<'w> {
+    pub nodes: Vec<NodeProto>,
+    pub initializers: Vec<Initializer<'w>>,
+    pub inputs: Vec<ValueInfoProto>,
+    pub outputs: Vec<ValueInfoProto>,
+    names: HashSet<String>,
+}
+
+impl<'w> GraphBuilder<'w> {
+    /// Declares a graph input.
+    pub fn input(&mut self, name: &str, elem_type: i32, dims: &[Dim]) -> String {
+        self.inputs.push(value_info(name, elem_type, dims));
+        name.to_string()
+    }
+
+    /// Declares a graph output (an existing value).
+    pub fn output(&mut self, name: &str, elem_type: i32, dims: &[Dim]) {
+        self.outputs.push(value_info(name, elem_type, dims));
+    }
+
+    /// Adds a single-output node whose output value shares the node's name.
+    pub fn op(
+        &mut self,
+        op: Op,
+        name: impl Into<String>,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
+        let name = name.into();
+        self.op_multi(op, &name, inputs, std::slice::from_ref(&name), attrs);
+        name
+    }
+
+    /// Adds a node with several outputs.
+    pub fn op_multi(
+        &mut self,
+        op: Op,
+        name: &str,
+        inputs: &[&str],
+        outputs: &[String],
+        attrs: Vec<AttributeProto>,
+    ) {
+        debug_assert!(self.names.insert(name.to_string()), "duplicate node {name}");
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.to_vec(),
+            name: name.to_string(),
+            op_type: op.as_str().to_string(),
+            attribute: attrs,
+            ..Default::default()
+        });
+    }
+
+    /// A checkpoint tensor as a float32 initializer, named as in the checkpoint.
+    pub fn weight(&mut self, store: &'w WeightStore, name: &str, dims: &[usize]) -> String {
+        self.initializers.push(Initializer {
+            name: name.to_string(),
+            data_type: data_type::FLOAT,
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data: InitData::Weight {
+                store,
+                name: name.to_string(),
+            },
+        });
+        name.to_string()
+    }
+
+    /// A float32 initializer from values computed at export time.
+    pub fn const_f32(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.constant(name, data_type::FLOAT, dims, bytes)
+    }
+
+    /// An int64 initializer; `dims` empty makes a scalar.
+    pub fn const_i64(&mut self, name: &str, dims: &[usize], values: &[i64]) -> String {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.constant(name, data_type::INT64, dims, bytes)
+    }
+
+    fn constant(&mut self, name: &str, data_type: i32, dims: &[usize], bytes: Vec<u8>) -> String {
+        // Shared constants (axes, shapes) are requested by every layer: emit each once.
+        if self.initializers.iter().any(|i| i.name == name) {
+            return name.to_string();
+        }
+        self.initializers.push(Initializer {
+            name: name.to_string(),
+            data_type,
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data: InitData::Bytes(bytes),
+        });
+        name.to_string()
+    }
+}
+
+fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
+    use tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Dim::Fixed(v) => Value::DimValue(*v as i64),
+                Dim::Symbol(s) => Value::DimParam(s.to_string()),
+            }),
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem_type),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+/// An INT attribute.
+pub fn attr_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: Some(attribute_type::INT),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+/// An INTS attribute.
+pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: Some(attribute_type::INTS),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
