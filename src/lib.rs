@@ -11,6 +11,7 @@ pub mod export;
 pub mod graph;
 pub mod onnx;
 pub mod random;
+pub mod runtime;
 pub mod weights;
 
 pub use checkpoint::{Checkpoint, Head};
