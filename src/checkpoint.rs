@@ -111,7 +111,10 @@ impl Checkpoint {
     pub fn available_heads(&self) -> Vec<Head> {
         Head::ALL
             .into_iter()
-            .filter(|h| h.weight_name().is_none_or(|w| self.weights.get(w).is_some()))
+            .filter(|h| {
+                h.weight_name()
+                    .is_none_or(|w| self.weights.get(w).is_some())
+            })
             .collect()
     }
 

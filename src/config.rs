@@ -86,8 +86,10 @@ impl ImageGptConfig {
             path: shown.clone(),
             source,
         })?;
-        let raw: RawConfig =
-            serde_json::from_str(&text).map_err(|source| ConfigError::Json { path: shown, source })?;
+        let raw: RawConfig = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+            path: shown,
+            source,
+        })?;
         Self::from_raw(&raw)
     }
 
@@ -95,7 +97,10 @@ impl ImageGptConfig {
     pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
         if let Some(t) = &raw.model_type {
             if t != "imagegpt" {
-                return Err(field("model_type", format!("is \"{t}\", expected \"imagegpt\"")));
+                return Err(field(
+                    "model_type",
+                    format!("is \"{t}\", expected \"imagegpt\""),
+                ));
             }
         }
         let activation = raw.activation_function.as_deref().unwrap_or("quick_gelu");
@@ -125,7 +130,10 @@ impl ImageGptConfig {
         }
         let vocab_size = positive("vocab_size", raw.vocab_size.unwrap_or(513))?;
         if vocab_size < 2 {
-            return Err(field("vocab_size", format!("{vocab_size} leaves no colour tokens")));
+            return Err(field(
+                "vocab_size",
+                format!("{vocab_size} leaves no colour tokens"),
+            ));
         }
         let n_inner = match raw.n_inner {
             Some(v) => positive("n_inner", v)?,
@@ -133,7 +141,10 @@ impl ImageGptConfig {
         };
         let eps = raw.layer_norm_epsilon.unwrap_or(1e-5);
         if !(eps.is_finite() && eps > 0.0) {
-            return Err(field("layer_norm_epsilon", format!("{eps} must be a positive number")));
+            return Err(field(
+                "layer_norm_epsilon",
+                format!("{eps} must be a positive number"),
+            ));
         }
         let num_labels = match (raw.num_labels, &raw.id2label) {
             (Some(n), _) => positive("num_labels", n)?,
@@ -313,10 +324,19 @@ mod tests {
     #[test]
     fn refusals_name_the_field() {
         let cases = [
-            (r#"{"n_embd": 30, "n_head": 4}"#, "n_embd (30) is not divisible by n_head (4)"),
-            (r#"{"activation_function": "gelu"}"#, "`activation_function`"),
+            (
+                r#"{"n_embd": 30, "n_head": 4}"#,
+                "n_embd (30) is not divisible by n_head (4)",
+            ),
+            (
+                r#"{"activation_function": "gelu"}"#,
+                "`activation_function`",
+            ),
             (r#"{"add_cross_attention": true}"#, "`add_cross_attention`"),
-            (r#"{"n_layer": 0}"#, "`n_layer`: 0 must be a positive integer"),
+            (
+                r#"{"n_layer": 0}"#,
+                "`n_layer`: 0 must be a positive integer",
+            ),
             (r#"{"model_type": "gpt2"}"#, "`model_type`"),
         ];
         for (json, needle) in cases {

@@ -26,7 +26,10 @@ pub enum ExportError {
     #[error("{0}")]
     Output(String),
     #[error("the checkpoint has no weights for the {head} head (missing `{weight}`)")]
-    HeadUnavailable { head: &'static str, weight: &'static str },
+    HeadUnavailable {
+        head: &'static str,
+        weight: &'static str,
+    },
 }
 
 /// How to export.
@@ -147,7 +150,10 @@ fn model_header(profile: Profile) -> ModelProto {
         producer_version: env!("CARGO_PKG_VERSION").into(),
         domain: "ai.imagegpt".into(),
         model_version: 1,
-        doc_string: format!("ImageGPT exported by igpt-onnx ({} profile)", profile.name()),
+        doc_string: format!(
+            "ImageGPT exported by igpt-onnx ({} profile)",
+            profile.name()
+        ),
         graph: None,
         metadata_props: vec![],
     }
@@ -213,7 +219,10 @@ fn prepare_out_dir(dir: &Path) -> Result<(), ExportError> {
         )));
     }
     std::fs::create_dir_all(dir).map_err(|e| {
-        ExportError::Output(format!("cannot create output folder {}: {e}", dir.display()))
+        ExportError::Output(format!(
+            "cannot create output folder {}: {e}",
+            dir.display()
+        ))
     })
 }
 

@@ -12,6 +12,7 @@ pub mod graph;
 pub mod onnx;
 pub mod random;
 pub mod runtime;
+pub mod verify;
 pub mod weights;
 
 pub use checkpoint::{Checkpoint, Head};

@@ -9,10 +9,16 @@ use clap::{Parser, Subcommand};
 
 use igpt_onnx::export::{self, ExportOptions};
 use igpt_onnx::graph::{GraphOptions, Profile};
+use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
+use igpt_onnx::verify::{self, VerifyOptions};
 use igpt_onnx::{Checkpoint, Head, Variant};
 
 #[derive(Parser)]
-#[command(name = "igpt-onnx", version, about = "Export ImageGPT checkpoints to ONNX and verify them numerically")]
+#[command(
+    name = "igpt-onnx",
+    version,
+    about = "Export ImageGPT checkpoints to ONNX and verify them numerically"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,8 +28,55 @@ struct Cli {
 enum Command {
     /// Emit ONNX graphs from a checkpoint (config.json + safetensors).
     Export(ExportArgs),
+    /// Run graphs in ONNX Runtime and tract and compare with goldens or across runtimes.
+    Verify(VerifyArgs),
+    /// Print a graph's I/O signature, op histogram, initializers and metadata.
+    Inspect {
+        /// The .onnx file.
+        model: PathBuf,
+    },
     /// Write a random-weight checkpoint of a published size.
     RandomCheckpoint(RandomArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Folder of golden cases (default: ./fixtures, else the crate's own).
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    /// A graph to check (with --fixture or --random-inputs) instead of the golden suite.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A case folder whose goldens --model is compared with.
+    #[arg(long, requires = "model", conflicts_with = "random_inputs")]
+    fixture: Option<PathBuf>,
+    /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
+    #[arg(long, value_name = "N", requires = "model")]
+    random_inputs: Option<usize>,
+    /// Comma-separated runtimes: ort-cpu, ort-cuda, ort-tensorrt, tract.
+    #[arg(long, value_delimiter = ',', default_value = "ort-cpu,tract")]
+    runtimes: Vec<String>,
+    /// A runtime that must be available (repeatable); otherwise a missing one is skipped.
+    #[arg(long)]
+    require: Vec<String>,
+    /// Let a GPU provider that cannot be registered run on CPU (reported as fallback).
+    #[arg(long)]
+    allow_fallback: bool,
+    /// ONNX Runtime shared library (first in the discovery order).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// Absolute tolerance (overrides the cases').
+    #[arg(long)]
+    atol: Option<f64>,
+    /// Relative tolerance (overrides the cases').
+    #[arg(long)]
+    rtol: Option<f64>,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the report as JUnit XML.
+    #[arg(long)]
+    junit: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -68,6 +121,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Export(a) => run_export(a),
+        Command::Verify(a) => run_verify(a),
+        Command::Inspect { model } => run_inspect(&model),
         Command::RandomCheckpoint(a) => run_random(a),
     };
     match result {
@@ -95,7 +150,10 @@ fn run_export(a: ExportArgs) -> Result<ExitCode> {
     } else {
         match Head::parse(&a.head) {
             Some(h) => vec![h],
-            None => bail!("unknown head `{}` (expected base, causal-lm, classifier or all)", a.head),
+            None => bail!(
+                "unknown head `{}` (expected base, causal-lm, classifier or all)",
+                a.head
+            ),
         }
     };
     let opts = ExportOptions {
@@ -125,9 +183,64 @@ fn run_export(a: ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn runtime_kinds(names: &[String]) -> Result<Vec<RuntimeKind>> {
+    names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            RuntimeKind::parse(n).with_context(|| {
+                format!("unknown runtime `{n}` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)")
+            })
+        })
+        .collect()
+}
+
+fn run_verify(a: VerifyArgs) -> Result<ExitCode> {
+    let opts = VerifyOptions {
+        runtimes: runtime_kinds(&a.runtimes)?,
+        required: runtime_kinds(&a.require)?,
+        atol: a.atol,
+        rtol: a.rtol,
+        runtime: RuntimeOptions {
+            ort_lib: a.ort_lib,
+            allow_fallback: a.allow_fallback,
+        },
+    };
+    let report = match (&a.model, &a.fixture, a.random_inputs) {
+        (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,
+        (Some(m), None, Some(n)) => verify::random_inputs(m, n, &opts)?,
+        (Some(_), None, None) => bail!("--model needs --fixture CASE_DIR or --random-inputs N"),
+        (None, _, _) => {
+            let dir = a.fixtures.unwrap_or_else(verify::default_fixtures);
+            verify::golden_suite(&dir, &opts)?
+        }
+    };
+    print!("{}", report.to_text());
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if let Some(p) = &a.junit {
+        std::fs::write(p, report.to_junit())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+fn run_inspect(model: &std::path::Path) -> Result<ExitCode> {
+    let info = igpt_onnx::onnx::inspect::inspect(model).map_err(anyhow::Error::msg)?;
+    print!("{}", info.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_random(a: RandomArgs) -> Result<ExitCode> {
     let cfg = a.variant.config();
     let path = igpt_onnx::random::write_random_checkpoint(&cfg, a.seed, &a.out)?;
-    println!("wrote {} ({} variant, seed {})", path.display(), a.variant.name(), a.seed);
+    println!(
+        "wrote {} ({} variant, seed {})",
+        path.display(),
+        a.variant.name(),
+        a.seed
+    );
     Ok(ExitCode::SUCCESS)
 }

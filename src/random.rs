@@ -61,10 +61,14 @@ fn draw(name: &str, shape: &[usize], seed: u64) -> Vec<u8> {
 }
 
 /// SplitMix64: tiny, fast and stable across versions (the output must never change for a seed).
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -73,7 +77,7 @@ impl SplitMix64 {
     }
     /// Uniform in [-1, 1).
     fn unit(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        ((self.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
     }
 }
 

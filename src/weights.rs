@@ -294,7 +294,9 @@ impl WeightStore {
 
 /// Converts little-endian F16 or BF16 bytes to little-endian F32 bytes.
 fn half_to_f32_le(dtype: Dtype, src: &[u8], out: &mut Vec<u8>) {
-    let halves = src.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let halves = src
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]));
     if dtype == Dtype::BF16 {
         // bfloat16 is the top half of a float32: widening is a shift, exact.
         out.extend(halves.flat_map(|h| ((h as u32) << 16).to_le_bytes()));
@@ -307,7 +309,9 @@ fn describe_safetensors_error(e: &safetensors::SafeTensorError) -> String {
     use safetensors::SafeTensorError as E;
     match e {
         E::HeaderTooSmall => "file too small for a header".into(),
-        E::InvalidHeaderLength => "header length exceeds the file: truncated or not safetensors".into(),
+        E::InvalidHeaderLength => {
+            "header length exceeds the file: truncated or not safetensors".into()
+        }
         E::HeaderTooLarge => "header length is implausibly large: not safetensors".into(),
         E::MetadataIncompleteBuffer => {
             "data size does not match the header: truncated or padded file".into()

@@ -31,7 +31,7 @@ pub fn emit<'w>(g: &mut GraphBuilder<'w>, ckpt: &'w Checkpoint) -> Trunk {
 
     let seq = sequence_length(g, &ids);
     let x = embeddings(g, w, c, &ids, &seq);
-    let bias = attention_bias(g, &seq, &mask);
+    let bias = attention_bias(g, c, &seq, &mask);
     let mut states = vec![x.clone()];
     let mut x = x;
     for i in 0..c.n_layer {
@@ -70,19 +70,16 @@ fn embeddings<'w>(
     g.op(Op::Add, s.name("sum"), &[&tokens, &positions], vec![])
 }
 
-/// The sequence length, as the scalar `Range` takes and the 1-D tensor `Slice` takes.
+/// The sequence length as a 1-D tensor, as `Slice` takes it.
 struct SeqLen {
-    scalar: String,
     as_1d: String,
 }
 
 fn sequence_length(g: &mut GraphBuilder<'_>, ids: &str) -> SeqLen {
     let shape = g.op(Op::Shape, "input_shape", &[ids], vec![]);
     let one_1d = g.const_i64("const.one_1d", &[1], &[1]);
-    let one = g.const_i64("const.one", &[], &[1]);
     SeqLen {
         as_1d: g.op(Op::Gather, "sequence_length", &[&shape, &one_1d], vec![]),
-        scalar: g.op(Op::Gather, "sequence_length.scalar", &[&shape, &one], vec![]),
     }
 }
 
@@ -91,21 +88,42 @@ fn sequence_length(g: &mut GraphBuilder<'_>, ids: &str) -> SeqLen {
 ///
 /// HF computes `where(causal, w, MIN) + (1 - mask) * MIN` per layer. Adding one precomputed bias
 /// gives the same floats: a masked score `w + MIN` rounds to `MIN` (|w| is far below MIN's ulp),
-/// and a causally masked padded key is `MIN + MIN = -inf` either way.
-fn attention_bias(g: &mut GraphBuilder<'_>, seq: &SeqLen, mask: &str) -> String {
+/// and a causally masked padded key is `MIN + MIN = -inf` either way. The causal part is sliced
+/// from a lower-triangular `[n_positions, n_positions]` bool constant, as HF slices its `bias`
+/// buffer: index arithmetic with `Range` on a symbolic length is mis-planned by tract 0.23.
+fn attention_bias(
+    g: &mut GraphBuilder<'_>,
+    c: &ImageGptConfig,
+    seq: &SeqLen,
+    mask: &str,
+) -> String {
     let s = Scope::root("attn_bias");
-    let zero = g.const_i64("const.zero", &[], &[0]);
-    let one = g.const_i64("const.one", &[], &[1]);
-    let axes0 = g.const_i64("const.zero_1d", &[1], &[0]);
-    let pos = g.op(Op::Range, s.name("positions"), &[&zero, &seq.scalar, &one], vec![]);
-    let axes1 = g.const_i64("const.one_1d", &[1], &[1]);
-    let rows = g.op(Op::Unsqueeze, s.name("rows"), &[&pos, &axes1], vec![]);
-    let cols = g.op(Op::Unsqueeze, s.name("cols"), &[&pos, &axes0], vec![]);
-    let allowed = g.op(Op::LessOrEqual, s.name("causal"), &[&cols, &rows], vec![]);
+    let n = c.n_positions;
+    let tril: Vec<u8> = (0..n * n).map(|i| u8::from(i % n <= i / n)).collect();
+    let tril = g.const_bool("causal_mask", &[n, n], tril);
+    let zeros = g.const_i64("const.zeros_2", &[2], &[0, 0]);
+    let axes = g.const_i64("const.axes_0_1", &[2], &[0, 1]);
+    let ends = g.op(
+        Op::Concat,
+        s.name("ends"),
+        &[&seq.as_1d, &seq.as_1d],
+        vec![attr_int("axis", 0)],
+    );
+    let allowed = g.op(
+        Op::Slice,
+        s.name("causal"),
+        &[&tril, &zeros, &ends, &axes],
+        vec![],
+    );
     let fzero = g.const_f32("const.f_zero", &[], &[0.0]);
     let fmin = g.const_f32("const.f_mask", &[], &[MASK_VALUE]);
     let fone = g.const_f32("const.f_one", &[], &[1.0]);
-    let causal = g.op(Op::Where, s.name("causal_bias"), &[&allowed, &fzero, &fmin], vec![]);
+    let causal = g.op(
+        Op::Where,
+        s.name("causal_bias"),
+        &[&allowed, &fzero, &fmin],
+        vec![],
+    );
     let maskf = g.op(
         Op::Cast,
         s.name("mask_f32"),
@@ -189,12 +207,23 @@ fn attention<'w>(
     let qkv = conv1d(g, w, &s.pp("c_attn"), x, d, 3 * d);
     let split = g.const_i64("const.split_qkv", &[3], &[d as i64; 3]);
     let names = [s.name("q"), s.name("k"), s.name("v")];
-    g.op_multi(Op::Split, &s.name("split"), &[&qkv, &split], &names, vec![attr_int("axis", 2)]);
+    g.op_multi(
+        Op::Split,
+        &s.name("split"),
+        &[&qkv, &split],
+        &names,
+        vec![attr_int("axis", 2)],
+    );
     let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
     let mut heads = Vec::with_capacity(3);
     // q and v to [b, h, s, hd]; k straight to [b, h, hd, s] so q·kᵀ is a plain MatMul.
     for (name, perm) in names.iter().zip([[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]]) {
-        let r = g.op(Op::Reshape, format!("{name}.heads"), &[name, &heads_shape], vec![]);
+        let r = g.op(
+            Op::Reshape,
+            format!("{name}.heads"),
+            &[name, &heads_shape],
+            vec![],
+        );
         heads.push(g.op(
             Op::Transpose,
             format!("{name}.transposed"),
@@ -202,7 +231,12 @@ fn attention<'w>(
             vec![attr_ints("perm", &perm)],
         ));
     }
-    let mut scores = g.op(Op::MatMul, s.name("scores"), &[&heads[0], &heads[1]], vec![]);
+    let mut scores = g.op(
+        Op::MatMul,
+        s.name("scores"),
+        &[&heads[0], &heads[1]],
+        vec![],
+    );
     // Two divisions, as HF does them, so the floats match.
     if c.scale_attn_weights {
         let k = g.const_f32("const.sqrt_head_dim", &[], &[(hd as f64).sqrt() as f32]);
@@ -213,7 +247,12 @@ fn attention<'w>(
         scores = g.op(Op::Div, s.name("layer_scaled"), &[&scores, &k], vec![]);
     }
     let masked = g.op(Op::Add, s.name("masked"), &[&scores, bias], vec![]);
-    let probs = g.op(Op::Softmax, s.name("probs"), &[&masked], vec![attr_int("axis", -1)]);
+    let probs = g.op(
+        Op::Softmax,
+        s.name("probs"),
+        &[&masked],
+        vec![attr_int("axis", -1)],
+    );
     let ctx = g.op(Op::MatMul, s.name("context"), &[&probs, &heads[2]], vec![]);
     let ctx_t = g.op(
         Op::Transpose,
@@ -222,7 +261,12 @@ fn attention<'w>(
         vec![attr_ints("perm", &[0, 2, 1, 3])],
     );
     let merged_shape = g.const_i64("const.shape_merged", &[3], &[0, 0, d as i64]);
-    let merged = g.op(Op::Reshape, s.name("merged"), &[&ctx_t, &merged_shape], vec![]);
+    let merged = g.op(
+        Op::Reshape,
+        s.name("merged"),
+        &[&ctx_t, &merged_shape],
+        vec![],
+    );
     conv1d(g, w, &s.pp("c_proj"), &merged, d, d)
 }
 

@@ -16,6 +16,7 @@ use crate::weights::{WeightStore, WeightsError};
 pub enum Op {
     Add,
     Cast,
+    Concat,
     Div,
     Gather,
     Identity,
@@ -43,6 +44,7 @@ impl Op {
         match self {
             Op::Add => "Add",
             Op::Cast => "Cast",
+            Op::Concat => "Concat",
             Op::Div => "Div",
             Op::Gather => "Gather",
             Op::Identity => "Identity",
@@ -106,7 +108,10 @@ pub enum InitData<'w> {
     /// Little-endian bytes held in memory (constants, small reshaped weights).
     Bytes(Vec<u8>),
     /// A checkpoint tensor, streamed as float32 when the model is written.
-    Weight { store: &'w WeightStore, name: String },
+    Weight {
+        store: &'w WeightStore,
+        name: String,
+    },
 }
 
 /// One initializer: metadata plus a data source.
@@ -231,6 +236,11 @@ impl<'w> GraphBuilder<'w> {
     pub fn const_i64(&mut self, name: &str, dims: &[usize], values: &[i64]) -> String {
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.constant(name, data_type::INT64, dims, bytes)
+    }
+
+    /// A bool initializer (one byte per element, 0 or 1).
+    pub fn const_bool(&mut self, name: &str, dims: &[usize], values: Vec<u8>) -> String {
+        self.constant(name, data_type::BOOL, dims, values)
     }
 
     fn constant(&mut self, name: &str, data_type: i32, dims: &[usize], bytes: Vec<u8>) -> String {

@@ -3,6 +3,7 @@
 //! Spec: <https://onnx.ai/onnx/repo-docs/IR.html>.
 
 pub mod builder;
+pub mod inspect;
 pub mod proto;
 pub mod writer;
 

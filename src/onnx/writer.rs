@@ -115,7 +115,10 @@ pub fn write_model(
             }
             tensors.push((t, at));
         }
-        let inline_len = |t: &Framed| t.inline_data.map_or(0, |n| field_len(TENSOR_RAW_DATA_TAG, n));
+        let inline_len = |t: &Framed| {
+            t.inline_data
+                .map_or(0, |n| field_len(TENSOR_RAW_DATA_TAG, n))
+        };
         let framed: Vec<Framed> = tensors
             .iter()
             .zip(inits)

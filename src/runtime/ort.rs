@@ -1,11 +1,573 @@
-//! ONNX Runtime through `ort` (load-dynamic). Placeholder: implemented by the runtime work.
+//! ONNX Runtime through `ort` (load-dynamic): finding the shared library, one environment per
+//! process, and sessions on the CPU, CUDA or TensorRT execution provider (DESIGN.md §4).
+//!
+//! ONNX Runtime's own behaviour when a provider cannot be registered is to log and carry on on
+//! the CPU; here that is an error unless the caller allows fallback, and [`LoadedModel::provider`]
+//! always names what actually runs.
 
-use super::{Runtime, RuntimeError, RuntimeKind, RuntimeOptions};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
-/// Opens ONNX Runtime with the provider `kind` names.
-pub fn open(kind: RuntimeKind, _opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
-    Err(RuntimeError::Unavailable {
-        runtime: kind.name().into(),
-        reason: "not implemented yet".into(),
+use ndarray::ArrayD;
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{Session, SessionInputValue};
+use ort::value::TensorRef;
+
+use super::{
+    LoadedModel, NamedInput, NamedOutputs, Runtime, RuntimeError, RuntimeKind, RuntimeOptions,
+};
+
+/// How to get a library, appended to every "not found" message.
+const INSTALL_HINT: &str = "install it with ./ci/setup.sh, or `pip install onnxruntime==1.31.1` \
+     and pass --ort-lib PATH (or set ORT_DYLIB_PATH) to its onnxruntime/capi/libonnxruntime.so.*";
+
+/// The code `python3` runs to say where its `onnxruntime` package lives.
+const PYTHON_PROBE: &str = "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))";
+
+/// Finds the ONNX Runtime shared library: `--ort-lib`, then `ORT_DYLIB_PATH`, then the project's
+/// `.venv` (searched from the current directory upwards and at the crate's own folder), then the
+/// `onnxruntime` package of the `python3` on `PATH`, then the system library. An explicit
+/// `--ort-lib` or `ORT_DYLIB_PATH` that names no file is an error, never skipped over. When
+/// nothing is found the message lists what each step looked at.
+pub fn discover_library(opts: &RuntimeOptions) -> Result<PathBuf, String> {
+    if let Some(p) = &opts.ort_lib {
+        return explicit(p, "--ort-lib");
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
+        return explicit(Path::new(&p), "ORT_DYLIB_PATH");
+    }
+    let mut tried = vec![
+        "--ort-lib: not given".to_string(),
+        "ORT_DYLIB_PATH: not set".to_string(),
+    ];
+
+    let (found, venvs) = search_venvs();
+    if let Some(p) = found {
+        return Ok(p);
+    }
+    tried.push(venvs);
+
+    match python_package() {
+        Ok(p) => return Ok(p),
+        Err(why) => tried.push(format!("python3 on PATH: {why}")),
+    }
+
+    let (found, system) = search_system();
+    if let Some(p) = found {
+        return Ok(p);
+    }
+    tried.push(system);
+
+    Err(format!(
+        "no ONNX Runtime library found; looked at: {}. {INSTALL_HINT}",
+        tried.join("; ")
+    ))
+}
+
+fn explicit(path: &Path, source: &str) -> Result<PathBuf, String> {
+    if path.is_file() {
+        // ort resolves a relative path against the executable's folder, not ours.
+        std::path::absolute(path).map_err(|e| format!("{source} {}: {e}", path.display()))
+    } else {
+        Err(format!(
+            "{source} names {}, which is not a file. {INSTALL_HINT}",
+            path.display()
+        ))
+    }
+}
+
+/// Step 3: `<dir>/.venv/lib/python3*/site-packages/onnxruntime/capi/`.
+fn search_venvs() -> (Option<PathBuf>, String) {
+    let mut roots: Vec<PathBuf> = std::env::current_dir()
+        .map(|d| d.ancestors().map(Path::to_path_buf).collect())
+        .unwrap_or_default();
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if !roots.contains(&manifest) {
+        roots.push(manifest.clone());
+    }
+    let mut looked = Vec::new();
+    for root in &roots {
+        let venv = root.join(".venv");
+        if !venv.is_dir() {
+            continue;
+        }
+        for capi in venv_capi_dirs(&venv) {
+            if let Some(lib) = library_in(&capi) {
+                return (Some(lib), String::new());
+            }
+        }
+        looked.push(venv.display().to_string());
+    }
+    let cwd = roots
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "?".into());
+    let what = if looked.is_empty() {
+        format!(
+            "project .venv: none in {cwd} or its parents, nor in {}",
+            manifest.display()
+        )
+    } else {
+        format!(
+            "project .venv: no onnxruntime/capi/libonnxruntime.so.* in {}",
+            looked.join(", ")
+        )
+    };
+    (None, what)
+}
+
+fn venv_capi_dirs(venv: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("python3") {
+                dirs.push(e.path().join("site-packages/onnxruntime/capi"));
+            }
+        }
+    }
+    dirs.sort();
+    // Windows virtual environments.
+    dirs.push(venv.join("Lib/site-packages/onnxruntime/capi"));
+    dirs
+}
+
+/// Step 4: the `onnxruntime` package of the `python3` on `PATH`.
+fn python_package() -> Result<PathBuf, String> {
+    let out = Command::new("python3")
+        .args(["-c", PYTHON_PROBE])
+        .output()
+        .map_err(|e| format!("cannot run it ({e})"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("failed").trim().to_string();
+        return Err(format!("no onnxruntime package ({last})"));
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi");
+    library_in(&dir).ok_or_else(|| format!("no libonnxruntime in {}", dir.display()))
+}
+
+/// Step 5: the system library, as the dynamic loader and the usual folders know it.
+fn search_system() -> (Option<PathBuf>, String) {
+    if let Some(p) = ldconfig_lookup() {
+        return (Some(p), String::new());
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    for d in [
+        "/usr/local/lib",
+        "/usr/local/lib64",
+        "/usr/lib",
+        "/usr/lib64",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/opt/onnxruntime/lib",
+        "/opt/homebrew/lib",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    for d in &dirs {
+        if let Some(p) = library_in(d) {
+            return (Some(p), String::new());
+        }
+    }
+    let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    (
+        None,
+        format!(
+            "system: not in the loader cache (ldconfig -p) nor in {}",
+            list.join(", ")
+        ),
+    )
+}
+
+fn ldconfig_lookup() -> Option<PathBuf> {
+    for exe in ["/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"] {
+        let Ok(out) = Command::new(exe).arg("-p").output() else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Lines read "\tlibonnxruntime.so.1 (libc6,x86-64) => /usr/lib/libonnxruntime.so.1".
+        return text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("libonnxruntime.so"))
+            .filter_map(|l| l.split("=>").nth(1))
+            .map(|p| PathBuf::from(p.trim()))
+            .find(|p| p.is_file());
+    }
+    None
+}
+
+/// The ONNX Runtime library in `dir`: the unversioned name if present, else the highest
+/// versioned one (the PyPI wheel ships only `libonnxruntime.so.1.31.1`).
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut best: Option<(Vec<u64>, PathBuf)> = None;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let version = if let Some(rest) = name.strip_prefix("libonnxruntime.so") {
+            rest
+        } else if let Some(rest) = name
+            .strip_prefix("libonnxruntime")
+            .and_then(|r| r.strip_suffix(".dylib"))
+        {
+            rest
+        } else if name == "onnxruntime.dll" {
+            ""
+        } else {
+            continue;
+        };
+        if !(version.is_empty() || version.starts_with('.')) || !e.path().is_file() {
+            continue;
+        }
+        // The unversioned name sorts above every versioned one.
+        let key: Vec<u64> = if version.is_empty() {
+            vec![u64::MAX]
+        } else {
+            version
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap_or(0))
+                .collect()
+        };
+        if best.as_ref().is_none_or(|(k, _)| key > *k) {
+            best = Some((key, e.path()));
+        }
+    }
+    best.and_then(|(_, p)| std::path::absolute(p).ok())
+}
+
+/// The process-wide environment and the library it came from.
+struct OrtEnv {
+    env: Environment,
+    library: PathBuf,
+}
+
+/// ONNX Runtime allows one environment per process; a failure to create it is kept too, so
+/// every later request reports the same reason.
+static ENV: OnceLock<Result<OrtEnv, String>> = OnceLock::new();
+
+/// Loads the library and creates the environment on first use. Only the first caller's
+/// options choose the library; later callers share it.
+fn environment(opts: &RuntimeOptions) -> Result<&'static OrtEnv, String> {
+    ENV.get_or_init(|| {
+        let library = discover_library(opts)?;
+        let builder = ort::init_from(&library)
+            .map_err(|e| format!("cannot load {}: {e}", library.display()))?;
+        let env = builder
+            .with_name("igpt-onnx")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| {
+                format!(
+                    "cannot create an environment from {}: {e}",
+                    library.display()
+                )
+            })?;
+        Ok(OrtEnv { env, library })
     })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The library this process loaded, once an `ort-*` runtime was opened.
+pub fn loaded_library() -> Option<&'static Path> {
+    ENV.get()?.as_ref().ok().map(|e| e.library.as_path())
+}
+
+/// A GPU execution provider.
+#[derive(Debug, Clone, Copy)]
+enum Gpu {
+    Cuda,
+    TensorRt,
+}
+
+impl Gpu {
+    fn for_kind(kind: RuntimeKind) -> Option<Gpu> {
+        match kind {
+            RuntimeKind::OrtCuda => Some(Gpu::Cuda),
+            RuntimeKind::OrtTensorrt => Some(Gpu::TensorRt),
+            RuntimeKind::OrtCpu | RuntimeKind::Tract => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Gpu::Cuda => ep::CUDA::NAME,
+            Gpu::TensorRt => ep::TensorRT::NAME,
+        }
+    }
+
+    /// Whether the loaded library was built with this provider. `GetAvailableProviders` lists
+    /// compiled-in providers only: a GPU build on a machine without a GPU still says yes.
+    fn compiled_in(self) -> Result<bool, String> {
+        match self {
+            Gpu::Cuda => ep::CUDA::is_available(),
+            Gpu::TensorRt => ep::TensorRT::is_available(),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Providers to register, in priority order. Each one errors instead of being skipped
+    /// (ort's default logs the failure and lets the session run on the CPU). TensorRT leaves
+    /// the nodes it cannot take to CUDA, as ONNX Runtime recommends.
+    fn dispatches(self) -> Vec<ExecutionProviderDispatch> {
+        let cuda = ep::CUDA::default().build().error_on_failure();
+        match self {
+            Gpu::Cuda => vec![cuda],
+            Gpu::TensorRt => vec![ep::TensorRT::default().build().error_on_failure(), cuda],
+        }
+    }
+}
+
+/// Opens ONNX Runtime with the provider `kind` names. Without `allow_fallback`, a GPU provider
+/// the loaded library was not built with makes the runtime unavailable right away.
+pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
+    let unavailable = |reason: String| RuntimeError::Unavailable {
+        runtime: kind.name().into(),
+        reason,
+    };
+    let env = environment(opts).map_err(unavailable)?;
+    let gpu = Gpu::for_kind(kind);
+    if let (Some(gpu), false) = (gpu, opts.allow_fallback) {
+        check_compiled_in(gpu, env).map_err(unavailable)?;
+    }
+    Ok(Box::new(Ort {
+        kind,
+        env,
+        gpu,
+        allow_fallback: opts.allow_fallback,
+    }))
+}
+
+fn check_compiled_in(gpu: Gpu, env: &OrtEnv) -> Result<(), String> {
+    if gpu.compiled_in()? {
+        return Ok(());
+    }
+    Err(format!(
+        "{} could not be registered: the ONNX Runtime library {} was built without it \
+         (install onnxruntime-gpu==1.31.1 and point --ort-lib at its libonnxruntime.so.*, \
+         or pass --allow-fallback to run on CPUExecutionProvider)",
+        gpu.name(),
+        env.library.display()
+    ))
+}
+
+/// ONNX Runtime with one execution provider.
+struct Ort {
+    kind: RuntimeKind,
+    env: &'static OrtEnv,
+    gpu: Option<Gpu>,
+    allow_fallback: bool,
+}
+
+/// Why a GPU session could not be made.
+enum GpuFailure {
+    /// The provider could not be registered: the machine cannot run it.
+    Register(String),
+    /// The session could not be created with it registered.
+    Commit(String),
+}
+
+impl Ort {
+    fn load_error(&self, model: &Path, reason: String) -> RuntimeError {
+        RuntimeError::Load {
+            runtime: self.kind.name().into(),
+            path: model.display().to_string(),
+            reason,
+        }
+    }
+
+    fn builder(&self) -> Result<SessionBuilder, String> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Session::builder(&self.env.env)
+            .map_err(|e| e.to_string())?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| e.to_string())?
+            .with_intra_threads(threads)
+            .map_err(|e| e.to_string())
+    }
+
+    fn commit_cpu(&self, model: &Path) -> Result<Session, RuntimeError> {
+        let mut b = self.builder().map_err(|e| self.load_error(model, e))?;
+        // From a path, so external data resolves relative to the model's folder.
+        b.commit_from_file(model)
+            .map_err(|e| self.load_error(model, e.to_string()))
+    }
+
+    fn commit_gpu(&self, model: &Path, gpu: Gpu) -> Result<Session, GpuFailure> {
+        if !gpu.compiled_in().map_err(GpuFailure::Register)? {
+            return Err(GpuFailure::Register(format!(
+                "{} could not be registered: the ONNX Runtime library {} was built without it",
+                gpu.name(),
+                self.env.library.display()
+            )));
+        }
+        let b = self.builder().map_err(GpuFailure::Commit)?;
+        let mut b = b.with_execution_providers(gpu.dispatches()).map_err(|e| {
+            GpuFailure::Register(format!("{} could not be registered: {e}", gpu.name()))
+        })?;
+        // A provider can register and still fail to start (no device, missing CUDA or cuDNN
+        // libraries): ONNX Runtime reports that when the session is created.
+        b.commit_from_file(model).map_err(|e| {
+            GpuFailure::Commit(format!("session creation with {} failed: {e}", gpu.name()))
+        })
+    }
+}
+
+impl Runtime for Ort {
+    fn kind(&self) -> RuntimeKind {
+        self.kind
+    }
+
+    fn load(&self, model: &Path) -> Result<Box<dyn LoadedModel>, RuntimeError> {
+        let (session, provider) = match self.gpu {
+            None => (self.commit_cpu(model)?, "CPUExecutionProvider".to_string()),
+            Some(gpu) => match self.commit_gpu(model, gpu) {
+                Ok(s) => (s, gpu.name().to_string()),
+                Err(_) if self.allow_fallback => (
+                    self.commit_cpu(model)?,
+                    format!("CPUExecutionProvider (fallback from {})", gpu.name()),
+                ),
+                Err(GpuFailure::Register(reason)) => {
+                    return Err(RuntimeError::Unavailable {
+                        runtime: self.kind.name().into(),
+                        reason,
+                    })
+                }
+                Err(GpuFailure::Commit(reason)) => return Err(self.load_error(model, reason)),
+            },
+        };
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        Ok(Box::new(OrtModel {
+            kind: self.kind,
+            file: model.display().to_string(),
+            session,
+            provider,
+            inputs,
+            outputs,
+        }))
+    }
+}
+
+/// A session and what it runs on.
+struct OrtModel {
+    kind: RuntimeKind,
+    file: String,
+    session: Session,
+    provider: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl OrtModel {
+    fn run_error(&self, reason: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Run {
+            runtime: self.kind.name().into(),
+            reason: format!("{}: {reason}", self.file),
+        }
+    }
+}
+
+impl LoadedModel for OrtModel {
+    fn input_names(&self) -> Vec<String> {
+        self.inputs.clone()
+    }
+
+    fn output_names(&self) -> Vec<String> {
+        self.outputs.clone()
+    }
+
+    fn provider(&self) -> String {
+        self.provider.clone()
+    }
+
+    fn run(&mut self, inputs: &[NamedInput<'_>]) -> Result<NamedOutputs, RuntimeError> {
+        check_input_names(&self.inputs, inputs).map_err(|e| self.run_error(e))?;
+        // ONNX Runtime reads the caller's buffers in place; only a non-contiguous array is copied.
+        let contiguous: Vec<(&str, ndarray::CowArray<'_, i64, ndarray::IxDyn>)> = inputs
+            .iter()
+            .map(|(name, a)| (*name, a.as_standard_layout()))
+            .collect();
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::new();
+        for (name, a) in &contiguous {
+            let t = TensorRef::from_array_view(a)
+                .map_err(|e| self.run_error(format!("input `{name}`: {e}")))?;
+            values.push((Cow::Borrowed(*name), t.into()));
+        }
+        let file = &self.file;
+        let kind = self.kind;
+        let run_error = |reason: String| RuntimeError::Run {
+            runtime: kind.name().into(),
+            reason: format!("{file}: {reason}"),
+        };
+        let results = self
+            .session
+            .run(values)
+            .map_err(|e| run_error(e.to_string()))?;
+        let mut out = Vec::with_capacity(self.outputs.len());
+        for name in &self.outputs {
+            let value = results
+                .get(name)
+                .ok_or_else(|| run_error(format!("output `{name}` missing from the results")))?;
+            let array: ArrayD<f32> = value
+                .try_extract_array::<f32>()
+                .map_err(|e| run_error(format!("output `{name}` as float32: {e}")))?
+                .to_owned();
+            out.push((name.clone(), array));
+        }
+        Ok(out)
+    }
+}
+
+/// Every graph input given exactly once, and nothing else: ONNX Runtime's own message for a
+/// missing input does not say which names the graph has.
+pub(crate) fn check_input_names(graph: &[String], given: &[NamedInput<'_>]) -> Result<(), String> {
+    let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !graph.iter().any(|g| g == n))
+        .collect();
+    let missing: Vec<&str> = graph
+        .iter()
+        .map(String::as_str)
+        .filter(|g| !names.contains(g))
+        .collect();
+    let repeated = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+        .map(|(_, n)| *n);
+    if unknown.is_empty() && missing.is_empty() && repeated.is_none() {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    if !unknown.is_empty() {
+        parts.push(format!("unknown input(s) {}", unknown.join(", ")));
+    }
+    if !missing.is_empty() {
+        parts.push(format!("missing input(s) {}", missing.join(", ")));
+    }
+    if let Some(r) = repeated {
+        parts.push(format!("input {r} given twice"));
+    }
+    Err(format!(
+        "{}; the graph's inputs are {}",
+        parts.join("; "),
+        graph.join(", ")
+    ))
 }

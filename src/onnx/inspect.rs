@@ -1,0 +1,225 @@
+//! Reads a model's structure without its weights: I/O signature, ops, initializer metadata and
+//! `metadata_props`. Decodes over a memory map with message types that leave tensor data out,
+//! so prost skips those bytes and a multi-GB model costs almost nothing to inspect.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use prost::Message;
+
+use super::proto::{
+    data_type, tensor_shape_proto::dimension, type_proto, StringStringEntryProto, ValueInfoProto,
+};
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ModelSkim {
+    #[prost(int64, tag = "1")]
+    ir_version: i64,
+    #[prost(message, repeated, tag = "8")]
+    opset_import: Vec<super::proto::OperatorSetIdProto>,
+    #[prost(string, tag = "2")]
+    producer_name: String,
+    #[prost(message, optional, tag = "7")]
+    graph: Option<GraphSkim>,
+    #[prost(message, repeated, tag = "14")]
+    metadata_props: Vec<StringStringEntryProto>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct GraphSkim {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<NodeSkim>,
+    #[prost(message, repeated, tag = "5")]
+    initializer: Vec<TensorSkim>,
+    #[prost(message, repeated, tag = "11")]
+    input: Vec<ValueInfoProto>,
+    #[prost(message, repeated, tag = "12")]
+    output: Vec<ValueInfoProto>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct NodeSkim {
+    #[prost(string, tag = "4")]
+    op_type: String,
+    #[prost(string, tag = "7")]
+    domain: String,
+}
+
+/// A TensorProto without its data fields.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TensorSkim {
+    #[prost(int64, repeated, tag = "1")]
+    dims: Vec<i64>,
+    #[prost(int32, optional, tag = "2")]
+    data_type: Option<i32>,
+    #[prost(string, tag = "8")]
+    name: String,
+    #[prost(int32, optional, tag = "14")]
+    data_location: Option<i32>,
+}
+
+/// A graph input or output: name, element type and dims (`None` for a symbolic dim, with its
+/// name in `symbols`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Signature {
+    pub name: String,
+    pub elem_type: String,
+    pub dims: Vec<String>,
+}
+
+/// What a model file holds, apart from weight values.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub ir_version: i64,
+    pub opsets: Vec<(String, i64)>,
+    pub producer: String,
+    pub inputs: Vec<Signature>,
+    pub outputs: Vec<Signature>,
+    /// `op_type` (with `domain:` prefix outside the default domain) → count.
+    pub ops: BTreeMap<String, usize>,
+    pub initializers: usize,
+    pub initializer_bytes: u64,
+    pub external_initializers: usize,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Reads `path`'s structure; any decode failure is "not an ONNX model".
+pub fn inspect(path: &Path) -> Result<ModelInfo, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // SAFETY: read-only map, used only inside this function for decoding; prost bounds-checks.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let m = ModelSkim::decode(&map[..]).map_err(|e| {
+        format!(
+            "{} is not an ONNX model (protobuf decode failed: {e})",
+            path.display()
+        )
+    })?;
+    let Some(g) = m.graph else {
+        return Err(format!(
+            "{} is not an ONNX model (no graph)",
+            path.display()
+        ));
+    };
+    if m.ir_version == 0 {
+        return Err(format!(
+            "{} is not an ONNX model (no ir_version)",
+            path.display()
+        ));
+    }
+    let mut ops = BTreeMap::new();
+    for n in &g.node {
+        let key = if n.domain.is_empty() || n.domain == "ai.onnx" {
+            n.op_type.clone()
+        } else {
+            format!("{}:{}", n.domain, n.op_type)
+        };
+        *ops.entry(key).or_insert(0) += 1;
+    }
+    let initializer_bytes = g
+        .initializer
+        .iter()
+        .map(|t| {
+            let n: i64 = t.dims.iter().product();
+            let w = match t.data_type.unwrap_or(0) {
+                data_type::INT64 => 8,
+                data_type::BOOL | data_type::UINT8 => 1,
+                data_type::FLOAT16 | data_type::BFLOAT16 => 2,
+                _ => 4,
+            };
+            n.max(0) as u64 * w
+        })
+        .sum();
+    Ok(ModelInfo {
+        ir_version: m.ir_version,
+        opsets: m
+            .opset_import
+            .iter()
+            .map(|o| (o.domain.clone(), o.version))
+            .collect(),
+        producer: m.producer_name,
+        inputs: g.input.iter().map(signature).collect(),
+        outputs: g.output.iter().map(signature).collect(),
+        ops,
+        initializers: g.initializer.len(),
+        initializer_bytes,
+        external_initializers: g
+            .initializer
+            .iter()
+            .filter(|t| t.data_location == Some(1))
+            .count(),
+        metadata: m
+            .metadata_props
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect(),
+    })
+}
+
+fn signature(v: &ValueInfoProto) -> Signature {
+    let (elem, dims) = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => (
+            data_type::name(t.elem_type.unwrap_or(0)).to_string(),
+            t.shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match &d.value {
+                            Some(dimension::Value::DimValue(v)) => v.to_string(),
+                            Some(dimension::Value::DimParam(p)) => p.clone(),
+                            None => "?".into(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        None => ("unknown".into(), vec![]),
+    };
+    Signature {
+        name: v.name.clone(),
+        elem_type: elem,
+        dims,
+    }
+}
+
+impl ModelInfo {
+    /// A readable summary: I/O signature, op histogram, initializer count and bytes, metadata.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let opsets: Vec<String> = self
+            .opsets
+            .iter()
+            .map(|(d, v)| format!("{}:{v}", if d.is_empty() { "ai.onnx" } else { d }))
+            .collect();
+        s += &format!(
+            "ir_version: {}\nopsets: {}\nproducer: {}\n",
+            self.ir_version,
+            opsets.join(", "),
+            self.producer
+        );
+        s += "inputs:\n";
+        for i in &self.inputs {
+            s += &format!("  {} {} [{}]\n", i.name, i.elem_type, i.dims.join(", "));
+        }
+        s += "outputs:\n";
+        for o in &self.outputs {
+            s += &format!("  {} {} [{}]\n", o.name, o.elem_type, o.dims.join(", "));
+        }
+        let total: usize = self.ops.values().sum();
+        s += &format!("nodes: {total}\n");
+        for (op, n) in &self.ops {
+            s += &format!("  {op:<12} {n}\n");
+        }
+        s += &format!(
+            "initializers: {} ({} bytes, {} external)\n",
+            self.initializers, self.initializer_bytes, self.external_initializers
+        );
+        s += "metadata:\n";
+        for (k, v) in &self.metadata {
+            s += &format!("  {k}: {v}\n");
+        }
+        s
+    }
+}

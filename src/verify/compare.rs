@@ -1,0 +1,258 @@
+//! Output comparison: every metric is measured and kept, whatever the verdict, so a report can
+//! say by how much a check passed or failed. Shape problems are reported apart from tolerance
+//! failures.
+
+use ndarray::{ArrayD, Axis};
+use serde::Serialize;
+
+use super::fixture::Tolerance;
+
+/// Relative errors divide by `max(|expected|, REL_FLOOR)`, so values near zero do not turn a
+/// tiny absolute error into a huge relative one.
+pub const REL_FLOOR: f64 = 1e-3;
+
+/// How one output fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    /// Some element is outside `atol + rtol·|expected|` (or not finite where expected is).
+    Fail,
+    /// The shapes differ: no numbers to compare.
+    ShapeMismatch,
+}
+
+/// Measured differences between an output and its reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics {
+    pub max_abs: f64,
+    pub max_rel: f64,
+    pub mean_abs: f64,
+    pub cosine: f64,
+    /// For logits: the fraction of rows whose argmax agrees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argmax_agreement: Option<f64>,
+    /// Elements compared (padded positions excluded where the case says so).
+    pub compared: usize,
+    /// Elements outside tolerance.
+    pub violations: usize,
+}
+
+/// One output compared.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub status: Status,
+    pub expected_shape: Vec<usize>,
+    pub actual_shape: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+}
+
+/// Which positions take part.
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions<'a> {
+    pub tolerance: Tolerance,
+    /// `[batch, sequence]` mask: for outputs shaped `[batch, sequence, ...]`, positions where it
+    /// is 0 are skipped.
+    pub positions: Option<&'a ndarray::Array2<i64>>,
+    /// Compute argmax agreement over the last axis.
+    pub argmax: bool,
+}
+
+/// Compares `actual` with `expected`.
+pub fn compare(
+    actual: &ArrayD<f32>,
+    expected: &ArrayD<f32>,
+    opts: &CompareOptions<'_>,
+) -> Comparison {
+    let (es, as_) = (expected.shape().to_vec(), actual.shape().to_vec());
+    if es != as_ {
+        return Comparison {
+            status: Status::ShapeMismatch,
+            expected_shape: es,
+            actual_shape: as_,
+            metrics: None,
+        };
+    }
+    let tol = opts.tolerance;
+    let mut acc = Acc::default();
+    let mut rows_total = 0usize;
+    let mut rows_agree = 0usize;
+    let last = es.len().saturating_sub(1);
+    let per_position = es.len() >= 3;
+    for (idx, (a_row, e_row)) in actual
+        .lanes(Axis(last))
+        .into_iter()
+        .zip(expected.lanes(Axis(last)))
+        .enumerate()
+    {
+        if per_position {
+            if let Some(mask) = opts.positions {
+                // Rows of a [b, s, ..., d] tensor run b-major, s next.
+                let inner: usize = es[2..last].iter().product();
+                let (b, s) = (idx / (es[1] * inner), (idx / inner) % es[1]);
+                if mask.get((b, s)).is_some_and(|&m| m == 0) {
+                    continue;
+                }
+            }
+        }
+        for (&a, &e) in a_row.iter().zip(e_row.iter()) {
+            acc.add(a as f64, e as f64, tol);
+        }
+        if opts.argmax {
+            rows_total += 1;
+            rows_agree += usize::from(argmax(a_row.iter()) == argmax(e_row.iter()));
+        }
+    }
+    let metrics = acc.finish(opts.argmax.then(|| ratio(rows_agree, rows_total)));
+    Comparison {
+        status: if metrics.violations == 0 && metrics.compared > 0 {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        expected_shape: es,
+        actual_shape: as_,
+        metrics: Some(metrics),
+    }
+}
+
+#[derive(Default)]
+struct Acc {
+    n: usize,
+    violations: usize,
+    max_abs: f64,
+    max_rel: f64,
+    sum_abs: f64,
+    dot: f64,
+    aa: f64,
+    ee: f64,
+}
+
+impl Acc {
+    fn add(&mut self, a: f64, e: f64, tol: Tolerance) {
+        self.n += 1;
+        let d = (a - e).abs();
+        // A NaN or infinity where the reference is finite is a violation, never a pass.
+        let ok = if e.is_finite() {
+            d <= tol.atol + tol.rtol * e.abs()
+        } else {
+            a == e
+        };
+        if !ok {
+            self.violations += 1;
+        }
+        if d.is_finite() {
+            self.max_abs = self.max_abs.max(d);
+            self.max_rel = self.max_rel.max(d / e.abs().max(REL_FLOOR));
+            self.sum_abs += d;
+            self.dot += a * e;
+            self.aa += a * a;
+            self.ee += e * e;
+        } else if !(a == e) {
+            self.max_abs = f64::INFINITY;
+            self.max_rel = f64::INFINITY;
+        }
+    }
+
+    fn finish(self, argmax_agreement: Option<f64>) -> Metrics {
+        let denom = (self.aa * self.ee).sqrt();
+        Metrics {
+            max_abs: self.max_abs,
+            max_rel: self.max_rel,
+            mean_abs: ratio_f(self.sum_abs, self.n),
+            cosine: if denom > 0.0 { self.dot / denom } else { 1.0 },
+            argmax_agreement,
+            compared: self.n,
+            violations: self.violations,
+        }
+    }
+}
+
+fn argmax<'a>(xs: impl Iterator<Item = &'a f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &x) in xs.enumerate() {
+        if x > best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn ratio_f(a: f64, n: usize) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        a / n as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{arr2, ArrayD, IxDyn};
+
+    fn t(shape: &[usize], v: Vec<f32>) -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(shape), v).expect("shape")
+    }
+
+    fn opts() -> CompareOptions<'static> {
+        CompareOptions {
+            tolerance: Tolerance {
+                atol: 1e-4,
+                rtol: 0.0,
+            },
+            positions: None,
+            argmax: true,
+        }
+    }
+
+    #[test]
+    fn metrics_are_measured() {
+        let e = t(&[1, 2, 2], vec![1.0, 0.0, 0.0, 1.0]);
+        let a = t(&[1, 2, 2], vec![1.0, 0.5, 0.0, 1.0]);
+        let c = compare(&a, &e, &opts());
+        assert_eq!(c.status, Status::Fail);
+        let m = c.metrics.expect("metrics");
+        assert_eq!((m.max_abs, m.violations, m.compared), (0.5, 1, 4));
+        assert_eq!(m.mean_abs, 0.125);
+        assert_eq!(m.max_rel, 0.5 / REL_FLOOR);
+        assert_eq!(m.argmax_agreement, Some(1.0));
+        assert!((m.cosine - 2.0 / (2.25f64.sqrt() * 2f64.sqrt())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn padded_positions_are_skipped() {
+        let e = t(&[1, 2, 2], vec![1.0, 0.0, 0.0, 1.0]);
+        let a = t(&[1, 2, 2], vec![1.0, 0.0, 9.0, 9.0]);
+        let mask = arr2(&[[1i64, 0]]);
+        let c = compare(
+            &a,
+            &e,
+            &CompareOptions {
+                positions: Some(&mask),
+                ..opts()
+            },
+        );
+        assert_eq!(c.status, Status::Pass);
+        assert_eq!(c.metrics.expect("metrics").compared, 2);
+    }
+
+    #[test]
+    fn shape_mismatch_and_nan() {
+        let e = t(&[2, 2], vec![0.0; 4]);
+        let c = compare(&t(&[4], vec![0.0; 4]), &e, &opts());
+        assert_eq!(c.status, Status::ShapeMismatch);
+        let c = compare(&t(&[2, 2], vec![0.0, f32::NAN, 0.0, 0.0]), &e, &opts());
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(c.metrics.expect("metrics").max_abs, f64::INFINITY);
+    }
+}

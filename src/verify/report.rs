@@ -1,0 +1,454 @@
+//! The verify report: a table for people, JSON (schema below) and JUnit XML for CI.
+//!
+//! JSON schema 1 (stable; fields are only ever added):
+//! `{schema, tool_version, verdict: "pass"|"fail", summary: {passed, failed, errors, skipped_runtimes},
+//!   runtimes: [{runtime, available, detail}], notes: [..],
+//!   checks: [{case, head, runtime, provider, reference, model, status: "pass"|"fail"|"error",
+//!             error?, missing: [..], first_divergent_layer?, seconds,
+//!             outputs: [{name, tolerance: {atol, rtol}, status: "pass"|"fail"|"shape_mismatch",
+//!                        expected_shape, actual_shape,
+//!                        metrics?: {max_abs, max_rel, mean_abs, cosine, argmax_agreement?, compared, violations}}]}]}`
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::compare::{Comparison, Status};
+use super::fixture::Tolerance;
+use crate::runtime::RuntimeKind;
+
+/// The JSON schema version.
+pub const SCHEMA: u32 = 1;
+
+/// A runtime's availability.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeInfo {
+    pub runtime: String,
+    pub available: bool,
+    pub detail: String,
+}
+
+impl RuntimeInfo {
+    pub fn available(kind: RuntimeKind) -> Self {
+        Self {
+            runtime: kind.name().into(),
+            available: true,
+            detail: String::new(),
+        }
+    }
+    pub fn skipped(kind: RuntimeKind, why: String) -> Self {
+        Self {
+            runtime: kind.name().into(),
+            available: false,
+            detail: why,
+        }
+    }
+}
+
+/// One output of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputCheck {
+    pub name: String,
+    pub tolerance: Tolerance,
+    #[serde(flatten)]
+    pub comparison: Comparison,
+}
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    /// Numbers outside tolerance, a shape mismatch, or a missing output.
+    Fail,
+    /// The graph did not load or run.
+    Error,
+}
+
+/// One graph on one runtime against one reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub case: String,
+    pub head: String,
+    pub runtime: String,
+    /// What actually executed (the provider that ran, not the one requested).
+    pub provider: String,
+    /// `golden` or the runtime compared against.
+    pub reference: String,
+    pub model: String,
+    pub status: CheckStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Expected outputs the graph does not produce.
+    pub missing: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_divergent_layer: Option<String>,
+    pub seconds: f64,
+    pub outputs: Vec<OutputCheck>,
+}
+
+impl Check {
+    pub fn new(case: &str, head: &str, runtime: RuntimeKind, provider: &str, model: &Path) -> Self {
+        Self {
+            case: case.into(),
+            head: head.into(),
+            runtime: runtime.name().into(),
+            provider: provider.into(),
+            reference: "golden".into(),
+            model: model.display().to_string(),
+            status: CheckStatus::Pass,
+            error: None,
+            missing: vec![],
+            first_divergent_layer: None,
+            seconds: 0.0,
+            outputs: vec![],
+        }
+    }
+
+    pub fn error(&mut self, message: String) {
+        self.status = CheckStatus::Error;
+        self.error = Some(message);
+    }
+
+    /// Sets the status from the outputs.
+    pub fn settle(&mut self) {
+        if self.status == CheckStatus::Error {
+            return;
+        }
+        let bad = !self.missing.is_empty()
+            || self.outputs.is_empty()
+            || self
+                .outputs
+                .iter()
+                .any(|o| o.comparison.status != Status::Pass);
+        self.status = if bad {
+            CheckStatus::Fail
+        } else {
+            CheckStatus::Pass
+        };
+    }
+}
+
+/// Counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub errors: usize,
+    pub skipped_runtimes: usize,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: u32,
+    pub tool_version: String,
+    pub verdict: CheckStatus,
+    pub summary: Summary,
+    pub runtimes: Vec<RuntimeInfo>,
+    pub notes: Vec<String>,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn new(runtimes: Vec<RuntimeInfo>) -> Self {
+        Self {
+            schema: SCHEMA,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            verdict: CheckStatus::Pass,
+            summary: Summary::default(),
+            runtimes,
+            notes: vec![],
+            checks: vec![],
+        }
+    }
+
+    /// Counts results and sets the verdict: pass only when every check passed.
+    pub fn finish(&mut self) {
+        let count = |s| self.checks.iter().filter(|c| c.status == s).count();
+        self.summary = Summary {
+            passed: count(CheckStatus::Pass),
+            failed: count(CheckStatus::Fail),
+            errors: count(CheckStatus::Error),
+            skipped_runtimes: self.runtimes.iter().filter(|r| !r.available).count(),
+        };
+        self.verdict = if self.summary.failed + self.summary.errors == 0 && self.summary.passed > 0
+        {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Fail
+        };
+    }
+
+    /// 0 when everything passed, 1 on any numerical failure or broken graph.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.verdict != CheckStatus::Pass)
+    }
+
+    /// The table for people.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        for r in &self.runtimes {
+            if !r.available {
+                let _ = writeln!(s, "runtime {}: skipped ({})", r.runtime, r.detail);
+            }
+        }
+        let header = [
+            "case", "head", "runtime", "provider", "output", "", "max abs", "max rel", "mean abs",
+            "cosine", "argmax",
+        ];
+        let mut rows: Vec<[String; 11]> = vec![header.map(String::from)];
+        for c in &self.checks {
+            let base = |output: String, mark: &str, m: [String; 5]| {
+                let [a, b, cc, d, e] = m;
+                [
+                    c.case.clone(),
+                    c.head.clone(),
+                    c.runtime.clone(),
+                    short_provider(&c.provider),
+                    output,
+                    mark.into(),
+                    a,
+                    b,
+                    cc,
+                    d,
+                    e,
+                ]
+            };
+            if let Some(err) = &c.error {
+                rows.push(base(
+                    "(graph)".into(),
+                    "✗",
+                    [
+                        "error".into(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ],
+                ));
+                let _ = err;
+                continue;
+            }
+            let (hidden, main): (Vec<&OutputCheck>, Vec<&OutputCheck>) = c
+                .outputs
+                .iter()
+                .partition(|o| o.name.starts_with("hidden_states."));
+            for o in main {
+                rows.push(base(o.name.clone(), mark(o), cells(&[o])));
+            }
+            if !hidden.is_empty() {
+                let all_pass = hidden.iter().all(|o| o.comparison.status == Status::Pass);
+                rows.push(base(
+                    format!("hidden_states.0-{}", hidden.len() - 1),
+                    if all_pass { "✓" } else { "✗" },
+                    cells(&hidden),
+                ));
+            }
+            for m in &c.missing {
+                rows.push(base(
+                    m.clone(),
+                    "✗",
+                    [
+                        "missing".into(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ],
+                ));
+            }
+        }
+        let widths: Vec<usize> = (0..11)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell}{}", " ".repeat(w - cell.chars().count())))
+                .collect();
+            let _ = writeln!(s, "{}", line.join("  ").trim_end());
+        }
+        for c in self.checks.iter().filter(|c| c.status != CheckStatus::Pass) {
+            let _ = writeln!(s, "\n✗ {} {} on {}:", c.case, c.head, c.runtime);
+            if let Some(e) = &c.error {
+                let _ = writeln!(s, "  {e}");
+            }
+            for o in c
+                .outputs
+                .iter()
+                .filter(|o| o.comparison.status != Status::Pass)
+            {
+                let _ = writeln!(s, "  {}", explain(o));
+            }
+            for m in &c.missing {
+                let _ = writeln!(s, "  {m}: the graph has no such output");
+            }
+            if let Some(l) = &c.first_divergent_layer {
+                let _ = writeln!(s, "  first divergence: {l}");
+            }
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "note: {n}");
+        }
+        let v = &self.summary;
+        let _ = writeln!(
+            s,
+            "\nverify: {}: {} passed, {} failed, {} errors, {} runtimes skipped",
+            if self.verdict == CheckStatus::Pass {
+                "PASS"
+            } else {
+                "FAIL"
+            },
+            v.passed,
+            v.failed,
+            v.errors,
+            v.skipped_runtimes
+        );
+        s
+    }
+
+    /// JUnit XML: one testsuite per case, one testcase per (head, runtime).
+    pub fn to_junit(&self) -> String {
+        let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            s,
+            "<testsuites name=\"igpt-onnx verify\" tests=\"{}\" failures=\"{}\" errors=\"{}\">",
+            self.checks.len(),
+            self.summary.failed,
+            self.summary.errors
+        );
+        let mut cases: Vec<&str> = self.checks.iter().map(|c| c.case.as_str()).collect();
+        cases.dedup();
+        for case in cases {
+            let checks: Vec<&Check> = self.checks.iter().filter(|c| c.case == case).collect();
+            let fails = checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Fail)
+                .count();
+            let errs = checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Error)
+                .count();
+            let time: f64 = checks.iter().map(|c| c.seconds).sum();
+            let _ = writeln!(
+                s,
+                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fails}\" errors=\"{errs}\" time=\"{time:.3}\">",
+                xml(case),
+                checks.len()
+            );
+            for c in checks {
+                let _ = write!(
+                    s,
+                    "    <testcase classname=\"{}\" name=\"{} on {}\" time=\"{:.3}\"",
+                    xml(case),
+                    xml(&c.head),
+                    xml(&c.runtime),
+                    c.seconds
+                );
+                match c.status {
+                    CheckStatus::Pass => s.push_str("/>\n"),
+                    CheckStatus::Error => {
+                        let e = c.error.clone().unwrap_or_default();
+                        let _ = writeln!(
+                            s,
+                            ">\n      <error message=\"{}\"/>\n    </testcase>",
+                            xml(&e)
+                        );
+                    }
+                    CheckStatus::Fail => {
+                        let mut lines: Vec<String> = c
+                            .outputs
+                            .iter()
+                            .filter(|o| o.comparison.status != Status::Pass)
+                            .map(explain)
+                            .collect();
+                        lines.extend(c.missing.iter().map(|m| format!("{m}: missing output")));
+                        if let Some(l) = &c.first_divergent_layer {
+                            lines.push(format!("first divergence: {l}"));
+                        }
+                        let _ = writeln!(
+                            s,
+                            ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                            xml(lines.first().map_or("", String::as_str)),
+                            xml(&lines.join("\n"))
+                        );
+                    }
+                }
+            }
+            s.push_str("  </testsuite>\n");
+        }
+        s.push_str("</testsuites>\n");
+        s
+    }
+}
+
+fn mark(o: &OutputCheck) -> &'static str {
+    if o.comparison.status == Status::Pass {
+        "✓"
+    } else {
+        "✗"
+    }
+}
+
+/// Metric cells; over several outputs, the worst of each.
+fn cells(outs: &[&OutputCheck]) -> [String; 5] {
+    let ms: Vec<_> = outs
+        .iter()
+        .filter_map(|o| o.comparison.metrics.as_ref())
+        .collect();
+    if ms.is_empty() {
+        return [
+            "shape".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
+    }
+    let max = |f: &dyn Fn(&super::compare::Metrics) -> f64| {
+        ms.iter().map(|m| f(m)).fold(0.0f64, f64::max)
+    };
+    let cos = ms.iter().map(|m| m.cosine).fold(1.0f64, f64::min);
+    let argmax = ms
+        .iter()
+        .filter_map(|m| m.argmax_agreement)
+        .fold(None, |acc: Option<f64>, v| {
+            Some(acc.map_or(v, |a| a.min(v)))
+        });
+    [
+        format!("{:.2e}", max(&|m| m.max_abs)),
+        format!("{:.2e}", max(&|m| m.max_rel)),
+        format!("{:.2e}", max(&|m| m.mean_abs)),
+        format!("{cos:.6}"),
+        argmax.map_or(String::new(), |a| format!("{:.1}%", a * 100.0)),
+    ]
+}
+
+fn explain(o: &OutputCheck) -> String {
+    let c = &o.comparison;
+    match (&c.status, &c.metrics) {
+        (Status::ShapeMismatch, _) => format!(
+            "{}: shape mismatch: expected {:?}, got {:?}",
+            o.name, c.expected_shape, c.actual_shape
+        ),
+        (_, Some(m)) => format!(
+            "{}: {} of {} elements outside atol {:e} + rtol {:e}·|expected| (max abs {:.3e}, max rel {:.3e})",
+            o.name, m.violations, m.compared, o.tolerance.atol, o.tolerance.rtol, m.max_abs, m.max_rel
+        ),
+        _ => format!("{}: no elements compared", o.name),
+    }
+}
+
+fn short_provider(p: &str) -> String {
+    p.replace("ExecutionProvider", "")
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

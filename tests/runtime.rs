@@ -1,0 +1,244 @@
+//! Runtimes against the golden fixtures: each test body is written once and runs on every
+//! runtime (`ort-cpu`, `tract`). ONNX Runtime missing is a skip with a printed reason, except
+//! under `CI`, where it must be found.
+
+use std::path::{Path, PathBuf};
+
+use igpt_onnx::export::{export, ExportOptions};
+use igpt_onnx::runtime::{self, LoadedModel, Runtime, RuntimeError, RuntimeKind, RuntimeOptions};
+use igpt_onnx::{Checkpoint, Head};
+use ndarray::{ArrayD, IxDyn};
+use safetensors::{Dtype, SafeTensors};
+
+fn fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(case)
+}
+
+/// Exports the fixture's causal-LM head into a fresh temporary folder.
+fn export_causal_lm(case: &str) -> (tempfile::TempDir, PathBuf) {
+    let ckpt = Checkpoint::open(&fixture(case).join("model"), None, None).expect("fixture opens");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let exported = export(&ckpt, &[Head::CausalLm], &out, &ExportOptions::default())
+        .expect("fixture exports");
+    let path = exported[0].path.clone();
+    (dir, path)
+}
+
+/// Opens `kind`, or returns `None` (printing why) when it is unavailable here. Under `CI`
+/// ONNX Runtime must be present.
+fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Option<Box<dyn Runtime>> {
+    match runtime::open(kind, opts) {
+        Ok(rt) => Some(rt),
+        Err(RuntimeError::Unavailable { reason, .. }) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping {}: {reason}", kind.name());
+            None
+        }
+        Err(e) => panic!("{} must be available: {e}", kind.name()),
+    }
+}
+
+fn read_i64(st: &SafeTensors<'_>, name: &str) -> ArrayD<i64> {
+    let t = st.tensor(name).expect(name);
+    assert_eq!(t.dtype(), Dtype::I64, "{name}");
+    let data = t
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(t.shape()), data).expect(name)
+}
+
+fn read_f32(st: &SafeTensors<'_>, name: &str) -> ArrayD<f32> {
+    let t = st.tensor(name).expect(name);
+    assert_eq!(t.dtype(), Dtype::F32, "{name}");
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(t.shape()), data).expect(name)
+}
+
+/// The causal-LM logits of fixture `case` match the reference within its tolerance, at the
+/// positions the attention mask keeps; prints the measured max abs error.
+fn check_logits(kind: RuntimeKind, case: &str) {
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let (_dir, path) = export_causal_lm(case);
+    let mut model = rt.load(&path).expect("graph loads");
+    let err = compare_logits(model.as_mut(), case);
+    println!(
+        "{case} on {} ({}): max abs error {err:.3e}",
+        kind.name(),
+        model.provider()
+    );
+}
+
+fn compare_logits(model: &mut dyn LoadedModel, case: &str) -> f32 {
+    let dir = fixture(case);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("manifest parses");
+    let atol = manifest["tolerance"]["atol"].as_f64().expect("atol") as f32;
+    let rtol = manifest["tolerance"]["rtol"].as_f64().expect("rtol") as f32;
+    let exclude_padded = manifest["padded_positions"].as_str() == Some("exclude");
+
+    let inputs_bytes = std::fs::read(dir.join("inputs.safetensors")).expect("inputs");
+    let inputs = SafeTensors::deserialize(&inputs_bytes).expect("inputs parse");
+    let ids = read_i64(&inputs, "input_ids");
+    let mask = read_i64(&inputs, "attention_mask");
+    let expected_bytes = std::fs::read(dir.join("expected.safetensors")).expect("expected");
+    let expected = SafeTensors::deserialize(&expected_bytes).expect("expected parses");
+    let want = read_f32(&expected, "causal-lm/logits");
+
+    let outputs = model
+        .run(&[("input_ids", ids), ("attention_mask", mask.clone())])
+        .expect("runs");
+    let (name, got) = outputs
+        .iter()
+        .find(|(n, _)| n == "logits")
+        .expect("a logits output");
+    assert_eq!(got.shape(), want.shape(), "{name} shape");
+
+    let (mut max_err, mut compared, mut bad) = (0f32, 0usize, Vec::new());
+    for (ix, (&g, &e)) in got.indexed_iter().zip(want.iter()).map(|((ix, g), e)| (ix, (g, e))) {
+        if exclude_padded && mask[[ix[0], ix[1]]] == 0 {
+            continue;
+        }
+        compared += 1;
+        let d = (g - e).abs();
+        max_err = max_err.max(d);
+        if d.is_nan() || d > atol + rtol * e.abs() {
+            bad.push(format!("{ix:?}: {g} vs {e}"));
+        }
+    }
+    assert!(compared > 0, "no position compared");
+    assert!(
+        bad.is_empty(),
+        "{} of {compared} values outside atol {atol} + rtol {rtol} (max abs error {max_err:e}); first: {}",
+        bad.len(),
+        bad[..bad.len().min(5)].join(", ")
+    );
+    max_err
+}
+
+fn causal_lm_logits(kind: RuntimeKind) {
+    check_logits(kind, "causal-lm");
+}
+
+fn padded_batch_logits(kind: RuntimeKind) {
+    check_logits(kind, "padded-batch");
+}
+
+fn non_onnx_file_is_a_load_error(kind: RuntimeKind) {
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("not-a-model.onnx");
+    std::fs::write(&path, b"this is not a protobuf \xff\xff\xff\xff").expect("write");
+    match rt.load(&path) {
+        Err(RuntimeError::Load { path: p, reason, .. }) => {
+            assert!(p.contains("not-a-model.onnx"), "{p}");
+            println!("{}: {reason}", kind.name());
+        }
+        Err(e) => panic!("expected a Load error, got {e}"),
+        Ok(_) => panic!("a non-ONNX file loaded"),
+    }
+}
+
+fn wrong_input_names_are_a_run_error(kind: RuntimeKind) {
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let (_dir, path) = export_causal_lm("causal-lm");
+    let mut model = rt.load(&path).expect("graph loads");
+    let ids = ArrayD::<i64>::zeros(IxDyn(&[1, 4]));
+    match model.run(&[("tokens", ids.clone()), ("attention_mask", ids)]) {
+        Err(RuntimeError::Run { reason, .. }) => {
+            assert!(reason.contains("tokens") && reason.contains("input_ids"), "{reason}");
+        }
+        Err(e) => panic!("expected a Run error, got {e}"),
+        Ok(_) => panic!("ran with an unknown input name"),
+    }
+}
+
+/// One `#[test]` per runtime for each body.
+macro_rules! on_every_runtime {
+    ($($body:ident),* $(,)?) => {$(
+        mod $body {
+            use igpt_onnx::runtime::RuntimeKind;
+            #[test]
+            fn ort_cpu() {
+                super::$body(RuntimeKind::OrtCpu)
+            }
+            #[test]
+            fn tract() {
+                super::$body(RuntimeKind::Tract)
+            }
+        }
+    )*};
+}
+
+on_every_runtime!(
+    causal_lm_logits,
+    padded_batch_logits,
+    non_onnx_file_is_a_load_error,
+    wrong_input_names_are_a_run_error,
+);
+
+/// Without a usable CUDA provider, `ort-cuda` is an error naming CUDA, never a silent CPU run.
+/// (With one, it must report the CUDA provider.)
+#[test]
+fn ort_cuda_without_fallback_never_runs_on_cpu() {
+    if open(RuntimeKind::OrtCpu, &RuntimeOptions::default()).is_none() {
+        return;
+    }
+    let (_dir, path) = export_causal_lm("causal-lm");
+    let loaded = runtime::open(RuntimeKind::OrtCuda, &RuntimeOptions::default())
+        .and_then(|rt| rt.load(&path));
+    match loaded {
+        Ok(model) => assert_eq!(model.provider(), "CUDAExecutionProvider"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("CUDA"), "{msg}");
+            println!("ort-cuda: {msg}");
+        }
+    }
+}
+
+/// With fallback allowed, `ort-cuda` runs; on a machine without CUDA it says it fell back, and
+/// the numbers still match.
+#[test]
+fn ort_cuda_with_fallback_reports_it() {
+    let opts = RuntimeOptions {
+        allow_fallback: true,
+        ..Default::default()
+    };
+    let Some(rt) = open(RuntimeKind::OrtCuda, &opts) else {
+        return;
+    };
+    let (_dir, path) = export_causal_lm("causal-lm");
+    let mut model = rt.load(&path).expect("loads with fallback");
+    let provider = model.provider();
+    assert!(
+        provider == "CUDAExecutionProvider"
+            || provider == "CPUExecutionProvider (fallback from CUDAExecutionProvider)",
+        "{provider}"
+    );
+    let err = compare_logits(model.as_mut(), "causal-lm");
+    println!("causal-lm on ort-cuda ({provider}): max abs error {err:.3e}");
+}
+
+#[test]
+fn explicit_library_path_that_is_missing_is_reported() {
+    let opts = RuntimeOptions {
+        ort_lib: Some(PathBuf::from("/nonexistent/libonnxruntime.so")),
+        ..Default::default()
+    };
+    let err = runtime::ort::discover_library(&opts).expect_err("a missing file is an error");
+    assert!(err.contains("--ort-lib") && err.contains("/nonexistent/libonnxruntime.so"), "{err}");
+    assert!(err.contains("setup.sh"), "{err}");
+}
