@@ -11,16 +11,21 @@ use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
 
 fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(case)
 }
 
 /// Exports the fixture's causal-LM head into a fresh temporary folder.
 fn export_causal_lm(case: &str) -> (tempfile::TempDir, PathBuf) {
+    export_with(case, &ExportOptions::default())
+}
+
+fn export_with(case: &str, opts: &ExportOptions) -> (tempfile::TempDir, PathBuf) {
     let ckpt = Checkpoint::open(&fixture(case).join("model"), None, None).expect("fixture opens");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let exported = export(&ckpt, &[Head::CausalLm], &out, &ExportOptions::default())
-        .expect("fixture exports");
+    let exported = export(&ckpt, &[Head::CausalLm], &out, opts).expect("fixture exports");
     let path = exported[0].path.clone();
     (dir, path)
 }
@@ -103,7 +108,11 @@ fn compare_logits(model: &mut dyn LoadedModel, case: &str) -> f32 {
     assert_eq!(got.shape(), want.shape(), "{name} shape");
 
     let (mut max_err, mut compared, mut bad) = (0f32, 0usize, Vec::new());
-    for (ix, (&g, &e)) in got.indexed_iter().zip(want.iter()).map(|((ix, g), e)| (ix, (g, e))) {
+    for (ix, (&g, &e)) in got
+        .indexed_iter()
+        .zip(want.iter())
+        .map(|((ix, g), e)| (ix, (g, e)))
+    {
         if exclude_padded && mask[[ix[0], ix[1]]] == 0 {
             continue;
         }
@@ -128,6 +137,28 @@ fn causal_lm_logits(kind: RuntimeKind) {
     check_logits(kind, "causal-lm");
 }
 
+/// Weights in `causal-lm.onnx.data` resolve beside the model, whatever the current directory.
+fn external_data_logits(kind: RuntimeKind) {
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let opts = ExportOptions {
+        force_external_data: true,
+        ..Default::default()
+    };
+    let (_dir, path) = export_with("causal-lm", &opts);
+    assert!(
+        path.with_extension("onnx.data").is_file(),
+        "weights written apart"
+    );
+    let mut model = rt.load(&path).expect("graph with external data loads");
+    let err = compare_logits(model.as_mut(), "causal-lm");
+    println!(
+        "causal-lm (external data) on {}: max abs error {err:.3e}",
+        kind.name()
+    );
+}
+
 fn padded_batch_logits(kind: RuntimeKind) {
     check_logits(kind, "padded-batch");
 }
@@ -140,7 +171,9 @@ fn non_onnx_file_is_a_load_error(kind: RuntimeKind) {
     let path = dir.path().join("not-a-model.onnx");
     std::fs::write(&path, b"this is not a protobuf \xff\xff\xff\xff").expect("write");
     match rt.load(&path) {
-        Err(RuntimeError::Load { path: p, reason, .. }) => {
+        Err(RuntimeError::Load {
+            path: p, reason, ..
+        }) => {
             assert!(p.contains("not-a-model.onnx"), "{p}");
             println!("{}: {reason}", kind.name());
         }
@@ -158,10 +191,29 @@ fn wrong_input_names_are_a_run_error(kind: RuntimeKind) {
     let ids = ArrayD::<i64>::zeros(IxDyn(&[1, 4]));
     match model.run(&[("tokens", ids.clone()), ("attention_mask", ids)]) {
         Err(RuntimeError::Run { reason, .. }) => {
-            assert!(reason.contains("tokens") && reason.contains("input_ids"), "{reason}");
+            assert!(
+                reason.contains("tokens") && reason.contains("input_ids"),
+                "{reason}"
+            );
         }
         Err(e) => panic!("expected a Run error, got {e}"),
         Ok(_) => panic!("ran with an unknown input name"),
+    }
+}
+
+/// A token id past the vocabulary fails the run (a Gather out of bounds), without a panic.
+fn out_of_range_token_is_a_run_error(kind: RuntimeKind) {
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let (_dir, path) = export_causal_lm("causal-lm");
+    let mut model = rt.load(&path).expect("graph loads");
+    let ids = ArrayD::<i64>::from_elem(IxDyn(&[1, 4]), 100_000);
+    let mask = ArrayD::<i64>::ones(IxDyn(&[1, 4]));
+    match model.run(&[("input_ids", ids), ("attention_mask", mask)]) {
+        Err(RuntimeError::Run { reason, .. }) => println!("{}: {reason}", kind.name()),
+        Err(e) => panic!("expected a Run error, got {e}"),
+        Ok(_) => panic!("ran with token ids past the vocabulary"),
     }
 }
 
@@ -185,6 +237,8 @@ macro_rules! on_every_runtime {
 on_every_runtime!(
     causal_lm_logits,
     padded_batch_logits,
+    external_data_logits,
+    out_of_range_token_is_a_run_error,
     non_onnx_file_is_a_load_error,
     wrong_input_names_are_a_run_error,
 );
@@ -239,6 +293,9 @@ fn explicit_library_path_that_is_missing_is_reported() {
         ..Default::default()
     };
     let err = runtime::ort::discover_library(&opts).expect_err("a missing file is an error");
-    assert!(err.contains("--ort-lib") && err.contains("/nonexistent/libonnxruntime.so"), "{err}");
+    assert!(
+        err.contains("--ort-lib") && err.contains("/nonexistent/libonnxruntime.so"),
+        "{err}"
+    );
     assert!(err.contains("setup.sh"), "{err}");
 }

@@ -22,7 +22,7 @@ use super::{
 };
 
 /// How to get a library, appended to every "not found" message.
-const INSTALL_HINT: &str = "install it with ./ci/setup.sh, or `pip install onnxruntime==1.31.1` \
+const INSTALL_HINT: &str = "Install it with ./ci/setup.sh, or `pip install onnxruntime==1.31.1` \
      and pass --ort-lib PATH (or set ORT_DYLIB_PATH) to its onnxruntime/capi/libonnxruntime.so.*";
 
 /// The code `python3` runs to say where its `onnxruntime` package lives.
@@ -570,4 +570,56 @@ pub(crate) fn check_input_names(graph: &[String], given: &[NamedInput<'_>]) -> R
         parts.join("; "),
         graph.join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_highest_versioned_library_and_ignores_providers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in [
+            "libonnxruntime.so.1.9.0",
+            "libonnxruntime.so.1.31.1",
+            "libonnxruntime_providers_shared.so",
+            "libonnxruntime_providers_cuda.so",
+        ] {
+            std::fs::write(dir.path().join(name), b"").expect("write");
+        }
+        let found = library_in(dir.path()).expect("found");
+        assert!(
+            found.ends_with("libonnxruntime.so.1.31.1"),
+            "{}",
+            found.display()
+        );
+        std::fs::write(dir.path().join("libonnxruntime.so"), b"").expect("write");
+        let found = library_in(dir.path()).expect("found");
+        assert!(found.ends_with("libonnxruntime.so"), "{}", found.display());
+    }
+
+    #[test]
+    fn later_steps_say_what_they_looked_at() {
+        if let Err(why) = python_package() {
+            assert!(why.contains("onnxruntime") || why.contains("run"), "{why}");
+        }
+        if let (None, why) = search_system() {
+            assert!(
+                why.contains("ldconfig") && why.contains("/usr/lib"),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn input_name_mismatches_are_named() {
+        let graph = vec!["input_ids".to_string(), "attention_mask".to_string()];
+        let a = ndarray::ArrayD::<i64>::zeros(ndarray::IxDyn(&[1, 1]));
+        let ok = [("attention_mask", a.clone()), ("input_ids", a.clone())];
+        assert!(check_input_names(&graph, &ok).is_ok());
+        let bad = [("input_ids", a.clone()), ("input_ids", a)];
+        let e = check_input_names(&graph, &bad).expect_err("mismatch");
+        assert!(e.contains("missing input(s) attention_mask"), "{e}");
+        assert!(e.contains("input_ids given twice"), "{e}");
+    }
 }

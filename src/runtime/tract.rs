@@ -249,3 +249,59 @@ impl LoadedModel for TractModel {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn};
+
+    /// The per-shape mode (used only when the symbolic plan fails, which no fixture triggers)
+    /// computes what the symbolic plan does, and plans once per shape.
+    #[test]
+    fn per_shape_plans_match_the_symbolic_plan() {
+        let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/causal-lm/model");
+        let ckpt = crate::Checkpoint::open(&weights, None, None).expect("fixture opens");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let heads = [crate::Head::CausalLm];
+        let exported =
+            crate::export::export(&ckpt, &heads, dir.path(), &Default::default()).expect("exports");
+        let path = &exported[0].path;
+        let inference = with_input_facts(tract_onnx::onnx().model_for_path(path).expect("loads"))
+            .expect("input facts");
+        let (inputs, outputs) = io_names(&inference).expect("names");
+        let symbolic = inference.clone().into_optimized().expect("optimizes");
+        let mut a = TractModel {
+            file: "symbolic".into(),
+            inputs: inputs.clone(),
+            outputs: outputs.clone(),
+            mode: Mode::Symbolic(symbolic.into_runnable().expect("plans")),
+        };
+        let mut b = TractModel {
+            file: "per shape".into(),
+            inputs,
+            outputs,
+            mode: Mode::PerShape {
+                model: Box::new(inference),
+                plans: HashMap::new(),
+                reason: "forced by the test".into(),
+            },
+        };
+        assert!(b.provider().starts_with(PER_SHAPE));
+        let ids =
+            ArrayD::from_shape_fn(IxDyn(&[2, 5]), |ix| ((ix[0] * 7 + ix[1] * 3) % 512) as i64);
+        let mask = ArrayD::<i64>::ones(IxDyn(&[2, 5]));
+        let feed = [("input_ids", ids), ("attention_mask", mask)];
+        let want = a.run(&feed).expect("symbolic runs");
+        for _ in 0..2 {
+            let got = b.run(&feed).expect("per-shape runs");
+            for ((_, g), (_, w)) in got.iter().zip(&want) {
+                let diff = (g - w).mapv(f32::abs).fold(0f32, |m, &d| m.max(d));
+                assert!(diff <= 1e-5, "max abs difference {diff}");
+            }
+        }
+        let Mode::PerShape { plans, .. } = &b.mode else {
+            panic!("mode changed");
+        };
+        assert_eq!(plans.len(), 1, "one plan for one shape");
+    }
+}
