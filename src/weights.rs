@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -276,6 +276,48 @@ impl WeightStore {
             done += n as u64;
         }
         Ok(())
+    }
+
+    /// Copies a float32 tensor's bytes straight from the source file into `out` with the
+    /// kernel's file-to-file copy (`copy_file_range` through `std::io::copy`), skipping two
+    /// user-space copies. Returns `false`, having written nothing, when the tensor needs
+    /// conversion (F16/BF16); the caller then streams it with [`WeightStore::write_f32`].
+    pub fn copy_f32(
+        &self,
+        name: &str,
+        out: &mut io::BufWriter<File>,
+    ) -> Result<bool, WeightsError> {
+        let meta = self
+            .get(name)
+            .ok_or_else(|| WeightsError::Missing(name.to_string()))?;
+        if meta.dtype != Dtype::F32 {
+            return Ok(false);
+        }
+        let src = &self.files[meta.file];
+        let mut file = &src.file;
+        file.seek(io::SeekFrom::Start(meta.offset))
+            .map_err(|source| WeightsError::Io {
+                path: src.path.display().to_string(),
+                source,
+            })?;
+        let copied =
+            io::copy(&mut file.take(meta.len), out).map_err(|source| WeightsError::Io {
+                path: "output".into(),
+                source,
+            })?;
+        if copied != meta.len {
+            return Err(WeightsError::Io {
+                path: src.path.display().to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "`{}` ends early: file truncated while reading",
+                        meta.stored_name
+                    ),
+                ),
+            });
+        }
+        Ok(true)
     }
 
     /// Reads a whole float tensor as float32 (for small tensors that are reshaped at export).

@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 use std::fmt::Display;
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 
 use super::proto::{
     attribute_type, data_type, tensor_shape_proto, type_proto, AttributeProto, NodeProto,
@@ -135,14 +136,19 @@ impl Initializer<'_> {
         numel as u64 * width
     }
 
-    /// Writes the data bytes.
-    pub fn write_data(&self, out: &mut dyn Write) -> Result<(), WeightsError> {
+    /// Writes the data bytes; float32 checkpoint tensors are copied file to file.
+    pub fn write_data(&self, out: &mut BufWriter<File>) -> Result<(), WeightsError> {
         match &self.data {
             InitData::Bytes(b) => out.write_all(b).map_err(|source| WeightsError::Io {
                 path: "output".into(),
                 source,
             }),
-            InitData::Weight { store, name } => store.write_f32(name, out),
+            InitData::Weight { store, name } => {
+                if !store.copy_f32(name, out)? {
+                    store.write_f32(name, out)?;
+                }
+                Ok(())
+            }
         }
     }
 

@@ -189,6 +189,11 @@ pub fn model_against_case(
     Ok(report)
 }
 
+/// A graph as loaded by one runtime, or why it did not load.
+type Loaded = Result<Box<dyn LoadedModel>, RuntimeError>;
+/// One run's outputs, or the runtime's error text.
+type RunResult = Result<crate::runtime::NamedOutputs, String>;
+
 /// A given graph on `sets` seeded input batches, every runtime compared with the first.
 pub fn random_inputs(
     model: &Path,
@@ -199,7 +204,7 @@ pub fn random_inputs(
     let (vocab, n_pos) = config_dims(&info);
     let runtimes = open_runtimes(opts)?;
     let mut report = Report::new(runtimes.info.clone());
-    let mut loaded: Vec<(RuntimeKind, Result<Box<dyn LoadedModel>, RuntimeError>)> = runtimes
+    let mut loaded: Vec<(RuntimeKind, Loaded)> = runtimes
         .open
         .iter()
         .map(|rt| (rt.kind(), rt.load(model)))
@@ -213,11 +218,7 @@ pub fn random_inputs(
     for set in 0..sets {
         let inputs = seeded_inputs(set as u64, vocab, n_pos.min(32));
         let named = named_inputs(&inputs);
-        let mut results: Vec<(
-            RuntimeKind,
-            String,
-            Result<crate::runtime::NamedOutputs, String>,
-        )> = vec![];
+        let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];
         for (kind, m) in loaded.iter_mut() {
             let r = match m {
                 Ok(m) => (m.provider(), m.run(&named).map_err(|e| e.to_string())),

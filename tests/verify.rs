@@ -1,0 +1,389 @@
+//! `verify` passes when it should and fails when it should: the golden suite on every runtime,
+//! a perturbed weight caught and located, broken graphs given a clear verdict, bad input refused
+//! with exit code 2.
+
+mod common;
+
+use std::path::Path;
+
+use common::{cli, copy_dir, export_head, fixture, require_ort_under_ci};
+use igpt_onnx::onnx::builder::attr_int;
+use igpt_onnx::onnx::proto::{data_type, ModelProto, NodeProto, OperatorSetIdProto};
+use igpt_onnx::onnx::writer::write_model;
+use igpt_onnx::onnx::{Dim, GraphBuilder, Op};
+use igpt_onnx::verify::compare::Status;
+use igpt_onnx::verify::report::{CheckStatus, Report};
+use igpt_onnx::verify::{self, VerifyOptions};
+use igpt_onnx::Head;
+use safetensors::SafeTensors;
+
+fn fixtures_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+#[test]
+fn golden_suite_passes_on_every_runtime() {
+    let report = verify::golden_suite(&fixtures_root(), &VerifyOptions::default()).expect("suite");
+    require_ort_under_ci(&report);
+    let failures: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Pass)
+        .map(|c| format!("{} {} {}: {:?}", c.case, c.head, c.runtime, c.error))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Every head of every case, on each available runtime: 12 cases with 2 heads, base-hidden
+    // with 1 (25 graphs).
+    let runtimes = report.runtimes.iter().filter(|r| r.available).count();
+    assert_eq!(report.checks.len(), 25 * runtimes);
+    for c in &report.checks {
+        for o in &c.outputs {
+            let m = o.comparison.metrics.as_ref().expect("metrics");
+            // Float32 against the reference lands near 1e-6; the budget is 1e-4.
+            assert!(
+                m.max_abs < 1e-5,
+                "{} {} {} {}: {}",
+                c.case,
+                c.head,
+                c.runtime,
+                o.name,
+                m.max_abs
+            );
+            if o.name == "logits" && c.head == "causal-lm" {
+                assert_eq!(m.argmax_agreement, Some(1.0));
+            }
+        }
+    }
+    assert_eq!(report.exit_code(), 0);
+}
+
+/// A copy of `base-hidden` (3 layers) with one weight of block h.1's MLP changed.
+fn perturbed_base_hidden(tmp: &Path) -> std::path::PathBuf {
+    let model = tmp.join("model");
+    copy_dir(&fixture("base-hidden").join("model"), &model);
+    let path = model.join("model.safetensors");
+    let bytes = std::fs::read(&path).expect("read");
+    let st = SafeTensors::deserialize(&bytes).expect("valid");
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec(), t.shape().to_vec()))
+        .collect();
+    let (_, data, _) = tensors
+        .iter_mut()
+        .find(|(n, _, _)| n == "h.1.mlp.c_fc.weight")
+        .expect("bare ImageGPTModel keys");
+    let v = f32::from_le_bytes([data[0], data[1], data[2], data[3]]) + 1.0;
+    data[..4].copy_from_slice(&v.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                .expect("view");
+            (n.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).expect("write");
+    model
+}
+
+#[test]
+fn perturbed_weight_fails_and_names_the_layer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = perturbed_base_hidden(tmp.path());
+    let graph = export_head(&model, Head::Base, &tmp.path().join("out"), true);
+    let report =
+        verify::model_against_case(&graph, &fixture("base-hidden"), &VerifyOptions::default())
+            .expect("runs");
+    require_ort_under_ci(&report);
+    assert!(!report.checks.is_empty());
+    for c in &report.checks {
+        assert_eq!(c.status, CheckStatus::Fail, "{}", c.runtime);
+        assert_eq!(
+            c.first_divergent_layer.as_deref(),
+            Some("hidden_states.2: block h.1"),
+            "{}",
+            c.runtime
+        );
+        let status = |name: &str| {
+            c.outputs
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.comparison.status)
+        };
+        // Blocks before h.1 are untouched; everything after diverges.
+        assert_eq!(status("hidden_states.1"), Some(Status::Pass));
+        assert_eq!(status("hidden_states.2"), Some(Status::Fail));
+        assert_eq!(status("last_hidden_state"), Some(Status::Fail));
+    }
+    assert_eq!(report.exit_code(), 1);
+    assert!(report
+        .to_text()
+        .contains("first divergence: hidden_states.2: block h.1"));
+}
+
+/// Writes a hand-made graph with `inputs`, whose `logits` output is built by `body`.
+fn write_graph(
+    path: &Path,
+    inputs: [&str; 2],
+    body: impl FnOnce(&mut GraphBuilder<'static>, &str) -> String,
+    head: &str,
+) {
+    let mut g = GraphBuilder::default();
+    let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
+    let ids = g.input(inputs[0], data_type::INT64, &bs);
+    g.input(inputs[1], data_type::INT64, &bs);
+    let out = body(&mut g, &ids);
+    g.output(
+        &out,
+        data_type::FLOAT,
+        &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
+    );
+    let graph = igpt_onnx::onnx::proto::GraphProto {
+        node: g.nodes,
+        name: "handmade".into(),
+        input: g.inputs,
+        output: g.outputs,
+        ..Default::default()
+    };
+    let header = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        producer_name: "test".into(),
+        ..Default::default()
+    };
+    let head = head.to_string();
+    let mut meta = || {
+        Ok(vec![igpt_onnx::onnx::proto::StringStringEntryProto {
+            key: "igpt_onnx.head".into(),
+            value: head.clone(),
+        }])
+    };
+    write_model(path, &header, &graph, &g.initializers, false, &mut meta)
+        .expect("write")
+        .commit()
+        .expect("commit");
+}
+
+fn check(report: &Report) -> &igpt_onnx::verify::report::Check {
+    report.checks.first().expect("one check at least")
+}
+
+#[test]
+fn wrong_output_shape_is_a_shape_mismatch() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("causal-lm.onnx");
+    // `logits` = float(input_ids): [batch, sequence] instead of [batch, sequence, 512].
+    write_graph(
+        &path,
+        ["input_ids", "attention_mask"],
+        |g, ids| {
+            g.op(
+                Op::Cast,
+                "logits",
+                &[ids],
+                vec![attr_int("to", data_type::FLOAT as i64)],
+            )
+        },
+        "causal-lm",
+    );
+    let report =
+        verify::model_against_case(&path, &fixture("causal-lm"), &VerifyOptions::default())
+            .expect("runs");
+    let c = check(&report);
+    assert_eq!(c.status, CheckStatus::Fail);
+    let o = &c.outputs[0];
+    assert_eq!(o.comparison.status, Status::ShapeMismatch);
+    assert_eq!(o.comparison.expected_shape, vec![2, 32, 512]);
+    assert_eq!(o.comparison.actual_shape, vec![2, 32]);
+    assert!(report
+        .to_text()
+        .contains("logits: shape mismatch: expected [2, 32, 512], got [2, 32]"));
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn graph_that_fails_to_load_is_an_error_verdict() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("causal-lm.onnx");
+    write_graph(
+        &path,
+        ["input_ids", "attention_mask"],
+        |g, ids| {
+            g.nodes.push(NodeProto {
+                input: vec![ids.to_string()],
+                output: vec!["logits".into()],
+                name: "bogus".into(),
+                op_type: "NoSuchOp".into(),
+                ..Default::default()
+            });
+            "logits".into()
+        },
+        "causal-lm",
+    );
+    let report =
+        verify::model_against_case(&path, &fixture("causal-lm"), &VerifyOptions::default())
+            .expect("runs");
+    for c in &report.checks {
+        assert_eq!(c.status, CheckStatus::Error, "{}", c.runtime);
+        let e = c.error.as_deref().unwrap_or_default();
+        assert!(e.contains("NoSuchOp"), "{}: {e}", c.runtime);
+    }
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn bad_input_exits_2_with_one_clear_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let not_onnx = t.join("notes.onnx");
+    std::fs::write(&not_onnx, "this is not a model\n").expect("write");
+    let renamed = t.join("renamed.onnx");
+    write_graph(
+        &renamed,
+        ["ids", "mask"],
+        |g, ids| {
+            g.op(
+                Op::Cast,
+                "logits",
+                &[ids],
+                vec![attr_int("to", data_type::FLOAT as i64)],
+            )
+        },
+        "causal-lm",
+    );
+    let good = export_head(
+        &fixture("causal-lm").join("model"),
+        Head::CausalLm,
+        &t.join("good"),
+        false,
+    );
+    let truncated = t.join("truncated.onnx");
+    let bytes = std::fs::read(&good).expect("read");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let case = fixture("causal-lm");
+    let case = case.to_str().expect("utf-8 path");
+
+    let cases: [(&Path, &str); 3] = [
+        (&not_onnx, "is not an ONNX model (protobuf decode failed"),
+        (
+            &renamed,
+            "graph inputs are [ids, mask]; expected input_ids and attention_mask",
+        ),
+        (&truncated, "is not an ONNX model (protobuf decode failed"),
+    ];
+    for (model, needle) in cases {
+        let model = model.to_str().expect("utf-8 path");
+        let (code, _, stderr) = cli(&["verify", "--model", model, "--fixture", case]);
+        assert_eq!(code, 2, "{model}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(needle),
+            "{stderr}"
+        );
+    }
+
+    // Out-of-range token ids in a fixture's inputs.
+    let bad_case = t.join("cases").join("short-seq");
+    copy_dir(&fixture("short-seq"), &bad_case);
+    let ipath = bad_case.join("inputs.safetensors");
+    let bytes = std::fs::read(&ipath).expect("read");
+    let st = SafeTensors::deserialize(&bytes).expect("valid");
+    let mut ids = st.tensor("input_ids").expect("ids").data().to_vec();
+    ids[8..16].copy_from_slice(&600i64.to_le_bytes());
+    let mask = st.tensor("attention_mask").expect("mask");
+    let views = vec![
+        (
+            "input_ids",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1, 7], &ids)
+                .expect("view"),
+        ),
+        ("attention_mask", mask),
+    ];
+    safetensors::serialize_to_file(views, None, &ipath).expect("write");
+    let root = t.join("cases");
+    let (code, _, stderr) = cli(&["verify", "--fixtures", root.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "inputs.safetensors: token id 600 at [0, 1] is out of range [0, 513) (vocab_size)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reports_are_written_as_json_and_junit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = export_head(
+        &fixture("classifier").join("model"),
+        Head::Classifier,
+        tmp.path(),
+        false,
+    );
+    let json = tmp.path().join("report.json");
+    let junit = tmp.path().join("report.xml");
+    let (code, stdout, stderr) = cli(&[
+        "verify",
+        "--model",
+        graph.to_str().expect("utf-8"),
+        "--fixture",
+        fixture("classifier").to_str().expect("utf-8"),
+        "--runtimes",
+        "tract",
+        "--json",
+        json.to_str().expect("utf-8"),
+        "--junit",
+        junit.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("verify: PASS: 1 passed, 0 failed, 0 errors"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid JSON");
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["verdict"], "pass");
+    let out = &v["checks"][0]["outputs"][0];
+    assert_eq!(out["name"], "logits");
+    assert_eq!(out["expected_shape"], serde_json::json!([2, 5]));
+    assert!(out["metrics"]["max_abs"].as_f64().expect("number") < 1e-5);
+    assert_eq!(out["tolerance"]["atol"], 1e-4);
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(
+        xml.contains("<testsuite name=\"classifier\" tests=\"1\" failures=\"0\" errors=\"0\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<testcase classname=\"classifier\" name=\"classifier on tract\""),
+        "{xml}"
+    );
+}
+
+#[test]
+fn random_inputs_compare_runtimes_pairwise() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = export_head(
+        &fixture("padded-batch").join("model"),
+        Head::CausalLm,
+        tmp.path(),
+        false,
+    );
+    let report = verify::random_inputs(&graph, 2, &VerifyOptions::default()).expect("runs");
+    require_ort_under_ci(&report);
+    let available = report.runtimes.iter().filter(|r| r.available).count();
+    // Each input set: every runtime after the first against the first.
+    assert_eq!(report.checks.len(), 2 * (available - 1));
+    for c in &report.checks {
+        assert_eq!(c.reference, "ort-cpu");
+        assert_eq!(c.status, CheckStatus::Pass);
+        let m = c.outputs[0].comparison.metrics.as_ref().expect("metrics");
+        assert!(m.max_abs < 1e-4, "{}", m.max_abs);
+    }
+}
