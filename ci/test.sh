@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up (if needed) and runs every check CI runs: formatting, lints, the whole test suite
+# (ONNX Runtime tests run, not skip, when CI is set), and the official ONNX checker over every
+# committed graph.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./ci/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --quiet --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --all-targets
+cargo test --doc
+echo "== onnx checker over graphs/"
+.venv/bin/python ci/check_graphs.py graphs
