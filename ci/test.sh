@@ -12,5 +12,9 @@ cargo clippy --quiet --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
 cargo test --doc
-echo "== onnx checker over graphs/"
+echo "== onnx checker over graphs/ and an external-data export"
 .venv/bin/python ci/check_graphs.py graphs
+ext=$(mktemp -d)
+trap 'rm -rf "$ext"' EXIT
+./target/debug/igpt-onnx export --weights fixtures/sharded/model --out "$ext" --external-data >/dev/null
+.venv/bin/python ci/check_graphs.py "$ext"

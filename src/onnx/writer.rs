@@ -62,6 +62,16 @@ impl Staged {
         }
         rename(&self.tmp_model, &self.model)?;
         self.guard.disarm();
+        if self.data.is_none() {
+            // An inline model replacing an external-data one of ours: its old data is stale.
+            let stale = external_data_path(&self.model);
+            if stale.is_file() {
+                std::fs::remove_file(&stale).map_err(|source| WriteError::Io {
+                    path: stale.display().to_string(),
+                    source,
+                })?;
+            }
+        }
         Ok(())
     }
 }
