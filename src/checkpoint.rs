@@ -74,6 +74,14 @@ impl Checkpoint {
         config: Option<&Path>,
         variant: Option<Variant>,
     ) -> Result<Self, CheckpointError> {
+        // Said first: otherwise a mistyped path reads as a missing config.json.
+        if !weights.exists() {
+            return Err(WeightsError::NotFound(format!(
+                "weights path {} does not exist",
+                weights.display()
+            ))
+            .into());
+        }
         let folder = if weights.is_dir() {
             Some(weights.to_path_buf())
         } else {
@@ -84,14 +92,13 @@ impl Checkpoint {
             .filter(|p| p.is_file());
         let cfg = match (config, beside, variant) {
             (Some(path), _, _) => ImageGptConfig::from_file(path)?,
-            (None, Some(path), _) if weights.is_dir() => ImageGptConfig::from_file(&path)?,
-            (None, _, Some(v)) => v.config(),
-            (None, Some(path), None) => ImageGptConfig::from_file(&path)?,
+            (None, Some(path), _) => ImageGptConfig::from_file(&path)?,
+            (None, None, Some(v)) => v.config(),
             (None, None, None) => {
                 return Err(CheckpointError::NoConfig(format!(
-                    "no config.json beside {}: pass --config FILE or --variant small|medium|large",
-                    weights.display()
-                )))
+                "no config.json beside {}: pass --config FILE or --variant tiny|small|medium|large",
+                weights.display()
+            )))
             }
         };
         if let Some(v) = variant {
@@ -124,8 +131,12 @@ impl Checkpoint {
         let expected = expected_tensors(&self.config);
         for (name, shape) in &expected {
             let is_head = Head::ALL.iter().any(|h| h.weight_name() == Some(name));
-            if is_head && self.weights.get(name).is_none() {
-                continue;
+            if self.weights.get(name).is_none() {
+                if is_head {
+                    continue;
+                }
+                // Name it as this checkpoint would store it, so it can be searched for.
+                return Err(WeightsError::Missing(self.weights.trunk_name(name)));
             }
             self.weights.require(name, shape)?;
         }

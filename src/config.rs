@@ -8,6 +8,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// Upper bound on widths, vocabulary, positions, heads and labels: far above any ImageGPT
+/// (n_embd 1536) yet low enough that shape arithmetic (3·n_embd, vocab·n_embd·4 bytes) cannot
+/// overflow on a hostile config.
+const MAX_DIM: usize = 1 << 24;
+/// Upper bound on `n_layer` (imagegpt-large has 48): the checkpoint's expected tensor list is
+/// built from it before any weight is looked at, so a config cannot make that list huge.
+const MAX_LAYERS: usize = 1 << 16;
+
 /// A configuration problem, naming the field or file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -120,15 +128,15 @@ impl ImageGptConfig {
                     .into(),
             ));
         }
-        let n_embd = positive("n_embd", raw.n_embd.unwrap_or(512))?;
-        let n_head = positive("n_head", raw.n_head.unwrap_or(8))?;
+        let n_embd = size("n_embd", raw.n_embd.unwrap_or(512), MAX_DIM)?;
+        let n_head = size("n_head", raw.n_head.unwrap_or(8), MAX_DIM)?;
         if n_embd % n_head != 0 {
             return Err(field(
                 "n_head",
                 format!("n_embd ({n_embd}) is not divisible by n_head ({n_head})"),
             ));
         }
-        let vocab_size = positive("vocab_size", raw.vocab_size.unwrap_or(513))?;
+        let vocab_size = size("vocab_size", raw.vocab_size.unwrap_or(513), MAX_DIM)?;
         if vocab_size < 2 {
             return Err(field(
                 "vocab_size",
@@ -136,7 +144,7 @@ impl ImageGptConfig {
             ));
         }
         let n_inner = match raw.n_inner {
-            Some(v) => positive("n_inner", v)?,
+            Some(v) => size("n_inner", v, MAX_DIM)?,
             None => 4 * n_embd,
         };
         let eps = raw.layer_norm_epsilon.unwrap_or(1e-5);
@@ -147,15 +155,15 @@ impl ImageGptConfig {
             ));
         }
         let num_labels = match (raw.num_labels, &raw.id2label) {
-            (Some(n), _) => positive("num_labels", n)?,
+            (Some(n), _) => size("num_labels", n, MAX_DIM)?,
             (None, Some(map)) if !map.is_empty() => map.len(),
             _ => 2,
         };
         Ok(Self {
             vocab_size,
-            n_positions: positive("n_positions", raw.n_positions.unwrap_or(1024))?,
+            n_positions: size("n_positions", raw.n_positions.unwrap_or(1024), MAX_DIM)?,
             n_embd,
-            n_layer: positive("n_layer", raw.n_layer.unwrap_or(24))?,
+            n_layer: size("n_layer", raw.n_layer.unwrap_or(24), MAX_LAYERS)?,
             n_head,
             n_inner,
             layer_norm_epsilon: eps,
@@ -292,11 +300,19 @@ fn field(field: &'static str, message: String) -> ConfigError {
     ConfigError::Field { field, message }
 }
 
-fn positive(name: &'static str, v: i64) -> Result<usize, ConfigError> {
-    usize::try_from(v)
+/// A size field: positive and at most `max`.
+fn size(name: &'static str, v: i64, max: usize) -> Result<usize, ConfigError> {
+    let v = usize::try_from(v)
         .ok()
         .filter(|&v| v > 0)
-        .ok_or_else(|| field(name, format!("{v} must be a positive integer")))
+        .ok_or_else(|| field(name, format!("{v} must be a positive integer")))?;
+    if v > max {
+        return Err(field(
+            name,
+            format!("{v} is implausibly large (at most {max})"),
+        ));
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -102,6 +102,9 @@ pub fn export(
             let built = graph::build(ckpt, head, opts.graph)?;
             let weight_bytes: u64 = built.initializers.iter().map(|i| i.byte_len()).sum();
             let external = opts.force_external_data || weight_bytes >= INLINE_LIMIT;
+            if external {
+                check_data_replaceable(target)?;
+            }
             let header = model_header(opts.profile);
             let mut metadata = || {
                 let h = hashes.get_or_insert_with(|| match hasher.take().map(|t| t.join()) {
@@ -242,6 +245,28 @@ fn check_replaceable(target: &Path) -> Result<(), ExportError> {
     }
     if !is_ours(target) {
         return refuse("it was not written by igpt-onnx");
+    }
+    Ok(())
+}
+
+/// An existing `<head>.onnx.data` is replaced only as the data of a model of ours (which
+/// [`check_replaceable`] vouched for): alone, nothing says igpt-onnx wrote it.
+fn check_data_replaceable(model: &Path) -> Result<(), ExportError> {
+    let data = writer::external_data_path(model);
+    let Ok(meta) = std::fs::symlink_metadata(&data) else {
+        return Ok(());
+    };
+    let refuse = |why: &str| {
+        Err(ExportError::Output(format!(
+            "refusing to replace {}: {why}",
+            data.display()
+        )))
+    };
+    if !meta.is_file() {
+        return refuse("it is not a regular file");
+    }
+    if !model.is_file() {
+        return refuse("no model written by igpt-onnx beside it");
     }
     Ok(())
 }

@@ -128,17 +128,38 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, `: `-separated. Library errors already end with
+/// their cause (`cannot read {path}: {source}`), so a cause whose text the line already ends
+/// with is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 fn run_export(a: ExportArgs) -> Result<ExitCode> {
     let Some(weights) = a.weights else {
         match a.variant.and_then(Variant::hub_repo) {
             Some(repo) => bail!(
-                "--variant needs weights: download {repo} (e.g. `huggingface-cli download {repo} --revision refs/pr/1 --local-dir DIR`, or convert its pytorch_model.bin to model.safetensors) and pass --weights DIR"
+                "--variant needs weights: the published ones are in the Hugging Face hub repository {repo} (pytorch_model.bin); with internet, save them as safetensors with `python -c \"from transformers import ImageGPTForCausalImageModeling as M; M.from_pretrained('{repo}').save_pretrained('DIR')\"` and pass --weights DIR"
+            ),
+            None if a.variant == Some(Variant::Tiny) => bail!(
+                "--weights is required (a model folder or a .safetensors file); tiny has no published weights: `igpt-onnx random-checkpoint --variant tiny --out DIR` writes random ones"
             ),
             None => bail!("--weights is required (a model folder or a .safetensors file)"),
         }

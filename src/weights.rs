@@ -209,6 +209,20 @@ impl WeightStore {
         self.files.iter().map(|f| f.path.as_path())
     }
 
+    /// How this checkpoint stores a trunk tensor with this canonical name: with the
+    /// `transformer.` prefix when its trunk tensors carry one (head checkpoints), else as is.
+    pub fn trunk_name(&self, canonical: &str) -> String {
+        let prefixed = self
+            .tensors
+            .values()
+            .any(|m| m.stored_name.starts_with(TRUNK_PREFIX));
+        if prefixed {
+            format!("{TRUNK_PREFIX}{canonical}")
+        } else {
+            canonical.to_string()
+        }
+    }
+
     /// A tensor's metadata.
     pub fn get(&self, name: &str) -> Option<&TensorMeta> {
         self.tensors.get(name)

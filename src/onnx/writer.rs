@@ -57,12 +57,14 @@ pub struct Staged {
 impl Staged {
     /// Renames the files into place, data first so a model in place always finds its data.
     pub fn commit(mut self) -> Result<(), WriteError> {
+        // A `<model>.data` with no model beside it is not known to be ours: leave it alone.
+        let replaces_model = self.model.is_file();
         if let (Some(tmp), Some(dest)) = (&self.tmp_data, &self.data) {
             rename(tmp, dest)?;
         }
         rename(&self.tmp_model, &self.model)?;
         self.guard.disarm();
-        if self.data.is_none() {
+        if self.data.is_none() && replaces_model {
             // An inline model replacing an external-data one of ours: its old data is stale.
             let stale = external_data_path(&self.model);
             if stale.is_file() {
