@@ -141,7 +141,8 @@ impl Checkpoint {
             self.weights.require(name, shape)?;
         }
         for name in self.weights.names() {
-            let known = expected.iter().any(|(n, _)| n == name) || is_legacy_buffer(name);
+            let known = expected.iter().any(|(n, _)| n == name)
+                || is_legacy_buffer(name, self.config.n_layer);
             if !known {
                 let stored = self
                     .weights
@@ -154,16 +155,18 @@ impl Checkpoint {
     }
 }
 
-/// `h.N.attn.bias` (the uint8 causal mask) and `h.N.attn.masked_bias`: buffers the published
-/// checkpoints carry that hold no learned weights.
-fn is_legacy_buffer(name: &str) -> bool {
+/// `h.N.attn.bias` (the uint8 causal mask) and `h.N.attn.masked_bias` for a layer N the config
+/// has: buffers the published checkpoints carry that hold no learned weights. One for a layer
+/// beyond `n_layer` means the weights are not this config's, and stays an error.
+fn is_legacy_buffer(name: &str, n_layer: usize) -> bool {
     let Some(rest) = name.strip_prefix("h.") else {
         return false;
     };
     let Some((layer, tail)) = rest.split_once('.') else {
         return false;
     };
-    layer.bytes().all(|b| b.is_ascii_digit()) && matches!(tail, "attn.bias" | "attn.masked_bias")
+    layer.parse::<usize>().is_ok_and(|l| l < n_layer)
+        && matches!(tail, "attn.bias" | "attn.masked_bias")
 }
 
 /// Canonical name and shape of every tensor a checkpoint of this config may hold.
@@ -200,10 +203,11 @@ mod tests {
 
     #[test]
     fn legacy_buffers() {
-        assert!(is_legacy_buffer("h.12.attn.bias"));
-        assert!(is_legacy_buffer("h.0.attn.masked_bias"));
-        assert!(!is_legacy_buffer("h.0.attn.c_attn.bias"));
-        assert!(!is_legacy_buffer("h.x.attn.bias"));
+        assert!(is_legacy_buffer("h.12.attn.bias", 24));
+        assert!(is_legacy_buffer("h.0.attn.masked_bias", 24));
+        assert!(!is_legacy_buffer("h.24.attn.bias", 24));
+        assert!(!is_legacy_buffer("h.0.attn.c_attn.bias", 24));
+        assert!(!is_legacy_buffer("h.x.attn.bias", 24));
     }
 
     #[test]

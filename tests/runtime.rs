@@ -2,19 +2,17 @@
 //! runtime (`ort-cpu`, `tract`). ONNX Runtime missing is a skip with a printed reason, except
 //! under `CI`, where it must be found.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
+
+use common::fixture;
 
 use igpt_onnx::export::{export, ExportOptions};
 use igpt_onnx::runtime::{self, LoadedModel, Runtime, RuntimeError, RuntimeKind, RuntimeOptions};
 use igpt_onnx::{Checkpoint, Head};
 use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
-
-fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(case)
-}
 
 /// Exports the fixture's causal-LM head into a fresh temporary folder.
 fn export_causal_lm(case: &str) -> (tempfile::TempDir, PathBuf) {
