@@ -387,3 +387,73 @@ fn random_inputs_compare_runtimes_pairwise() {
         assert!(m.max_abs < 1e-4, "{}", m.max_abs);
     }
 }
+
+#[test]
+fn other_output_dtype_is_a_dtype_mismatch() {
+    use igpt_onnx::onnx::proto::{type_proto, NodeProto};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ckpt = igpt_onnx::Checkpoint::open(&fixture("short-seq").join("model"), None, None)
+        .expect("opens");
+    let mut built =
+        igpt_onnx::graph::build(&ckpt, Head::CausalLm, Default::default()).expect("builds");
+    // The real graph, with its logits cast to int64 on the way out.
+    let last = built
+        .graph
+        .node
+        .iter_mut()
+        .find(|n| n.output == ["logits"])
+        .expect("logits node");
+    last.output = vec!["logits.f32".into()];
+    built.graph.node.push(NodeProto {
+        input: vec!["logits.f32".into()],
+        output: vec!["logits".into()],
+        name: "logits.cast".into(),
+        op_type: "Cast".into(),
+        attribute: vec![attr_int("to", data_type::INT64 as i64)],
+        ..Default::default()
+    });
+    if let Some(type_proto::Value::TensorType(t)) = built.graph.output[0]
+        .r#type
+        .as_mut()
+        .and_then(|t| t.value.as_mut())
+    {
+        t.elem_type = Some(data_type::INT64);
+    }
+    let path = tmp.path().join("causal-lm.onnx");
+    let header = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        ..Default::default()
+    };
+    write_model(
+        &path,
+        &header,
+        &built.graph,
+        &built.initializers,
+        false,
+        &mut || Ok(vec![]),
+    )
+    .expect("write")
+    .commit()
+    .expect("commit");
+    let report =
+        verify::model_against_case(&path, &fixture("short-seq"), &VerifyOptions::default())
+            .expect("runs");
+    require_ort_under_ci(&report);
+    for c in &report.checks {
+        assert_eq!(c.status, CheckStatus::Fail, "{}", c.runtime);
+        let o = &c.outputs[0];
+        assert_eq!((o.name.as_str(), o.dtype.as_str()), ("logits", "int64"));
+        assert_eq!(o.comparison.status, Status::DtypeMismatch, "{}", c.runtime);
+        // The cast values are still measured: truncation moves them by up to 1.
+        let m = o.comparison.metrics.as_ref().expect("metrics");
+        assert!(m.max_abs > 0.01 && m.max_abs < 1.0, "{}", m.max_abs);
+    }
+    assert!(report
+        .to_text()
+        .contains("logits: dtype mismatch: expected float32, the graph gives int64"));
+    assert_eq!(report.exit_code(), 1);
+}

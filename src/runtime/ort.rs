@@ -523,10 +523,22 @@ impl LoadedModel for OrtModel {
             let value = results
                 .get(name)
                 .ok_or_else(|| run_error(format!("output `{name}` missing from the results")))?;
-            let array: ArrayD<f32> = value
-                .try_extract_array::<f32>()
-                .map_err(|e| run_error(format!("output `{name}` as float32: {e}")))?
-                .to_owned();
+            // Outputs of another numeric type are cast, so verify can report a dtype mismatch
+            // with its numbers instead of a failed run.
+            let array: ArrayD<f32> = match value.try_extract_array::<f32>() {
+                Ok(a) => a.to_owned(),
+                Err(e) => {
+                    if let Ok(a) = value.try_extract_array::<f64>() {
+                        a.mapv(|v| v as f32)
+                    } else if let Ok(a) = value.try_extract_array::<i64>() {
+                        a.mapv(|v| v as f32)
+                    } else if let Ok(a) = value.try_extract_array::<i32>() {
+                        a.mapv(|v| v as f32)
+                    } else {
+                        return Err(run_error(format!("output `{name}` as float32: {e}")));
+                    }
+                }
+            };
             out.push((name.clone(), array));
         }
         Ok(out)

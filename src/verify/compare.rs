@@ -20,6 +20,8 @@ pub enum Status {
     Fail,
     /// The shapes differ: no numbers to compare.
     ShapeMismatch,
+    /// The graph declares another element type than float32 (values, cast, still measured).
+    DtypeMismatch,
 }
 
 /// Measured differences between an output and its reference.

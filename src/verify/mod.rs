@@ -145,10 +145,16 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                     reason: e.to_string(),
                 })?;
             let model = done[0].path.clone();
+            let dtypes = output_dtypes(&inspect::inspect(&model).map_err(VerifyError::Model)?);
             for rt in &runtimes.open {
-                report
-                    .checks
-                    .push(check_against_case(rt.as_ref(), &model, case, head, opts));
+                report.checks.push(check_against_case(
+                    rt.as_ref(),
+                    &model,
+                    &dtypes,
+                    case,
+                    head,
+                    opts,
+                ));
             }
         }
     }
@@ -164,6 +170,7 @@ pub fn model_against_case(
 ) -> Result<Report, VerifyError> {
     let case = Case::load(case_dir)?;
     let info = inspect_inputs(model)?;
+    let dtypes = output_dtypes(&info);
     let head = head_of(&info).ok_or_else(|| {
         VerifyError::Model(format!(
             "{}: cannot tell which head this graph is (no igpt_onnx.head metadata, no `logits` or `last_hidden_state` output)",
@@ -181,9 +188,14 @@ pub fn model_against_case(
     let runtimes = open_runtimes(opts)?;
     let mut report = Report::new(runtimes.info.clone());
     for rt in &runtimes.open {
-        report
-            .checks
-            .push(check_against_case(rt.as_ref(), model, &case, head, opts));
+        report.checks.push(check_against_case(
+            rt.as_ref(),
+            model,
+            &dtypes,
+            &case,
+            head,
+            opts,
+        ));
     }
     report.finish();
     Ok(report)
@@ -201,6 +213,7 @@ pub fn random_inputs(
     opts: &VerifyOptions,
 ) -> Result<Report, VerifyError> {
     let info = inspect_inputs(model)?;
+    let dtypes = output_dtypes(&info);
     let (vocab, n_pos) = config_dims(&info);
     let runtimes = open_runtimes(opts)?;
     let mut report = Report::new(runtimes.info.clone());
@@ -236,7 +249,12 @@ pub fn random_inputs(
             match (ref_out, out) {
                 (Ok(r), Ok(o)) => {
                     let expected: BTreeMap<String, ArrayD<f32>> = r.iter().cloned().collect();
-                    compare_outputs(&mut check, o, &expected, &inputs, tol, false);
+                    let judge = Judge {
+                        tolerance: tol,
+                        exclude_padded: false,
+                        dtypes: &dtypes,
+                    };
+                    compare_outputs(&mut check, o, &expected, &inputs, &judge);
                 }
                 (Err(e), _) => check.error(format!("{} failed: {e}", ref_kind.name())),
                 (_, Err(e)) => check.error(e.clone()),
@@ -253,6 +271,7 @@ pub fn random_inputs(
 fn check_against_case(
     rt: &dyn Runtime,
     model: &Path,
+    dtypes: &BTreeMap<String, String>,
     case: &Case,
     head: Head,
     opts: &VerifyOptions,
@@ -274,21 +293,26 @@ fn check_against_case(
                                 .map(|n| (n.to_string(), v.clone()))
                         })
                         .collect();
-                    let tol = opts.tolerance(case.manifest.tolerance);
-                    compare_outputs(
-                        &mut check,
-                        &out,
-                        &expected,
-                        &case.inputs,
-                        tol,
-                        case.exclude_padded(),
-                    );
+                    let judge = Judge {
+                        tolerance: opts.tolerance(case.manifest.tolerance),
+                        exclude_padded: case.exclude_padded(),
+                        dtypes,
+                    };
+                    compare_outputs(&mut check, &out, &expected, &case.inputs, &judge);
                 }
             }
         }
     }
     check.seconds = start.elapsed().as_secs_f64();
     check
+}
+
+/// How outputs are judged: the budget, which positions count, and the graph's declared output
+/// types (ImageGPT's outputs are float32; another type is reported as a dtype mismatch).
+struct Judge<'a> {
+    tolerance: Tolerance,
+    exclude_padded: bool,
+    dtypes: &'a BTreeMap<String, String>,
 }
 
 /// Compares every expected output (missing ones are failures), then names the first hidden
@@ -298,8 +322,7 @@ fn compare_outputs(
     actual: &crate::runtime::NamedOutputs,
     expected: &BTreeMap<String, ArrayD<f32>>,
     inputs: &Inputs,
-    tol: Tolerance,
-    exclude_padded: bool,
+    judge: &Judge<'_>,
 ) {
     let by_name: BTreeMap<&str, &ArrayD<f32>> =
         actual.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -311,23 +334,40 @@ fn compare_outputs(
             check.missing.push(name.clone());
             continue;
         };
-        let c = compare::compare(
+        let mut c = compare::compare(
             act,
             exp,
             &CompareOptions {
-                tolerance: tol,
-                positions: exclude_padded.then_some(&inputs.attention_mask),
+                tolerance: judge.tolerance,
+                positions: judge.exclude_padded.then_some(&inputs.attention_mask),
                 argmax: name == "logits",
             },
         );
+        let dtype = judge
+            .dtypes
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| "float32".into());
+        if dtype != "float32" && c.status != Status::ShapeMismatch {
+            c.status = Status::DtypeMismatch;
+        }
         check.outputs.push(OutputCheck {
             name: name.clone(),
-            tolerance: tol,
+            tolerance: judge.tolerance,
+            dtype,
             comparison: c,
         });
     }
     check.first_divergent_layer = first_divergence(&check.outputs);
     check.settle();
+}
+
+/// The graph's declared output element types by name.
+fn output_dtypes(info: &ModelInfo) -> BTreeMap<String, String> {
+    info.outputs
+        .iter()
+        .map(|o| (o.name.clone(), o.elem_type.clone()))
+        .collect()
 }
 
 /// `logits` / `last_hidden_state` first, then hidden states by layer.

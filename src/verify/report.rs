@@ -5,7 +5,8 @@
 //!   runtimes: [{runtime, available, detail}], notes: [..],
 //!   checks: [{case, head, runtime, provider, reference, model, status: "pass"|"fail"|"error",
 //!             error?, missing: [..], first_divergent_layer?, seconds,
-//!             outputs: [{name, tolerance: {atol, rtol}, status: "pass"|"fail"|"shape_mismatch",
+//!             outputs: [{name, tolerance: {atol, rtol}, dtype,
+//!                        status: "pass"|"fail"|"shape_mismatch"|"dtype_mismatch",
 //!                        expected_shape, actual_shape,
 //!                        metrics?: {max_abs, max_rel, mean_abs, cosine, argmax_agreement?, compared, violations}}]}]}`
 
@@ -51,6 +52,8 @@ impl RuntimeInfo {
 pub struct OutputCheck {
     pub name: String,
     pub tolerance: Tolerance,
+    /// The element type the graph declares for this output.
+    pub dtype: String,
     #[serde(flatten)]
     pub comparison: Comparison,
 }
@@ -430,6 +433,9 @@ fn cells(outs: &[&OutputCheck]) -> [String; 5] {
 fn explain(o: &OutputCheck) -> String {
     let c = &o.comparison;
     match (&c.status, &c.metrics) {
+        (Status::DtypeMismatch, _) => {
+            format!("{}: dtype mismatch: expected float32, the graph gives {}", o.name, o.dtype)
+        }
         (Status::ShapeMismatch, _) => format!(
             "{}: shape mismatch: expected {:?}, got {:?}",
             o.name, c.expected_shape, c.actual_shape
