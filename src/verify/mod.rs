@@ -206,7 +206,7 @@ type Loaded = Result<Box<dyn LoadedModel>, RuntimeError>;
 /// One run's outputs, or the runtime's error text.
 type RunResult = Result<crate::runtime::NamedOutputs, String>;
 
-/// A given graph on `sets` seeded input batches, every runtime compared with the first.
+/// A given graph on `sets` seeded input batches, the runtimes compared pairwise.
 pub fn random_inputs(
     model: &Path,
     sets: usize,
@@ -239,10 +239,11 @@ pub fn random_inputs(
             };
             results.push((*kind, r.0, r.1));
         }
-        let Some((ref_kind, _, ref_out)) = results.first() else {
-            continue;
-        };
-        for (kind, provider, out) in &results[1..] {
+        // Every pair, as Polygraphy compares runtimes: the earlier one is the reference.
+        let pairs = (0..results.len()).flat_map(|i| (i + 1..results.len()).map(move |j| (i, j)));
+        for (i, j) in pairs {
+            let (ref_kind, _, ref_out) = &results[i];
+            let (kind, provider, out) = &results[j];
             let start = Instant::now();
             let mut check = Check::new(&format!("random-{set}"), "-", *kind, provider, model);
             check.reference = ref_kind.name().to_string();
