@@ -231,44 +231,40 @@ fn prepare_out_dir(dir: &Path) -> Result<(), ExportError> {
 
 /// An existing `<head>.onnx` is replaced only when igpt-onnx wrote it.
 fn check_replaceable(target: &Path) -> Result<(), ExportError> {
-    let Ok(meta) = std::fs::symlink_metadata(target) else {
-        return Ok(());
-    };
-    let refuse = |why: &str| {
-        Err(ExportError::Output(format!(
-            "refusing to replace {}: {why}",
-            target.display()
-        )))
-    };
-    if !meta.is_file() {
-        return refuse("it is not a regular file");
-    }
-    if !is_ours(target) {
-        return refuse("it was not written by igpt-onnx");
-    }
-    Ok(())
+    refuse_unless(target, || {
+        is_ours(target)
+            .then_some(())
+            .ok_or("it was not written by igpt-onnx")
+    })
 }
 
 /// An existing `<head>.onnx.data` is replaced only as the data of a model of ours (which
 /// [`check_replaceable`] vouched for): alone, nothing says igpt-onnx wrote it.
 fn check_data_replaceable(model: &Path) -> Result<(), ExportError> {
-    let data = writer::external_data_path(model);
-    let Ok(meta) = std::fs::symlink_metadata(&data) else {
+    refuse_unless(&writer::external_data_path(model), || {
+        model
+            .is_file()
+            .then_some(())
+            .ok_or("no model written by igpt-onnx beside it")
+    })
+}
+
+/// Nothing at `path`, or a regular file that `ours` vouches for; else an error saying why.
+fn refuse_unless(
+    path: &Path,
+    ours: impl FnOnce() -> Result<(), &'static str>,
+) -> Result<(), ExportError> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
-    let refuse = |why: &str| {
-        Err(ExportError::Output(format!(
-            "refusing to replace {}: {why}",
-            data.display()
-        )))
+    let verdict = if meta.is_file() {
+        ours()
+    } else {
+        Err("it is not a regular file")
     };
-    if !meta.is_file() {
-        return refuse("it is not a regular file");
-    }
-    if !model.is_file() {
-        return refuse("no model written by igpt-onnx beside it");
-    }
-    Ok(())
+    verdict.map_err(|why| {
+        ExportError::Output(format!("refusing to replace {}: {why}", path.display()))
+    })
 }
 
 /// Our files start with ir_version, opset_import, then `producer_name = "igpt-onnx"`.

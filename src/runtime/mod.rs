@@ -102,3 +102,42 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
         _ => ort::open(kind, opts),
     }
 }
+
+/// Every graph input given exactly once, and nothing else: ONNX Runtime's own message for a
+/// missing input does not say which names the graph has.
+pub(crate) fn check_input_names(graph: &[String], given: &[NamedInput<'_>]) -> Result<(), String> {
+    let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !graph.iter().any(|g| g == n))
+        .collect();
+    let missing: Vec<&str> = graph
+        .iter()
+        .map(String::as_str)
+        .filter(|g| !names.contains(g))
+        .collect();
+    let repeated = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+        .map(|(_, n)| *n);
+    if unknown.is_empty() && missing.is_empty() && repeated.is_none() {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    if !unknown.is_empty() {
+        parts.push(format!("unknown input(s) {}", unknown.join(", ")));
+    }
+    if !missing.is_empty() {
+        parts.push(format!("missing input(s) {}", missing.join(", ")));
+    }
+    if let Some(r) = repeated {
+        parts.push(format!("input {r} given twice"));
+    }
+    Err(format!(
+        "{}; the graph's inputs are {}",
+        parts.join("; "),
+        graph.join(", ")
+    ))
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{DimFact, Factoid, GenericFactoid};
 
-use super::ort::check_input_names;
+use super::check_input_names;
 use super::{LoadedModel, NamedInput, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
 
 const NAME: &str = "tract";
