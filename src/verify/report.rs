@@ -219,19 +219,8 @@ impl Report {
                     e,
                 ]
             };
-            if let Some(err) = &c.error {
-                rows.push(base(
-                    "(graph)".into(),
-                    "✗",
-                    [
-                        "error".into(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                    ],
-                ));
-                let _ = err;
+            if c.error.is_some() {
+                rows.push(base("(graph)".into(), "✗", word_cells("error")));
                 continue;
             }
             let (hidden, main): (Vec<&OutputCheck>, Vec<&OutputCheck>) = c
@@ -250,17 +239,7 @@ impl Report {
                 ));
             }
             for m in &c.missing {
-                rows.push(base(
-                    m.clone(),
-                    "✗",
-                    [
-                        "missing".into(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                    ],
-                ));
+                rows.push(base(m.clone(), "✗", word_cells("missing")));
             }
         }
         let widths: Vec<usize> = (0..11)
@@ -388,6 +367,17 @@ impl Report {
     }
 }
 
+/// Metric cells holding one word instead of numbers (`error`, `missing`, `shape`).
+fn word_cells(word: &str) -> [String; 5] {
+    [
+        word.into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]
+}
+
 fn mark(o: &OutputCheck) -> &'static str {
     if o.comparison.status == Status::Pass {
         "✓"
@@ -403,13 +393,7 @@ fn cells(outs: &[&OutputCheck]) -> [String; 5] {
         .filter_map(|o| o.comparison.metrics.as_ref())
         .collect();
     if ms.is_empty() {
-        return [
-            "shape".into(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ];
+        return word_cells("shape");
     }
     let max = |f: &dyn Fn(&super::compare::Metrics) -> f64| {
         ms.iter().map(|m| f(m)).fold(0.0f64, f64::max)
