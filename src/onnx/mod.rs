@@ -3,8 +3,10 @@
 //! Spec: <https://onnx.ai/onnx/repo-docs/IR.html>.
 
 pub mod builder;
+pub mod dtype;
 pub mod inspect;
 pub mod proto;
 pub mod writer;
 
 pub use builder::{Dim, GraphBuilder, Initializer, Op, Scope};
+pub use dtype::DataType;
