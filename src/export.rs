@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, Head};
-use crate::graph::{self, GraphOptions, Profile, PORTABLE_IR_VERSION, PORTABLE_OPSET};
+use crate::graph::{self, BuiltGraph, GraphOptions, Profile};
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
 
@@ -22,7 +22,7 @@ pub enum ExportError {
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error(transparent)]
-    Weights(#[from] crate::weights::WeightsError),
+    Weights(#[from] crate::checkpoint::WeightsError),
     #[error("{0}")]
     Output(String),
     #[error("the checkpoint has no weights for the {head} head (missing `{weight}`)")]
@@ -99,13 +99,17 @@ pub fn export(
         let mut staged: Vec<(Staged, Exported)> = Vec::with_capacity(heads.len());
         for (&head, target) in heads.iter().zip(&targets) {
             let start = Instant::now();
-            let built = graph::build(ckpt, head, opts.graph)?;
-            let weight_bytes: u64 = built.initializers.iter().map(|i| i.byte_len()).sum();
-            let external = opts.force_external_data || weight_bytes >= INLINE_LIMIT;
+            let built = graph::build(ckpt, head, opts.profile, opts.graph)?;
+            let weight_bytes = built
+                .initializers
+                .iter()
+                .try_fold(0u64, |a, i| a.checked_add(i.byte_len()?));
+            let external =
+                opts.force_external_data || weight_bytes.is_none_or(|b| b >= INLINE_LIMIT);
             if external {
                 check_data_replaceable(target)?;
             }
-            let header = model_header(opts.profile);
+            let header = model_header(opts.profile, &built);
             let mut metadata = || {
                 let h = hashes.get_or_insert_with(|| match hasher.take().map(|t| t.join()) {
                     Some(Ok(r)) => r,
@@ -133,22 +137,23 @@ pub fn export(
             };
             staged.push((st, info));
         }
-        let mut done = Vec::with_capacity(staged.len());
-        for (st, info) in staged {
-            st.commit()?;
-            done.push(info);
-        }
+        let (files, done): (Vec<Staged>, Vec<Exported>) = staged.into_iter().unzip();
+        writer::commit_all(files)?;
         Ok(done)
     })
 }
 
-fn model_header(profile: Profile) -> ModelProto {
+fn model_header(profile: Profile, built: &BuiltGraph<'_>) -> ModelProto {
     ModelProto {
-        ir_version: PORTABLE_IR_VERSION,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: PORTABLE_OPSET,
-        }],
+        ir_version: profile.spec().ir_version,
+        opset_import: built
+            .opsets
+            .iter()
+            .map(|&(domain, version)| OperatorSetIdProto {
+                domain: domain.into(),
+                version,
+            })
+            .collect(),
         producer_name: PRODUCER.into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         domain: "ai.imagegpt".into(),

@@ -408,7 +408,7 @@ fn int32_tensor_is_refused() {
     });
     let want = cannot_open(
         &model,
-        "tensor `transformer.h.0.ln_1.weight` has dtype I32; only F32, F16 and BF16 weights are supported",
+        "tensor `transformer.h.0.ln_1.weight` has dtype int32; only float32, float16 and bfloat16 weights are supported",
     );
     assert_export_refused(&model, &out, &[], &want);
 }
@@ -426,7 +426,7 @@ fn float64_tensor_is_refused() {
     });
     let want = cannot_open(
         &model,
-        "tensor `transformer.ln_f.weight` has dtype F64; only F32, F16 and BF16 weights are supported",
+        "tensor `transformer.ln_f.weight` has dtype float64; only float32, float16 and bfloat16 weights are supported",
     );
     assert_export_refused(&model, &out, &[], &want);
 }
@@ -830,7 +830,7 @@ fn head_all_writes_the_heads_the_checkpoint_has() {
     let cases: [(&str, &[&str], &str); 3] = [
         (
             "causal-lm",
-            &["base.onnx", "causal-lm.onnx"],
+            &["base.onnx", "causal-lm.onnx", "decoder.onnx"],
             "logits float32 [batch, sequence, 512]",
         ),
         (
@@ -872,6 +872,13 @@ fn head_all_writes_the_heads_the_checkpoint_has() {
 // ---------------------------------------------------------------------------------------------
 // Determinism, re-export, layouts, dtypes
 
+/// What `--head all` writes for a causal-LM checkpoint.
+fn lm_files() -> Vec<String> {
+    ["base.onnx", "causal-lm.onnx", "decoder.onnx"]
+        .map(String::from)
+        .to_vec()
+}
+
 #[test]
 fn same_input_gives_byte_identical_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -880,7 +887,7 @@ fn same_input_gives_byte_identical_files() {
         assert_ok(&export(&fixture_model(case), &a.join(case), &[]));
         assert_ok(&export(&fixture_model(case), &b.join(case), &[]));
         let files = listing(&a.join(case)).expect("exported");
-        assert_eq!(files, vec!["base.onnx", "causal-lm.onnx"]);
+        assert_eq!(files, vec!["base.onnx", "causal-lm.onnx", "decoder.onnx"]);
         assert_eq!(listing(&b.join(case)), Some(files.clone()));
         for f in files {
             let x = std::fs::read(a.join(case).join(&f)).expect("a");
@@ -899,10 +906,7 @@ fn re_export_replaces_our_own_files() {
     let first = std::fs::read(out.join("causal-lm.onnx")).expect("first");
     // Replace ours with a different export of ours (hidden states change the base graph).
     assert_ok(&export(&model, &out, &["--hidden-states"]));
-    assert_eq!(
-        listing(&out),
-        Some(vec!["base.onnx".to_string(), "causal-lm.onnx".to_string()])
-    );
+    assert_eq!(listing(&out), Some(lm_files()));
     let base = inspect(&out.join("base.onnx"));
     assert_eq!(summary_value(&base, "igpt_onnx.hidden_states"), "true");
     assert!(
@@ -928,10 +932,7 @@ fn hub_layout_with_legacy_buffers_exports_like_the_plain_checkpoint() {
     assert!(stored.contains_key("transformer.h.0.attn.masked_bias"));
     assert_ok(&export(&fixture_model("hub-layout"), &hub, &[]));
     assert_ok(&export(&fixture_model("causal-lm"), &plain, &[]));
-    assert_eq!(
-        listing(&hub),
-        Some(vec!["base.onnx".to_string(), "causal-lm.onnx".to_string()])
-    );
+    assert_eq!(listing(&hub), Some(lm_files()));
     // Same config, so the same initializers: the buffers are not carried over.
     let names = |p: &Path| -> Vec<String> {
         initializers(&decode(p))
@@ -1096,10 +1097,7 @@ fn single_file_with_config_or_variant_exports() {
     assert_ok(&export(&file, &a, &["--config", &show(&config)]));
     assert_ok(&export(&file, &b, &["--variant", "tiny"]));
     for out in [&a, &b] {
-        assert_eq!(
-            listing(out),
-            Some(vec!["base.onnx".to_string(), "causal-lm.onnx".to_string()])
-        );
+        assert_eq!(listing(out), Some(lm_files()));
         let s = inspect(&out.join("causal-lm.onnx"));
         let cfg: serde_json::Value =
             serde_json::from_str(summary_value(&s, "igpt_onnx.config")).expect("config json");

@@ -7,10 +7,11 @@ mod common;
 use std::path::Path;
 
 use common::{cli, copy_dir, export_head, fixture, require_ort_under_ci};
+use igpt_onnx::graph::Profile;
 use igpt_onnx::onnx::builder::attr_int;
 use igpt_onnx::onnx::proto::{data_type, ModelProto, NodeProto, OperatorSetIdProto};
 use igpt_onnx::onnx::writer::write_model;
-use igpt_onnx::onnx::{Dim, GraphBuilder, Op};
+use igpt_onnx::onnx::{DataType, Dim, GraphBuilder, Op};
 use igpt_onnx::verify::compare::Status;
 use igpt_onnx::verify::report::{CheckStatus, Report};
 use igpt_onnx::verify::{self, VerifyOptions};
@@ -131,12 +132,12 @@ fn write_graph(
 ) {
     let mut g = GraphBuilder::default();
     let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
-    let ids = g.input(inputs[0], data_type::INT64, &bs);
-    g.input(inputs[1], data_type::INT64, &bs);
+    let ids = g.input(inputs[0], DataType::Int64, &bs);
+    g.input(inputs[1], DataType::Int64, &bs);
     let out = body(&mut g, &ids);
     g.output(
         &out,
-        data_type::FLOAT,
+        DataType::Float32,
         &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
     );
     let graph = igpt_onnx::onnx::proto::GraphProto {
@@ -395,7 +396,8 @@ fn other_output_dtype_is_a_dtype_mismatch() {
     let ckpt = igpt_onnx::Checkpoint::open(&fixture("short-seq").join("model"), None, None)
         .expect("opens");
     let mut built =
-        igpt_onnx::graph::build(&ckpt, Head::CausalLm, Default::default()).expect("builds");
+        igpt_onnx::graph::build(&ckpt, Head::CausalLm, Profile::Portable, Default::default())
+            .expect("builds");
     // The real graph, with its logits cast to int64 on the way out.
     let last = built
         .graph
