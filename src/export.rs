@@ -88,6 +88,14 @@ pub fn export(
     for t in &targets {
         check_replaceable(t)?;
     }
+    let carried = carried_files(ckpt, out_dir)?;
+    let carried_sums = sha256_files(
+        &carried
+            .iter()
+            .map(|(src, _)| src.clone())
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| ExportError::Output(format!("cannot read {e}")))?;
 
     let files: Vec<PathBuf> = ckpt.weights.file_paths().map(Path::to_path_buf).collect();
     std::thread::scope(|scope| {
@@ -116,7 +124,7 @@ pub fn export(
                     _ => Err("checksum thread failed".to_string()),
                 });
                 let sums = h.clone().map_err(WriteError::Refused)?;
-                Ok(provenance(ckpt, head, opts, &sums))
+                Ok(provenance(ckpt, head, opts, &sums, &carried_sums))
             };
             let st = writer::write_model(
                 target,
@@ -137,7 +145,10 @@ pub fn export(
             };
             staged.push((st, info));
         }
-        let (files, done): (Vec<Staged>, Vec<Exported>) = staged.into_iter().unzip();
+        let (mut files, done): (Vec<Staged>, Vec<Exported>) = staged.into_iter().unzip();
+        for (src, dest) in &carried {
+            files.push(writer::stage_copy(src, dest)?);
+        }
         writer::commit_all(files)?;
         Ok(done)
     })
@@ -172,10 +183,18 @@ fn provenance(
     head: Head,
     opts: &ExportOptions,
     sums: &str,
+    carried_sums: &str,
 ) -> Vec<StringStringEntryProto> {
     let config = serde_json::to_string(&ckpt.config).unwrap_or_default();
-    [
-        ("igpt_onnx.config", config),
+    let mut entries = vec![];
+    if carried_sums != "{}" {
+        entries.push(("igpt_onnx.carried_sha256", carried_sums.to_string()));
+    }
+    entries.push(("igpt_onnx.config", config));
+    if head == Head::Classifier {
+        entries.push(("igpt_onnx.id2label", ckpt.config.id2label_json()));
+    }
+    entries.extend([
         ("igpt_onnx.head", head.name().to_string()),
         (
             "igpt_onnx.hidden_states",
@@ -184,13 +203,49 @@ fn provenance(
         ("igpt_onnx.profile", opts.profile.name().to_string()),
         ("igpt_onnx.source_sha256", sums.to_string()),
         ("igpt_onnx.version", env!("CARGO_PKG_VERSION").to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| StringStringEntryProto {
-        key: k.into(),
-        value: v,
-    })
-    .collect()
+    ]);
+    entries
+        .into_iter()
+        .map(|(k, v)| StringStringEntryProto {
+            key: k.into(),
+            value: v,
+        })
+        .collect()
+}
+
+/// Files beside the weights that a deployment needs and the export copies beside the graphs:
+/// generation defaults (for `generate`) and the image processor (clusters, size).
+pub const CARRIED_FILES: [&str; 2] = ["generation_config.json", "preprocessor_config.json"];
+
+/// `(source, destination)` of each carried file the checkpoint folder has. An existing
+/// destination with other contents is not replaced: nothing says it came from this export.
+fn carried_files(
+    ckpt: &Checkpoint,
+    out_dir: &Path,
+) -> Result<Vec<(PathBuf, PathBuf)>, ExportError> {
+    let folder = if ckpt.source.is_dir() {
+        ckpt.source.clone()
+    } else {
+        ckpt.source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for name in CARRIED_FILES {
+        let src = folder.join(name);
+        if !src.is_file() {
+            continue;
+        }
+        let dest = out_dir.join(name);
+        refuse_unless(&dest, || {
+            let same = std::fs::read(&src).ok() == std::fs::read(&dest).ok();
+            same.then_some(())
+                .ok_or("it differs from the checkpoint's and was not written by this export")
+        })?;
+        out.push((src, dest));
+    }
+    Ok(out)
 }
 
 /// `{"<file name>": "<sha256 hex>", ...}` over the source files.

@@ -87,11 +87,21 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<(), WriteError> {
     let mut placed: Vec<PathBuf> = Vec::new();
     let result = (|| {
         for (_, dest) in &moves {
-            if std::fs::symlink_metadata(dest).is_ok() {
-                let backup = reserve_name(dest)?;
-                rename(dest, &backup)?;
-                aside.push((backup, dest.clone()));
+            let Ok(meta) = std::fs::symlink_metadata(dest) else {
+                continue;
+            };
+            if !meta.is_file() {
+                return Err(WriteError::Refused(format!(
+                    "refusing to replace {}: it is not a regular file",
+                    dest.display()
+                )));
             }
+            let backup = reserve_name(dest)?;
+            std::fs::rename(dest, &backup).map_err(|source| WriteError::Io {
+                path: dest.display().to_string(),
+                source,
+            })?;
+            aside.push((backup, dest.clone()));
         }
         for (tmp, dest) in &moves {
             rename(tmp, dest)?;
@@ -123,6 +133,26 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<(), WriteError> {
         })?;
     }
     Ok(())
+}
+
+/// A copy of `src` staged under a temporary name beside `dest`, committed like a model.
+pub fn stage_copy(src: &Path, dest: &Path) -> Result<Staged, WriteError> {
+    let (mut file, tmp) = create_temp(dest)?;
+    let mut input = File::open(src).map_err(|source| WriteError::Io {
+        path: src.display().to_string(),
+        source,
+    })?;
+    let bytes = io::copy(&mut input, &mut file).map_err(|source| WriteError::Io {
+        path: dest.display().to_string(),
+        source,
+    })?;
+    Ok(Staged {
+        model: dest.to_path_buf(),
+        data: None,
+        bytes,
+        tmp_model: tmp,
+        tmp_data: None,
+    })
 }
 
 /// Writes `header` (whose `graph` must be `None`) with `graph` (without initializers) and
