@@ -33,8 +33,8 @@ if [ ! -x "$GNU_TIME" ]; then
 fi
 
 echo "== cargo build --release"
-cargo build --release --quiet
-bin="$root/target/release/igpt-onnx"
+. ci/lib.sh
+bin=$(igpt_bin release)
 mkdir -p "$BENCH_DIR"
 work=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -18,8 +18,8 @@ fi
 
 ./ci/setup.sh
 echo "== cargo build --release"
-cargo build --release --quiet
-bin="$root/target/release/igpt-onnx"
+. ci/lib.sh
+bin=$(igpt_bin release)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./ci/setup.sh
-cargo build --release --quiet
-bin=./target/release/igpt-onnx
+# The dev profile (dependencies optimised, see Cargo.toml): the build ci/test.sh reuses, so a
+# fresh clone compiles ort and tract once for both README commands.
+. ci/lib.sh
+bin=$(igpt_bin)
 out=out/demo
 case=fixtures/causal-lm
 echo "== export ($case/model -> $out)"

@@ -16,8 +16,8 @@ fi
 model=$1 case=$2 out=${3:-out/regression}
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/ci/setup.sh"
-(cd "$root" && cargo build --release --quiet)
-bin="$root/target/release/igpt-onnx"
+. "$root/ci/lib.sh"
+bin=$(cd "$root" && igpt_bin)
 heads=$(python3 -c 'import json,sys; print(" ".join(h for h in json.load(open(sys.argv[1]))["outputs"] if h in ("base","causal-lm","classifier")))' "$case/manifest.json")
 if [ -z "$heads" ]; then
   echo "error: $case/manifest.json lists no goldens for base, causal-lm or classifier" >&2

@@ -16,5 +16,6 @@ echo "== onnx checker over graphs/ and an external-data export"
 .venv/bin/python ci/check_graphs.py graphs
 ext=$(mktemp -d)
 trap 'rm -rf "$ext"' EXIT
-./target/debug/igpt-onnx export --weights fixtures/sharded/model --out "$ext" --external-data >/dev/null
+. ci/lib.sh
+"$(igpt_bin)" export --weights fixtures/sharded/model --out "$ext" --external-data >/dev/null
 .venv/bin/python ci/check_graphs.py "$ext"

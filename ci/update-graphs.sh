@@ -5,8 +5,8 @@
 # `git diff graphs/` (the .txt summaries show what changed), and commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet
-bin=./target/debug/igpt-onnx
+. ci/lib.sh
+bin=$(igpt_bin)
 rm -rf graphs
 mkdir -p graphs
 for case in fixtures/*/; do

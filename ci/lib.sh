@@ -1,0 +1,19 @@
+# Shared by the ci/ scripts (source it): builds the igpt-onnx binary and prints its path,
+# wherever cargo puts it (CARGO_TARGET_DIR, a config's build.target-dir, or ./target).
+#
+#   bin=$(igpt_bin)           # the dev profile: the one both README commands build
+#   bin=$(igpt_bin release)   # benchmarks
+igpt_bin() {
+  local profile=${1:-dev} dir
+  if [ "$profile" = dev ]; then
+    cargo build --quiet --bin igpt-onnx >&2
+    dir=debug
+  else
+    cargo build --quiet --profile "$profile" --bin igpt-onnx >&2
+    dir=$profile
+  fi
+  local target
+  target=$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  echo "$target/$dir/igpt-onnx"
+}
