@@ -3,9 +3,12 @@
 //! config implies (names and shapes as in HF `modeling_imagegpt.py`). [`source`] turns stored
 //! tensors into the bytes an exported graph holds.
 
+mod format;
+
 pub mod safetensors;
 pub mod source;
 pub mod store;
+pub mod torch;
 
 use std::path::{Path, PathBuf};
 
