@@ -174,7 +174,17 @@ fn provenance(
     sums: &str,
 ) -> Vec<StringStringEntryProto> {
     let config = serde_json::to_string(&ckpt.config).unwrap_or_default();
-    [
+    // Recorded when the source is not safetensors, or came from the hub, so exports of
+    // safetensors folders stay byte-identical to the committed baselines in graphs/.
+    let mut source: Vec<(&str, String)> = Vec::new();
+    if ckpt.weights.format != "safetensors" {
+        source.push(("igpt_onnx.source_format", ckpt.weights.format.clone()));
+    }
+    if let Some(o) = &ckpt.origin {
+        source.push(("igpt_onnx.source_hub_id", o.repo.clone()));
+        source.push(("igpt_onnx.source_hub_commit", o.commit.clone()));
+    }
+    let mut entries = vec![
         ("igpt_onnx.config", config),
         ("igpt_onnx.head", head.name().to_string()),
         (
@@ -184,13 +194,16 @@ fn provenance(
         ("igpt_onnx.profile", opts.profile.name().to_string()),
         ("igpt_onnx.source_sha256", sums.to_string()),
         ("igpt_onnx.version", env!("CARGO_PKG_VERSION").to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| StringStringEntryProto {
-        key: k.into(),
-        value: v,
-    })
-    .collect()
+    ];
+    entries.extend(source);
+    entries.sort_by_key(|&(k, _)| k);
+    entries
+        .into_iter()
+        .map(|(k, v)| StringStringEntryProto {
+            key: k.into(),
+            value: v,
+        })
+        .collect()
 }
 
 /// `{"<file name>": "<sha256 hex>", ...}` over the source files.
