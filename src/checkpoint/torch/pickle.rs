@@ -533,7 +533,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, items: Vec<Id>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.malformed("SETITEMS with an odd number of items"));
         }
         let target = self.top()?;
@@ -760,7 +760,7 @@ mod tests {
         p.extend(global("builtins", "eval"));
         p.push(b'.');
         assert_eq!(
-            load(&p).unwrap_err(),
+            load(&p).expect_err("refused"),
             PickleError::Refused("global builtins.eval".into())
         );
     }
@@ -784,7 +784,7 @@ mod tests {
     #[test]
     fn lengths_are_checked_before_allocation() {
         let p = [b'X', 0xff, 0xff, 0xff, 0xff, b'a'];
-        let err = load(&p).unwrap_err();
+        let err = load(&p).expect_err("refused");
         assert!(matches!(err, PickleError::Malformed { at: 5, .. }), "{err}");
     }
 }
