@@ -73,6 +73,18 @@ fn igpt(args: &[&str], env: &[(&str, &Path)]) -> Output {
     cmd.output().expect("run igpt-onnx")
 }
 
+/// `export --weights REPO --head base` with only `env` pointing at a cache: must succeed.
+fn export_base_offline(out: &Path, env: (&str, &Path)) {
+    let o = out.to_str().expect("utf-8");
+    let run = igpt(
+        &["export", "--weights", REPO, "--head", "base", "--out", o],
+        &[env],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(out.join("base.onnx").is_file());
+}
+
 fn metadata(path: &Path, key: &str) -> Option<String> {
     let m = ModelProto::decode(std::fs::read(path).expect("graph").as_slice()).expect("decode");
     m.metadata_props
@@ -138,25 +150,7 @@ fn hf_home_is_searched_when_hf_hub_cache_is_unset() {
     let tmp = tempfile::tempdir().expect("tempdir");
     make_cache(&tmp.path().join("home/hub"), &["main"]);
     let out = tmp.path().join("out");
-    let run = igpt(
-        &[
-            "export",
-            "--weights",
-            REPO,
-            "--head",
-            "base",
-            "--out",
-            out.to_str().expect("utf-8"),
-        ],
-        &[("HF_HOME", &tmp.path().join("home"))],
-    );
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(out.join("base.onnx").is_file());
+    export_base_offline(&out, ("HF_HOME", &tmp.path().join("home")));
 }
 
 #[test]
@@ -353,24 +347,7 @@ fn download_fills_the_cache_layout_and_exports() {
     );
 
     // A second run, offline, finds everything in the cache.
-    let run = igpt(
-        &[
-            "export",
-            "--weights",
-            REPO,
-            "--head",
-            "base",
-            "--out",
-            out.to_str().expect("utf-8"),
-        ],
-        &[("HF_HUB_CACHE", &tmp.path().join("cache"))],
-    );
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    export_base_offline(&out, ("HF_HUB_CACHE", &tmp.path().join("cache")));
 }
 
 #[test]
