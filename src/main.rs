@@ -177,11 +177,6 @@ fn run_export(a: ExportArgs) -> Result<ExitCode> {
     let mut ckpt = Checkpoint::open(&weights, a.config.as_deref(), a.variant)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
     ckpt.origin = origin;
-    println!(
-        "read {} weights from {}",
-        ckpt.weights.format,
-        weights.display()
-    );
     let heads = if a.head == "all" {
         ckpt.available_heads()
     } else {

@@ -635,7 +635,7 @@ fn folder_without_safetensors_is_refused() {
     let want = cannot_open(
         &model,
         &format!(
-            "no model.safetensors or model.safetensors.index.json in {}",
+            "no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json in {}",
             show(&model)
         ),
     );
