@@ -8,7 +8,10 @@
 #
 # Environment: SIZES (default "small medium large"), BENCH_DIR (default /tmp/igpt-bench; the
 # random checkpoints are cached there and reused), RUNS (default 3), CLEAN=1 (also delete the
-# cached checkpoints at the end).
+# cached checkpoints at the end), BIN_SIZES (default "small medium large"; "" skips): the same
+# weights saved as pytorch_model.bin by torch (TORCH_PY, default fixtures/.venv/bin/python),
+# exported next to the safetensors folder: small/medium against the 1.5x target, large against
+# peak RSS <= 2 GB.
 #
 # Method: each export runs RUNS times into a fresh output folder that is deleted afterwards; each
 # is followed by a `cp` of the checkpoint's model.safetensors into a fresh folder on the same
@@ -35,6 +38,7 @@ fi
 echo "== cargo build --release"
 . ci/lib.sh
 bin=$(igpt_bin release)
+bin_exe=$bin
 mkdir -p "$BENCH_DIR"
 work=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -158,7 +162,67 @@ echo "torch.onnx.export figures are quoted from the issue (measured by its autho
 echo "small ~17 s / 4 GB, medium ~43 s / 12.7 GB), not re-measured: torch is not installed for this benchmark."
 for n in "${notes[@]}"; do echo "$n"; done
 
+
+# --- pytorch_model.bin: the same random weights saved by torch, exported from the .bin --------
+BIN_SIZES=${BIN_SIZES-small medium large}
+TORCH_PY=${TORCH_PY:-fixtures/.venv/bin/python}
+bin_rows=()
+for size in $BIN_SIZES; do
+  ckpt="$BENCH_DIR/$size"
+  bin="$BENCH_DIR/$size-bin"
+  if [ ! -f "$ckpt/model.safetensors" ]; then
+    echo "== $size: no cached safetensors checkpoint (run with SIZES including $size): skipped"
+    continue
+  fi
+  if [ ! -x "$TORCH_PY" ]; then
+    echo "== .bin benchmark skipped: no torch python at $TORCH_PY (fixtures/setup.sh makes one)"
+    break
+  fi
+  if [ ! -f "$bin/pytorch_model.bin" ]; then
+    echo "== $size: saving the same weights as pytorch_model.bin with torch"
+    rm -rf "$bin.tmp" && mkdir -p "$bin.tmp"
+    cp "$ckpt/config.json" "$bin.tmp/"
+    "$TORCH_PY" -c 'import sys, torch; from safetensors.torch import load_file
+torch.save(load_file(sys.argv[1]), sys.argv[2])' "$ckpt/model.safetensors" "$bin.tmp/pytorch_model.bin"
+    rm -rf "$bin" && mv "$bin.tmp" "$bin"
+    sync -f "$bin/pytorch_model.bin"
+  fi
+  sf="$work/bin-st-$size.txt"
+  bf="$work/bin-bin-$size.txt"
+  : >"$sf"
+  : >"$bf"
+  for i in $(seq 1 "$RUNS"); do
+    for kind in st bin; do
+      src=$ckpt
+      [ "$kind" = bin ] && src=$bin
+      out="$work/out-$kind-$size"
+      rm -rf "$out"
+      timed "$work/bin-$kind-$size.txt" "$bin_exe" export --weights "$src" --head causal-lm --out "$out"
+      rm -rf "$out"
+    done
+    echo "   $size run $i: safetensors $(tail -n1 "$sf" | awk '{printf "%s s, %d MB", $1, $2/1024}'); .bin $(tail -n1 "$bf" | awk '{printf "%s s, %d MB", $1, $2/1024}')"
+  done
+  read -r st_med _ < <(stats "$sf" 1)
+  read -r bin_med _ < <(stats "$bf" 1)
+  bin_rss=$(awk '{print $2}' "$bf" | sort -g | tail -n1)
+  st_rss=$(awk '{print $2}' "$sf" | sort -g | tail -n1)
+  ratio=$(awk -v b="$bin_med" -v s="$st_med" 'BEGIN {if (s > 0) printf "%.2f", b / s; else print "n/a"}')
+  if [ "$size" = large ]; then
+    target=$(awk -v m="$bin_rss" 'BEGIN {print (m <= 2 * 1024 * 1024 ? "PASS" : "MISS") " (.bin RSS<=2 GB)"}')
+  else
+    target=$(awk -v r="$ratio" 'BEGIN {print (r <= 1.5 ? "PASS" : "MISS") " (<=1.5x)"}')
+  fi
+  bin_rows+=("$(printf '%-7s %12s %10s %7s %12s %11s  %s' "$size" "$st_med" "$bin_med" "${ratio}x" \
+    "$((st_rss / 1024))" "$((bin_rss / 1024))" "$target")")
+done
+if [ "${#bin_rows[@]}" -gt 0 ]; then
+  echo
+  echo "== .bin vs safetensors export of the same weights (causal-lm head, median of $RUNS, warm page cache)"
+  printf '%-7s %12s %10s %7s %12s %11s  %s\n' size st_wall_s bin_wall_s bin/st st_rss_MB bin_rss_MB target
+  for r in "${bin_rows[@]}"; do echo "$r"; done
+fi
+
 if [ "${CLEAN:-0}" = 1 ]; then
-  for size in $SIZES; do rm -rf "${BENCH_DIR:?}/$size"; done
+  for size in $SIZES; do rm -rf "${BENCH_DIR:?}/$size" "${BENCH_DIR:?}/$size-bin"; done
   echo "removed cached checkpoints (CLEAN=1)"
 fi

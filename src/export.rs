@@ -186,15 +186,20 @@ fn provenance(
     carried_sums: &str,
 ) -> Vec<StringStringEntryProto> {
     let config = serde_json::to_string(&ckpt.config).unwrap_or_default();
-    let mut entries = vec![];
+    let mut source: Vec<(&str, String)> =
+        vec![("igpt_onnx.source_format", ckpt.weights.format.clone())];
+    if let Some(o) = &ckpt.origin {
+        source.push(("igpt_onnx.source_hub_id", o.repo.clone()));
+        source.push(("igpt_onnx.source_hub_commit", o.commit.clone()));
+    }
     if carried_sums != "{}" {
-        entries.push(("igpt_onnx.carried_sha256", carried_sums.to_string()));
+        source.push(("igpt_onnx.carried_sha256", carried_sums.to_string()));
     }
-    entries.push(("igpt_onnx.config", config));
     if head == Head::Classifier {
-        entries.push(("igpt_onnx.id2label", ckpt.config.id2label_json()));
+        source.push(("igpt_onnx.id2label", ckpt.config.id2label_json()));
     }
-    entries.extend([
+    let mut entries = vec![
+        ("igpt_onnx.config", config),
         ("igpt_onnx.head", head.name().to_string()),
         (
             "igpt_onnx.hidden_states",
@@ -203,7 +208,9 @@ fn provenance(
         ("igpt_onnx.profile", opts.profile.name().to_string()),
         ("igpt_onnx.source_sha256", sums.to_string()),
         ("igpt_onnx.version", env!("CARGO_PKG_VERSION").to_string()),
-    ]);
+    ];
+    entries.extend(source);
+    entries.sort_by_key(|&(k, _)| k);
     entries
         .into_iter()
         .map(|(k, v)| StringStringEntryProto {

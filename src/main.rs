@@ -81,9 +81,16 @@ struct VerifyArgs {
 
 #[derive(clap::Args)]
 struct ExportArgs {
-    /// Model folder (config.json + model.safetensors or an index + shards) or one .safetensors file.
+    /// Model folder (config.json + model.safetensors / pytorch_model.bin, or an index + shards),
+    /// one weights file, or a hub id (org/name) resolved in the Hugging Face cache.
     #[arg(long)]
-    weights: Option<PathBuf>,
+    weights: Option<String>,
+    /// Hub revision (branch, tag or commit) for a hub id or --variant.
+    #[arg(long, default_value = "main")]
+    revision: String,
+    /// Fetch what the Hugging Face cache lacks (honours HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE).
+    #[arg(long)]
+    download: bool,
     /// config.json to use instead of the one beside the weights.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -153,19 +160,23 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn run_export(a: ExportArgs) -> Result<ExitCode> {
-    let Some(weights) = a.weights else {
-        match a.variant.and_then(Variant::hub_repo) {
-            Some(repo) => bail!(
-                "--variant needs weights: the published ones are in the Hugging Face hub repository {repo} (pytorch_model.bin); with internet, save them as safetensors with `python -c \"from transformers import ImageGPTForCausalImageModeling as M; M.from_pretrained('{repo}').save_pretrained('DIR')\"` and pass --weights DIR"
-            ),
-            None if a.variant == Some(Variant::Tiny) => bail!(
+    let located = igpt_onnx::checkpoint::hub::locate(
+        a.weights.as_deref(),
+        a.variant,
+        &a.revision,
+        a.download,
+    )?;
+    let Some((weights, origin)) = located else {
+        match a.variant {
+            Some(Variant::Tiny) => bail!(
                 "--weights is required (a model folder or a .safetensors file); tiny has no published weights: `igpt-onnx random-checkpoint --variant tiny --out DIR` writes random ones"
             ),
-            None => bail!("--weights is required (a model folder or a .safetensors file)"),
+            _ => bail!("--weights is required (a model folder, a weights file or a hub id org/name)"),
         }
     };
-    let ckpt = Checkpoint::open(&weights, a.config.as_deref(), a.variant)
+    let mut ckpt = Checkpoint::open(&weights, a.config.as_deref(), a.variant)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
+    ckpt.origin = origin;
     let heads = if a.head == "all" {
         ckpt.available_heads()
     } else {
@@ -185,6 +196,11 @@ fn run_export(a: ExportArgs) -> Result<ExitCode> {
         force_external_data: a.external_data,
     };
     let done = export::export(&ckpt, &heads, &a.out, &opts).context("export failed")?;
+    println!(
+        "read {} weights from {}",
+        ckpt.weights.format,
+        weights.display()
+    );
     for e in &done {
         let data = e
             .data_path

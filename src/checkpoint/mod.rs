@@ -3,9 +3,13 @@
 //! config implies (names and shapes as in HF `modeling_imagegpt.py`). [`source`] turns stored
 //! tensors into the bytes an exported graph holds.
 
+mod format;
+pub mod hub;
+
 pub mod safetensors;
 pub mod source;
 pub mod store;
+pub mod torch;
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +79,8 @@ pub struct Checkpoint {
     pub weights: WeightStore,
     /// Where the weights came from (for provenance).
     pub source: PathBuf,
+    /// The hub repository and commit, when the weights were resolved from the HF cache.
+    pub origin: Option<hub::HubOrigin>,
 }
 
 impl Checkpoint {
@@ -121,6 +127,7 @@ impl Checkpoint {
             config: cfg,
             weights: store,
             source: weights.to_path_buf(),
+            origin: None,
         };
         ckpt.validate()?;
         Ok(ckpt)

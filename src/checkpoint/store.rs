@@ -51,6 +51,9 @@ pub enum WeightsError {
     Dtype { name: String, dtype: String },
     #[error("unexpected tensor `{0}` in the checkpoint (not an ImageGPT weight for this config)")]
     Unexpected(String),
+    /// A torch pickle holding something a plain state dict never does.
+    #[error("refusing {what} in {file}: not a plain state dict")]
+    Refused { what: String, file: String },
 }
 
 /// Where a tensor's elements lie in its file.
@@ -177,7 +180,7 @@ impl WeightStore {
 
     /// Opens a model folder or a weights file in any supported format.
     pub fn open(path: &Path) -> Result<Self, WeightsError> {
-        super::safetensors::open(path)
+        super::format::open(path)
     }
 
     /// Adds a file and its tensors. Every tensor must lie inside the file, and no canonical

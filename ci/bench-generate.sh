@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Decoder benchmark: `igpt-onnx generate --greedy` (KV-cache decoder, ONNX Runtime CPU) against
+# the reference's `generate` (transformers, KV cache, greedy) on the same random-weight
+# checkpoint, in one run, with the memory-bandwidth limit of a float32 step.
+#
+#   ci/bench-generate.sh            # SIZE=small BATCHES=1,8 NEW=64 THREADS=2
+#
+# Needs the reference environment (bash fixtures/setup.sh). Prints ms/step for each batch size,
+# the ratio (reference / ours, higher is better), whether the greedy tokens agree, and the
+# bandwidth floor: weight bytes read per step / single-thread read bandwidth (numpy, measured
+# here). Targets (issue 10): batch 1 >= 1.8x the reference and within 1.3x of the floor,
+# batch 8 >= 3x. A missed target prints MISS; the exit status is non-zero only on errors.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+SIZE=${SIZE:-small}
+BATCHES=${BATCHES:-1,8}
+NEW=${NEW:-64}
+THREADS=${THREADS:-2}
+py=fixtures/.venv/bin/python
+if [ ! -x "$py" ]; then
+  echo "error: the reference environment is missing: run bash fixtures/setup.sh" >&2
+  exit 2
+fi
+./ci/setup.sh
+. ci/lib.sh
+bin=$(igpt_bin release)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin" random-checkpoint --variant "$SIZE" --seed 0 --out "$work/ckpt" >/dev/null
+"$bin" export --weights "$work/ckpt" --head decoder --out "$work/onnx" >/dev/null
+weights=$(stat -c %s "$work/ckpt/model.safetensors")
+
+echo "== reference generate (transformers, $THREADS threads)"
+"$py" ci/bench_generate.py "$work/ckpt" "$THREADS" "$NEW" "$BATCHES" >"$work/ref.jsonl"
+
+echo "== igpt-onnx generate (ort-cpu)"
+for b in ${BATCHES//,/ }; do
+  "$bin" generate --model "$work/onnx/decoder.onnx" --greedy --batch "$b" --max-new-tokens "$NEW" \
+    --tokens-out "$work/ours-$b.json" >"$work/ours-$b.txt"
+  cat "$work/ours-$b.txt"
+done
+
+python3 - "$work" "$weights" "$BATCHES" <<'PY'
+import json, re, sys
+work, weights, batches = sys.argv[1], int(sys.argv[2]), [int(b) for b in sys.argv[3].split(",")]
+ref = [json.loads(l) for l in open(f"{work}/ref.jsonl")]
+bw = ref[0]["bandwidth_gbs"]
+by_batch = {r["batch"]: r for r in ref[1:]}
+floor = weights / (bw * 1e9) * 1e3
+print(f"\nweights {weights / 1e6:.0f} MB, read bandwidth {bw:.1f} GB/s (1 thread) -> float32 floor {floor:.1f} ms/step")
+print(f"{'batch':>5} {'reference ms/step':>18} {'ours ms/step':>13} {'speed-up':>9} {'x floor':>8}  greedy tokens")
+for b in batches:
+    text = open(f"{work}/ours-{b}.txt").read()
+    # total time over the new tokens, prompt pass included, as the reference is timed
+    m = re.search(r"(\d+) steps, prompt ([\d.]+) ms, ([\d.]+) ms/step", text)
+    steps, prompt, per = int(m.group(1)), float(m.group(2)), float(m.group(3))
+    ours = (prompt + per * (steps - 1)) / steps
+    theirs = by_batch[b]["ms_per_step"]
+    agree = json.load(open(f"{work}/ours-{b}.json"))["tokens"] == by_batch[b]["tokens"]
+    target = 1.8 if b == 1 else 3.0
+    speed = theirs / ours
+    verdict = "ok" if speed >= target else "MISS"
+    floor_note = f"{ours / floor:>7.2f}x" if b == 1 else f"{'':>8}"
+    print(f"{b:>5} {theirs:>18.2f} {ours:>13.2f} {speed:>8.2f}x {floor_note}  {'same' if agree else 'DIFFER'}"
+          f"   target >= {target}x: {verdict}" + ("" if b != 1 else f"; floor <= 1.3x: {'ok' if ours / floor <= 1.3 else 'MISS'}"))
+PY
