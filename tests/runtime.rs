@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use common::fixture;
 
 use igpt_onnx::export::{export, ExportOptions};
-use igpt_onnx::runtime::{self, LoadedModel, Runtime, RuntimeError, RuntimeKind, RuntimeOptions};
+use igpt_onnx::runtime::{
+    self, LoadedModel, Runtime, RuntimeError, RuntimeKind, RuntimeOptions, Tensor,
+};
 use igpt_onnx::{Checkpoint, Head};
 use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
@@ -96,13 +98,15 @@ fn compare_logits(model: &mut dyn LoadedModel, case: &str) -> f32 {
     let expected = SafeTensors::deserialize(&expected_bytes).expect("expected parses");
     let want = read_f32(&expected, "causal-lm/logits");
 
+    let (ids_t, mask_t) = (Tensor::from(ids), Tensor::from(mask.clone()));
     let outputs = model
-        .run(&[("input_ids", ids), ("attention_mask", mask.clone())])
+        .run(&[("input_ids", &ids_t), ("attention_mask", &mask_t)])
         .expect("runs");
     let (name, got) = outputs
         .iter()
         .find(|(n, _)| n == "logits")
         .expect("a logits output");
+    let got = got.as_f32().expect("float32 logits");
     assert_eq!(got.shape(), want.shape(), "{name} shape");
 
     let (mut max_err, mut compared, mut bad) = (0f32, 0usize, Vec::new());
@@ -186,8 +190,8 @@ fn wrong_input_names_are_a_run_error(kind: RuntimeKind) {
     };
     let (_dir, path) = export_causal_lm("causal-lm");
     let mut model = rt.load(&path).expect("graph loads");
-    let ids = ArrayD::<i64>::zeros(IxDyn(&[1, 4]));
-    match model.run(&[("tokens", ids.clone()), ("attention_mask", ids)]) {
+    let ids = Tensor::from(ArrayD::<i64>::zeros(IxDyn(&[1, 4])));
+    match model.run(&[("tokens", &ids), ("attention_mask", &ids)]) {
         Err(RuntimeError::Run { reason, .. }) => {
             assert!(
                 reason.contains("tokens") && reason.contains("input_ids"),
@@ -206,13 +210,118 @@ fn out_of_range_token_is_a_run_error(kind: RuntimeKind) {
     };
     let (_dir, path) = export_causal_lm("causal-lm");
     let mut model = rt.load(&path).expect("graph loads");
-    let ids = ArrayD::<i64>::from_elem(IxDyn(&[1, 4]), 100_000);
-    let mask = ArrayD::<i64>::ones(IxDyn(&[1, 4]));
-    match model.run(&[("input_ids", ids), ("attention_mask", mask)]) {
+    let ids = Tensor::from(ArrayD::<i64>::from_elem(IxDyn(&[1, 4]), 100_000));
+    let mask = Tensor::from(ArrayD::<i64>::ones(IxDyn(&[1, 4])));
+    match model.run(&[("input_ids", &ids), ("attention_mask", &mask)]) {
         Err(RuntimeError::Run { reason, .. }) => println!("{}: {reason}", kind.name()),
         Err(e) => panic!("expected a Run error, got {e}"),
         Ok(_) => panic!("ran with token ids past the vocabulary"),
     }
+}
+
+/// A float input of the wrong type or rank is refused before the runtime sees it, naming the
+/// input, what the graph declares and what was given.
+fn wrong_input_type_is_a_run_error(kind: RuntimeKind) {
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let (_dir, path) = export_causal_lm("causal-lm");
+    let mut model = rt.load(&path).expect("graph loads");
+    let names: Vec<&str> = model.inputs().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["input_ids", "attention_mask"]);
+    let ids = Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 4])));
+    let mask = Tensor::from(ArrayD::<i64>::ones(IxDyn(&[1, 4, 1])));
+    for (feed, want) in [
+        (
+            [("input_ids", &ids), ("attention_mask", &mask)],
+            "input `input_ids`: expected input_ids int64 [batch, sequence], found float32 [1, 4]",
+        ),
+        (
+            [("input_ids", &mask), ("attention_mask", &mask)],
+            "input `input_ids`: expected input_ids int64 [batch, sequence], found int64 [1, 4, 1]",
+        ),
+    ] {
+        match model.run(&feed) {
+            Err(RuntimeError::Run { reason, .. }) => assert!(reason.ends_with(want), "{reason}"),
+            Err(e) => panic!("expected a Run error, got {e}"),
+            Ok(_) => panic!("ran with a wrong input"),
+        }
+    }
+}
+
+/// Float32 and float16 inputs go in, and each output comes back in the graph's own type:
+/// `sum` = x + y in float32 (exact for these values), `half` = Cast(x → float16), `ids` the
+/// int64 input passed through. Values are exactly representable, so the expectations are the
+/// inputs themselves.
+fn float_inputs_and_typed_outputs(kind: RuntimeKind) {
+    use igpt_onnx::onnx::builder::attr_int;
+    use igpt_onnx::onnx::proto::data_type;
+    use igpt_onnx::onnx::{Dim, Op};
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("typed.onnx");
+    let kv = [
+        Dim::Symbol("batch"),
+        Dim::Fixed(2),
+        Dim::Symbol("past_sequence"),
+        Dim::Fixed(3),
+    ];
+    common::write_handmade(&path, None, |g| {
+        let x = g.input("past_key_values.0.key", data_type::FLOAT, &kv);
+        let y = g.input("y", data_type::FLOAT16, &kv);
+        let ids = g.input(
+            "input_ids",
+            data_type::INT64,
+            &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
+        );
+        let y32 = g.op(
+            Op::Cast,
+            "y32",
+            &[&y],
+            vec![attr_int("to", data_type::FLOAT as i64)],
+        );
+        let sum = g.op(Op::Add, "sum", &[&x, &y32], vec![]);
+        let half = g.op(
+            Op::Cast,
+            "half",
+            &[&x],
+            vec![attr_int("to", data_type::FLOAT16 as i64)],
+        );
+        let same = g.op(Op::Identity, "ids", &[&ids], vec![]);
+        g.output(&sum, data_type::FLOAT, &kv);
+        g.output(&half, data_type::FLOAT16, &kv);
+        g.output(
+            &same,
+            data_type::INT64,
+            &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
+        );
+    });
+    let mut model = rt.load(&path).expect("loads");
+    let x = ArrayD::from_shape_fn(IxDyn(&[1, 2, 4, 3]), |ix| (ix[2] * 3 + ix[3]) as f32 * 0.5);
+    let y = x.mapv(|v| half::f16::from_f32(-v));
+    let ids = ArrayD::from_shape_fn(IxDyn(&[1, 5]), |ix| ix[1] as i64 + 7);
+    let (xt, yt, it) = (
+        Tensor::from(x.clone()),
+        Tensor::from(y),
+        Tensor::from(ids.clone()),
+    );
+    let out = model
+        .run(&[
+            ("y", &yt),
+            ("input_ids", &it),
+            ("past_key_values.0.key", &xt),
+        ])
+        .expect("runs");
+    let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["sum", "half", "ids"]);
+    assert_eq!(
+        out[0].1,
+        Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 2, 4, 3])))
+    );
+    assert_eq!(out[1].1, Tensor::from(x.mapv(half::f16::from_f32)));
+    assert_eq!(out[2].1, Tensor::from(ids));
 }
 
 /// One `#[test]` per runtime for each body.
@@ -239,6 +348,8 @@ on_every_runtime!(
     out_of_range_token_is_a_run_error,
     non_onnx_file_is_a_load_error,
     wrong_input_names_are_a_run_error,
+    wrong_input_type_is_a_run_error,
+    float_inputs_and_typed_outputs,
 );
 
 /// Without a usable CUDA provider, `ort-cuda` is an error naming CUDA, never a silent CPU run.

@@ -10,16 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, CowArray, IxDyn};
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
-use ort::value::TensorRef;
+use ort::value::{DynValue, TensorRef};
 
 use super::{
-    check_input_names, LoadedModel, NamedInput, NamedOutputs, Runtime, RuntimeError, RuntimeKind,
-    RuntimeOptions,
+    check_input_names, graph_io, IoSpec, LoadedModel, NamedOutputs, Runtime, RuntimeError,
+    RuntimeKind, RuntimeOptions, Tensor,
 };
 
 /// How to get a library, appended to every "not found" message.
@@ -443,16 +443,7 @@ impl Runtime for Ort {
                 Err(GpuFailure::Commit(reason)) => return Err(self.load_error(model, reason)),
             },
         };
-        let inputs = session
-            .inputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
-        let outputs = session
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
+        let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e))?;
         Ok(Box::new(OrtModel {
             kind: self.kind,
             file: model.display().to_string(),
@@ -470,8 +461,57 @@ struct OrtModel {
     file: String,
     session: Session,
     provider: String,
-    inputs: Vec<String>,
-    outputs: Vec<String>,
+    inputs: Vec<IoSpec>,
+    outputs: Vec<IoSpec>,
+}
+
+/// An input in standard layout: borrowed when the caller's array already is (ONNX Runtime reads
+/// it in place), copied otherwise.
+enum Contiguous<'a> {
+    F32(CowArray<'a, f32, IxDyn>),
+    F16(CowArray<'a, half::f16, IxDyn>),
+    I64(CowArray<'a, i64, IxDyn>),
+}
+
+impl<'a> Contiguous<'a> {
+    fn of(t: &'a Tensor) -> Self {
+        match t {
+            Tensor::F32(a) => Contiguous::F32(a.as_standard_layout()),
+            Tensor::F16(a) => Contiguous::F16(a.as_standard_layout()),
+            Tensor::I64(a) => Contiguous::I64(a.as_standard_layout()),
+        }
+    }
+
+    fn value(&self) -> ort::Result<SessionInputValue<'_>> {
+        Ok(match self {
+            Contiguous::F32(a) => TensorRef::from_array_view(a)?.into(),
+            Contiguous::F16(a) => TensorRef::from_array_view(a)?.into(),
+            Contiguous::I64(a) => TensorRef::from_array_view(a)?.into(),
+        })
+    }
+}
+
+/// An output in its own type; other numeric types are cast to float32 so verify can report a
+/// dtype mismatch with its numbers instead of a failed run.
+fn output_tensor(value: &DynValue) -> Result<Tensor, String> {
+    if let Ok(a) = value.try_extract_array::<f32>() {
+        return Ok(Tensor::F32(a.to_owned()));
+    }
+    if let Ok(a) = value.try_extract_array::<half::f16>() {
+        return Ok(Tensor::F16(a.to_owned()));
+    }
+    if let Ok(a) = value.try_extract_array::<i64>() {
+        return Ok(Tensor::I64(a.to_owned()));
+    }
+    let cast: Option<ArrayD<f32>> = if let Ok(a) = value.try_extract_array::<f64>() {
+        Some(a.mapv(|v| v as f32))
+    } else if let Ok(a) = value.try_extract_array::<i32>() {
+        Some(a.mapv(|v| v as f32))
+    } else {
+        None
+    };
+    cast.map(Tensor::F32)
+        .ok_or_else(|| format!("of type {:?}, which igpt-onnx does not read", value.dtype()))
 }
 
 impl OrtModel {
@@ -484,30 +524,27 @@ impl OrtModel {
 }
 
 impl LoadedModel for OrtModel {
-    fn input_names(&self) -> Vec<String> {
-        self.inputs.clone()
+    fn inputs(&self) -> &[IoSpec] {
+        &self.inputs
     }
 
-    fn output_names(&self) -> Vec<String> {
-        self.outputs.clone()
+    fn outputs(&self) -> &[IoSpec] {
+        &self.outputs
     }
 
     fn provider(&self) -> String {
         self.provider.clone()
     }
 
-    fn run(&mut self, inputs: &[NamedInput<'_>]) -> Result<NamedOutputs, RuntimeError> {
-        check_input_names(&self.inputs, inputs).map_err(|e| self.run_error(e))?;
-        // ONNX Runtime reads the caller's buffers in place; only a non-contiguous array is copied.
-        let contiguous: Vec<(&str, ndarray::CowArray<'_, i64, ndarray::IxDyn>)> = inputs
-            .iter()
-            .map(|(name, a)| (*name, a.as_standard_layout()))
-            .collect();
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<NamedOutputs, RuntimeError> {
+        let ordered = check_input_names(&self.inputs, inputs).map_err(|e| self.run_error(e))?;
+        let contiguous: Vec<Contiguous<'_>> = ordered.iter().map(|t| Contiguous::of(t)).collect();
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::new();
-        for (name, a) in &contiguous {
-            let t = TensorRef::from_array_view(a)
-                .map_err(|e| self.run_error(format!("input `{name}`: {e}")))?;
-            values.push((Cow::Borrowed(*name), t.into()));
+        for (spec, c) in self.inputs.iter().zip(&contiguous) {
+            let v = c
+                .value()
+                .map_err(|e| self.run_error(format!("input `{}`: {e}", spec.name)))?;
+            values.push((Cow::Borrowed(spec.name.as_str()), v));
         }
         let file = &self.file;
         let kind = self.kind;
@@ -520,27 +557,13 @@ impl LoadedModel for OrtModel {
             .run(values)
             .map_err(|e| run_error(e.to_string()))?;
         let mut out = Vec::with_capacity(self.outputs.len());
-        for name in &self.outputs {
+        for spec in &self.outputs {
+            let name = &spec.name;
             let value = results
                 .get(name)
                 .ok_or_else(|| run_error(format!("output `{name}` missing from the results")))?;
-            // Outputs of another numeric type are cast, so verify can report a dtype mismatch
-            // with its numbers instead of a failed run.
-            let array: ArrayD<f32> = match value.try_extract_array::<f32>() {
-                Ok(a) => a.to_owned(),
-                Err(e) => {
-                    if let Ok(a) = value.try_extract_array::<f64>() {
-                        a.mapv(|v| v as f32)
-                    } else if let Ok(a) = value.try_extract_array::<i64>() {
-                        a.mapv(|v| v as f32)
-                    } else if let Ok(a) = value.try_extract_array::<i32>() {
-                        a.mapv(|v| v as f32)
-                    } else {
-                        return Err(run_error(format!("output `{name}` as float32: {e}")));
-                    }
-                }
-            };
-            out.push((name.clone(), array));
+            let t = output_tensor(value).map_err(|e| run_error(format!("output `{name}` {e}")))?;
+            out.push((name.clone(), t));
         }
         Ok(out)
     }
@@ -587,13 +610,31 @@ mod tests {
 
     #[test]
     fn input_name_mismatches_are_named() {
-        let graph = vec!["input_ids".to_string(), "attention_mask".to_string()];
-        let a = ndarray::ArrayD::<i64>::zeros(ndarray::IxDyn(&[1, 1]));
-        let ok = [("attention_mask", a.clone()), ("input_ids", a.clone())];
-        assert!(check_input_names(&graph, &ok).is_ok());
-        let bad = [("input_ids", a.clone()), ("input_ids", a)];
+        use crate::onnx::DataType;
+        use crate::runtime::DimSpec;
+        let spec = |name: &str| IoSpec {
+            name: name.into(),
+            dtype: DataType::Int64,
+            dims: vec![
+                DimSpec::Symbol("batch".into()),
+                DimSpec::Symbol("sequence".into()),
+            ],
+        };
+        let graph = vec![spec("input_ids"), spec("attention_mask")];
+        let a = Tensor::from(ArrayD::<i64>::zeros(IxDyn(&[1, 1])));
+        let ok = [("attention_mask", &a), ("input_ids", &a)];
+        let ordered = check_input_names(&graph, &ok).expect("names match");
+        assert_eq!(ordered.len(), 2);
+        let bad = [("input_ids", &a), ("input_ids", &a)];
         let e = check_input_names(&graph, &bad).expect_err("mismatch");
         assert!(e.contains("missing input(s) attention_mask"), "{e}");
         assert!(e.contains("input_ids given twice"), "{e}");
+        let f = Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 1])));
+        let e = check_input_names(&graph, &[("attention_mask", &a), ("input_ids", &f)])
+            .expect_err("float ids");
+        assert_eq!(
+            e,
+            "input `input_ids`: expected input_ids int64 [batch, sequence], found float32 [1, 1]"
+        );
     }
 }
