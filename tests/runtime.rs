@@ -30,17 +30,8 @@ fn export_with(case: &str, opts: &ExportOptions) -> (tempfile::TempDir, PathBuf)
     (dir, path)
 }
 
-/// Opens `kind`, or returns `None` (printing why) when it is unavailable here. Under `CI`
-/// ONNX Runtime must be present.
 fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Option<Box<dyn Runtime>> {
-    match runtime::open(kind, opts) {
-        Ok(rt) => Some(rt),
-        Err(RuntimeError::Unavailable { reason, .. }) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping {}: {reason}", kind.name());
-            None
-        }
-        Err(e) => panic!("{} must be available: {e}", kind.name()),
-    }
+    common::open_runtime(kind, opts)
 }
 
 fn read_i64(st: &SafeTensors<'_>, name: &str) -> ArrayD<i64> {

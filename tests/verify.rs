@@ -703,3 +703,25 @@ fn a_caught_tract_panic_prints_nothing_but_the_report() {
         "{stdout}"
     );
 }
+
+/// Clap's own errors span several lines with usage hints; every bad argument is one line.
+#[test]
+fn bad_arguments_are_one_line() {
+    for (args, want) in [
+        (
+            &["verify", "--runtimes", "tract,foo"][..],
+            "error: unknown runtime `foo` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)\n",
+        ),
+        (
+            &["export", "--weights", "x", "--variant", "huge"][..],
+            "error: invalid value 'huge' for '--variant <VARIANT>' [possible values: tiny, small, medium, large]\n",
+        ),
+        (
+            &["verify", "--fixture", "x"][..],
+            "error: the following required arguments were not provided: --model <MODEL>\n",
+        ),
+    ] {
+        let (code, stdout, stderr) = cli(args);
+        assert_eq!((code, stdout.as_str(), stderr.as_str()), (2, "", want), "{args:?}");
+    }
+}

@@ -53,6 +53,23 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Opens `kind`, or returns `None` (printing why) when it is unavailable here. Under `CI`
+/// every runtime a test asks for must be present.
+pub fn open_runtime(
+    kind: igpt_onnx::runtime::RuntimeKind,
+    opts: &igpt_onnx::runtime::RuntimeOptions,
+) -> Option<Box<dyn igpt_onnx::runtime::Runtime>> {
+    use igpt_onnx::runtime::{self, RuntimeError};
+    match runtime::open(kind, opts) {
+        Ok(rt) => Some(rt),
+        Err(RuntimeError::Unavailable { reason, .. }) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping {}: {reason}", kind.name());
+            None
+        }
+        Err(e) => panic!("{} must be available: {e}", kind.name()),
+    }
+}
+
 /// Under `CI` ONNX Runtime must be found: a skip there would hide a broken set-up.
 pub fn require_ort_under_ci(report: &igpt_onnx::verify::report::Report) {
     if std::env::var_os("CI").is_some() {
