@@ -8,6 +8,20 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// The names `id2label` gives to ids below `n` (string keys, string values; others ignored).
+/// Bounded by the config file's size, whatever `num_labels` says.
+fn labels(
+    id2label: Option<&serde_json::Map<String, serde_json::Value>>,
+    n: usize,
+) -> std::collections::BTreeMap<usize, String> {
+    id2label
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.parse::<usize>().ok()?, v.as_str()?.to_string())))
+        .filter(|(i, _)| *i < n)
+        .collect()
+}
+
 /// Upper bound on widths, vocabulary, positions, heads and labels: far above any ImageGPT
 /// (n_embd 1536) yet low enough that shape arithmetic (3·n_embd, vocab·n_embd·4 bytes) cannot
 /// overflow on a hostile config.
@@ -84,6 +98,10 @@ pub struct ImageGptConfig {
     pub scale_attn_by_inverse_layer_idx: bool,
     /// Number of classifier labels (HF `num_labels`, or the size of `id2label`, default 2).
     pub num_labels: usize,
+    /// Classifier label names from `id2label`, by id below `num_labels` (see [`Self::label`]).
+    /// Kept out of the serialised config: exports carry it in its own metadata entry.
+    #[serde(skip)]
+    pub labels: std::collections::BTreeMap<usize, String>,
 }
 
 impl ImageGptConfig {
@@ -170,7 +188,26 @@ impl ImageGptConfig {
             scale_attn_weights: raw.scale_attn_weights.unwrap_or(true),
             scale_attn_by_inverse_layer_idx: raw.scale_attn_by_inverse_layer_idx.unwrap_or(false),
             num_labels,
+            labels: labels(raw.id2label.as_ref(), num_labels),
         })
+    }
+
+    /// The name of label `id`: `id2label`'s, else HF's `LABEL_{id}`.
+    pub fn label(&self, id: usize) -> String {
+        self.labels
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("LABEL_{id}"))
+    }
+
+    /// `id2label` as JSON (`{"0": "cat", ...}`; only the ids it names), for export metadata.
+    pub fn id2label_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .labels
+            .iter()
+            .map(|(i, l)| (i.to_string(), serde_json::Value::from(l.as_str())))
+            .collect();
+        serde_json::Value::Object(map).to_string()
     }
 
     /// Width of one attention head.
@@ -268,6 +305,7 @@ impl Variant {
             scale_attn_weights: true,
             scale_attn_by_inverse_layer_idx: false,
             num_labels: 2,
+            labels: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, Head};
-use crate::graph::{self, GraphOptions, Profile, PORTABLE_IR_VERSION, PORTABLE_OPSET};
+use crate::graph::{self, BuiltGraph, GraphOptions, Profile};
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
 
@@ -22,7 +22,7 @@ pub enum ExportError {
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error(transparent)]
-    Weights(#[from] crate::weights::WeightsError),
+    Weights(#[from] crate::checkpoint::WeightsError),
     #[error("{0}")]
     Output(String),
     #[error("the checkpoint has no weights for the {head} head (missing `{weight}`)")]
@@ -88,6 +88,14 @@ pub fn export(
     for t in &targets {
         check_replaceable(t)?;
     }
+    let carried = carried_files(ckpt, out_dir)?;
+    let carried_sums = sha256_files(
+        &carried
+            .iter()
+            .map(|(src, _)| src.clone())
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| ExportError::Output(format!("cannot read {e}")))?;
 
     let files: Vec<PathBuf> = ckpt.weights.file_paths().map(Path::to_path_buf).collect();
     std::thread::scope(|scope| {
@@ -99,20 +107,24 @@ pub fn export(
         let mut staged: Vec<(Staged, Exported)> = Vec::with_capacity(heads.len());
         for (&head, target) in heads.iter().zip(&targets) {
             let start = Instant::now();
-            let built = graph::build(ckpt, head, opts.graph)?;
-            let weight_bytes: u64 = built.initializers.iter().map(|i| i.byte_len()).sum();
-            let external = opts.force_external_data || weight_bytes >= INLINE_LIMIT;
+            let built = graph::build(ckpt, head, opts.profile, opts.graph)?;
+            let weight_bytes = built
+                .initializers
+                .iter()
+                .try_fold(0u64, |a, i| a.checked_add(i.byte_len()?));
+            let external =
+                opts.force_external_data || weight_bytes.is_none_or(|b| b >= INLINE_LIMIT);
             if external {
                 check_data_replaceable(target)?;
             }
-            let header = model_header(opts.profile);
+            let header = model_header(opts.profile, &built);
             let mut metadata = || {
                 let h = hashes.get_or_insert_with(|| match hasher.take().map(|t| t.join()) {
                     Some(Ok(r)) => r,
                     _ => Err("checksum thread failed".to_string()),
                 });
                 let sums = h.clone().map_err(WriteError::Refused)?;
-                Ok(provenance(ckpt, head, opts, &sums))
+                Ok(provenance(ckpt, head, opts, &sums, &carried_sums))
             };
             let st = writer::write_model(
                 target,
@@ -133,22 +145,26 @@ pub fn export(
             };
             staged.push((st, info));
         }
-        let mut done = Vec::with_capacity(staged.len());
-        for (st, info) in staged {
-            st.commit()?;
-            done.push(info);
+        let (mut files, done): (Vec<Staged>, Vec<Exported>) = staged.into_iter().unzip();
+        for (src, dest) in &carried {
+            files.push(writer::stage_copy(src, dest)?);
         }
+        writer::commit_all(files)?;
         Ok(done)
     })
 }
 
-fn model_header(profile: Profile) -> ModelProto {
+fn model_header(profile: Profile, built: &BuiltGraph<'_>) -> ModelProto {
     ModelProto {
-        ir_version: PORTABLE_IR_VERSION,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: PORTABLE_OPSET,
-        }],
+        ir_version: profile.spec().ir_version,
+        opset_import: built
+            .opsets
+            .iter()
+            .map(|&(domain, version)| OperatorSetIdProto {
+                domain: domain.into(),
+                version,
+            })
+            .collect(),
         producer_name: PRODUCER.into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         domain: "ai.imagegpt".into(),
@@ -167,10 +183,18 @@ fn provenance(
     head: Head,
     opts: &ExportOptions,
     sums: &str,
+    carried_sums: &str,
 ) -> Vec<StringStringEntryProto> {
     let config = serde_json::to_string(&ckpt.config).unwrap_or_default();
-    [
-        ("igpt_onnx.config", config),
+    let mut entries = vec![];
+    if carried_sums != "{}" {
+        entries.push(("igpt_onnx.carried_sha256", carried_sums.to_string()));
+    }
+    entries.push(("igpt_onnx.config", config));
+    if head == Head::Classifier {
+        entries.push(("igpt_onnx.id2label", ckpt.config.id2label_json()));
+    }
+    entries.extend([
         ("igpt_onnx.head", head.name().to_string()),
         (
             "igpt_onnx.hidden_states",
@@ -179,13 +203,49 @@ fn provenance(
         ("igpt_onnx.profile", opts.profile.name().to_string()),
         ("igpt_onnx.source_sha256", sums.to_string()),
         ("igpt_onnx.version", env!("CARGO_PKG_VERSION").to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| StringStringEntryProto {
-        key: k.into(),
-        value: v,
-    })
-    .collect()
+    ]);
+    entries
+        .into_iter()
+        .map(|(k, v)| StringStringEntryProto {
+            key: k.into(),
+            value: v,
+        })
+        .collect()
+}
+
+/// Files beside the weights that a deployment needs and the export copies beside the graphs:
+/// generation defaults (for `generate`) and the image processor (clusters, size).
+pub const CARRIED_FILES: [&str; 2] = ["generation_config.json", "preprocessor_config.json"];
+
+/// `(source, destination)` of each carried file the checkpoint folder has. An existing
+/// destination with other contents is not replaced: nothing says it came from this export.
+fn carried_files(
+    ckpt: &Checkpoint,
+    out_dir: &Path,
+) -> Result<Vec<(PathBuf, PathBuf)>, ExportError> {
+    let folder = if ckpt.source.is_dir() {
+        ckpt.source.clone()
+    } else {
+        ckpt.source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for name in CARRIED_FILES {
+        let src = folder.join(name);
+        if !src.is_file() {
+            continue;
+        }
+        let dest = out_dir.join(name);
+        refuse_unless(&dest, || {
+            let same = std::fs::read(&src).ok() == std::fs::read(&dest).ok();
+            same.then_some(())
+                .ok_or("it differs from the checkpoint's and was not written by this export")
+        })?;
+        out.push((src, dest));
+    }
+    Ok(out)
 }
 
 /// `{"<file name>": "<sha256 hex>", ...}` over the source files.

@@ -1,6 +1,6 @@
 //! igpt-onnx: export ImageGPT checkpoints to ONNX graphs and verify them numerically.
 //!
-//! The pipeline reads top-down: [`config`] → [`weights`] / [`checkpoint`] → [`graph`] (emitted
+//! The pipeline reads top-down: [`config`] → [`checkpoint`] → [`graph`] (emitted
 //! with [`onnx`]) → [`export`] → [`runtime`] → [`verify`].
 //!
 //! Export the bundled fixture checkpoint and verify it against the reference goldens in tract:
@@ -34,7 +34,6 @@ pub mod onnx;
 pub mod random;
 pub mod runtime;
 pub mod verify;
-pub mod weights;
 
 pub use checkpoint::{Checkpoint, Head};
 pub use config::{ImageGptConfig, Variant};

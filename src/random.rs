@@ -115,15 +115,19 @@ pub fn write_random_checkpoint(
         })
         .collect();
     let weights = out.join("model.safetensors");
-    let tmp = out.join(".model.safetensors.tmp");
+    // An unpredictable name created exclusively beside the destination: a planted file or
+    // symlink at a fixed temporary name cannot redirect the write.
+    let tmp = tempfile::Builder::new()
+        .prefix(".model.safetensors.")
+        .suffix(".tmp")
+        .tempfile_in(out)
+        .map_err(|e| err(&weights, e.to_string()))?
+        .into_temp_path();
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let written = safetensors::serialize_to_file(tensors, Some(meta), &tmp)
-        .map_err(|e| err(&weights, e.to_string()))
-        .and_then(|()| std::fs::rename(&tmp, &weights).map_err(|e| err(&weights, e.to_string())));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    safetensors::serialize_to_file(tensors, Some(meta), &tmp)
+        .map_err(|e| err(&weights, e.to_string()))?;
+    tmp.persist(&weights)
+        .map_err(|e| err(&weights, e.error.to_string()))?;
     let config = out.join("config.json");
     let text = serde_json::to_string_pretty(&cfg.to_hf_json()).unwrap_or_default() + "\n";
     std::fs::write(&config, text).map_err(|e| err(&config, e.to_string()))?;

@@ -408,7 +408,7 @@ fn int32_tensor_is_refused() {
     });
     let want = cannot_open(
         &model,
-        "tensor `transformer.h.0.ln_1.weight` has dtype I32; only F32, F16 and BF16 weights are supported",
+        "tensor `transformer.h.0.ln_1.weight` has dtype int32; only float32, float16 and bfloat16 weights are supported",
     );
     assert_export_refused(&model, &out, &[], &want);
 }
@@ -426,7 +426,7 @@ fn float64_tensor_is_refused() {
     });
     let want = cannot_open(
         &model,
-        "tensor `transformer.ln_f.weight` has dtype F64; only F32, F16 and BF16 weights are supported",
+        "tensor `transformer.ln_f.weight` has dtype float64; only float32, float16 and bfloat16 weights are supported",
     );
     assert_export_refused(&model, &out, &[], &want);
 }
@@ -753,7 +753,11 @@ fn foreign_data_file_without_a_model_is_kept() {
     assert_ok(&export(&model, &out, &["--head", "base"]));
     assert_eq!(
         listing(&out),
-        Some(vec!["base.onnx".to_string(), "base.onnx.data".to_string()])
+        Some(vec![
+            "base.onnx".to_string(),
+            "base.onnx.data".to_string(),
+            "generation_config.json".to_string()
+        ])
     );
     assert_eq!(std::fs::read(&data).expect("kept"), b"someone else's");
 }
@@ -830,7 +834,7 @@ fn head_all_writes_the_heads_the_checkpoint_has() {
     let cases: [(&str, &[&str], &str); 3] = [
         (
             "causal-lm",
-            &["base.onnx", "causal-lm.onnx"],
+            &["base.onnx", "causal-lm.onnx", "decoder.onnx"],
             "logits float32 [batch, sequence, 512]",
         ),
         (
@@ -845,7 +849,11 @@ fn head_all_writes_the_heads_the_checkpoint_has() {
         let out = tmp.path().join("out");
         let run = export(&fixture_model(case), &out, &["--head", "all"]);
         assert_ok(&run);
-        let want: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        // Causal-LM checkpoints carry their generation_config.json beside the graphs.
+        let mut want: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        if fixture_model(case).join("generation_config.json").is_file() {
+            want.push("generation_config.json".into());
+        }
         assert_eq!(listing(&out), Some(want), "{case}");
         // stdout: one line per head, in the same order, naming the file.
         let printed: Vec<&str> = run.stdout.lines().collect();
@@ -872,6 +880,19 @@ fn head_all_writes_the_heads_the_checkpoint_has() {
 // ---------------------------------------------------------------------------------------------
 // Determinism, re-export, layouts, dtypes
 
+/// What `--head all` writes for a causal-LM checkpoint: its graphs, and the generation
+/// defaults carried beside them.
+fn lm_files() -> Vec<String> {
+    [
+        "base.onnx",
+        "causal-lm.onnx",
+        "decoder.onnx",
+        "generation_config.json",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 #[test]
 fn same_input_gives_byte_identical_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -880,7 +901,7 @@ fn same_input_gives_byte_identical_files() {
         assert_ok(&export(&fixture_model(case), &a.join(case), &[]));
         assert_ok(&export(&fixture_model(case), &b.join(case), &[]));
         let files = listing(&a.join(case)).expect("exported");
-        assert_eq!(files, vec!["base.onnx", "causal-lm.onnx"]);
+        assert_eq!(files, lm_files());
         assert_eq!(listing(&b.join(case)), Some(files.clone()));
         for f in files {
             let x = std::fs::read(a.join(case).join(&f)).expect("a");
@@ -899,10 +920,7 @@ fn re_export_replaces_our_own_files() {
     let first = std::fs::read(out.join("causal-lm.onnx")).expect("first");
     // Replace ours with a different export of ours (hidden states change the base graph).
     assert_ok(&export(&model, &out, &["--hidden-states"]));
-    assert_eq!(
-        listing(&out),
-        Some(vec!["base.onnx".to_string(), "causal-lm.onnx".to_string()])
-    );
+    assert_eq!(listing(&out), Some(lm_files()));
     let base = inspect(&out.join("base.onnx"));
     assert_eq!(summary_value(&base, "igpt_onnx.hidden_states"), "true");
     assert!(
@@ -928,10 +946,7 @@ fn hub_layout_with_legacy_buffers_exports_like_the_plain_checkpoint() {
     assert!(stored.contains_key("transformer.h.0.attn.masked_bias"));
     assert_ok(&export(&fixture_model("hub-layout"), &hub, &[]));
     assert_ok(&export(&fixture_model("causal-lm"), &plain, &[]));
-    assert_eq!(
-        listing(&hub),
-        Some(vec!["base.onnx".to_string(), "causal-lm.onnx".to_string()])
-    );
+    assert_eq!(listing(&hub), Some(lm_files()));
     // Same config, so the same initializers: the buffers are not carried over.
     let names = |p: &Path| -> Vec<String> {
         initializers(&decode(p))
@@ -1096,9 +1111,14 @@ fn single_file_with_config_or_variant_exports() {
     assert_ok(&export(&file, &a, &["--config", &show(&config)]));
     assert_ok(&export(&file, &b, &["--variant", "tiny"]));
     for out in [&a, &b] {
+        // A lone weights file has no generation_config.json beside it to carry.
         assert_eq!(
             listing(out),
-            Some(vec!["base.onnx".to_string(), "causal-lm.onnx".to_string()])
+            Some(vec![
+                "base.onnx".to_string(),
+                "causal-lm.onnx".to_string(),
+                "decoder.onnx".to_string()
+            ])
         );
         let s = inspect(&out.join("causal-lm.onnx"));
         let cfg: serde_json::Value =
@@ -1176,7 +1196,8 @@ fn external_data_is_written_beside_and_referenced() {
         listing(&out),
         Some(vec![
             "causal-lm.onnx".to_string(),
-            "causal-lm.onnx.data".to_string()
+            "causal-lm.onnx.data".to_string(),
+            "generation_config.json".to_string()
         ])
     );
     let path = out.join("causal-lm.onnx");
@@ -1257,7 +1278,13 @@ fn external_data_is_written_beside_and_referenced() {
 
     // An inline re-export replaces it and removes the stale data file.
     assert_ok(&export(&model_dir, &out, &["--head", "causal-lm"]));
-    assert_eq!(listing(&out), Some(vec!["causal-lm.onnx".to_string()]));
+    assert_eq!(
+        listing(&out),
+        Some(vec![
+            "causal-lm.onnx".to_string(),
+            "generation_config.json".to_string()
+        ])
+    );
     assert!(summary_value(&inspect(&path), "initializers").ends_with(", 0 external)"));
 }
 
@@ -1298,4 +1325,42 @@ fn provenance_names_the_source_checksum_and_head() {
         })
         .collect();
     assert_eq!(sums, want);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 8): each of these failed before the writer's rework.
+
+#[test]
+fn inline_re_export_keeps_a_data_file_the_old_model_did_not_reference() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let model = fixture_model("causal-lm");
+    assert_ok(&export(&model, &out, &["--head", "base"]));
+    // base.onnx is ours and inline; a base.onnx.data beside it is someone else's.
+    let data = out.join("base.onnx.data");
+    std::fs::write(&data, b"someone else's").expect("write");
+    assert_ok(&export(&model, &out, &["--head", "base"]));
+    assert_eq!(std::fs::read(&data).expect("kept"), b"someone else's");
+}
+
+#[cfg(unix)]
+#[test]
+fn random_checkpoint_does_not_follow_a_planted_symlink() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("ckpt");
+    std::fs::create_dir(&out).expect("mkdir");
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, b"precious").expect("write");
+    // The name the old code wrote through.
+    std::os::unix::fs::symlink(&victim, out.join(".model.safetensors.tmp")).expect("symlink");
+    let run = igpt(&[
+        "random-checkpoint",
+        "--variant",
+        "tiny",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_ok(&run);
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+    assert!(out.join("model.safetensors").is_file());
 }

@@ -58,5 +58,5 @@ fn fresh_exports_match_the_committed_graphs() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 25);
+    assert_eq!(compared, 36);
 }

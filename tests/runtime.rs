@@ -247,7 +247,7 @@ fn wrong_input_type_is_a_run_error(kind: RuntimeKind) {
 fn float_inputs_and_typed_outputs(kind: RuntimeKind) {
     use igpt_onnx::onnx::builder::attr_int;
     use igpt_onnx::onnx::proto::data_type;
-    use igpt_onnx::onnx::{Dim, Op};
+    use igpt_onnx::onnx::{DataType, Dim, Op};
     let Some(rt) = open(kind, &RuntimeOptions::default()) else {
         return;
     };
@@ -260,11 +260,11 @@ fn float_inputs_and_typed_outputs(kind: RuntimeKind) {
         Dim::Fixed(3),
     ];
     common::write_handmade(&path, None, |g| {
-        let x = g.input("past_key_values.0.key", data_type::FLOAT, &kv);
-        let y = g.input("y", data_type::FLOAT16, &kv);
+        let x = g.input("past_key_values.0.key", DataType::Float32, &kv);
+        let y = g.input("y", DataType::Float16, &kv);
         let ids = g.input(
             "input_ids",
-            data_type::INT64,
+            DataType::Int64,
             &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
         );
         let y32 = g.op(
@@ -281,11 +281,11 @@ fn float_inputs_and_typed_outputs(kind: RuntimeKind) {
             vec![attr_int("to", data_type::FLOAT16 as i64)],
         );
         let same = g.op(Op::Identity, "ids", &[&ids], vec![]);
-        g.output(&sum, data_type::FLOAT, &kv);
-        g.output(&half, data_type::FLOAT16, &kv);
+        g.output(&sum, DataType::Float32, &kv);
+        g.output(&half, DataType::Float16, &kv);
         g.output(
             &same,
-            data_type::INT64,
+            DataType::Int64,
             &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
         );
     });

@@ -7,9 +7,10 @@ mod common;
 use std::path::Path;
 
 use common::{cli, copy_dir, export_head, fixture, require_ort_under_ci};
+use igpt_onnx::graph::Profile;
 use igpt_onnx::onnx::builder::attr_int;
 use igpt_onnx::onnx::proto::{data_type, ModelProto, NodeProto, OperatorSetIdProto};
-use igpt_onnx::onnx::{Dim, GraphBuilder, Op};
+use igpt_onnx::onnx::{DataType, Dim, GraphBuilder, Op};
 use igpt_onnx::verify::compare::Status;
 use igpt_onnx::verify::report::{CheckStatus, Report};
 use igpt_onnx::verify::{self, VerifyOptions};
@@ -32,9 +33,24 @@ fn golden_suite_passes_on_every_runtime() {
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
     // Every head of every case, on each available runtime: 12 cases with 2 heads, base-hidden
-    // with 1 (25 graphs).
+    // with 1, and kv-cache's decoder step on top of its reference past (26 graphs).
     let runtimes = report.runtimes.iter().filter(|r| r.available).count();
-    assert_eq!(report.checks.len(), 25 * runtimes);
+    assert_eq!(report.checks.len(), 26 * runtimes);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    let decoder: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.head == "decoder")
+        .flat_map(|c| c.outputs.iter().map(|o| o.name.as_str()))
+        .collect();
+    let one_runtime = [
+        "logits",
+        "present.0.key",
+        "present.0.value",
+        "present.1.key",
+        "present.1.value",
+    ];
+    assert_eq!(decoder, one_runtime.repeat(runtimes));
     for c in &report.checks {
         for o in &c.outputs {
             let m = o.comparison.metrics.as_ref().expect("metrics");
@@ -48,22 +64,12 @@ fn golden_suite_passes_on_every_runtime() {
                 o.name,
                 m.max_abs
             );
-            if o.name == "logits" && c.head == "causal-lm" {
+            if o.name == "logits" && c.head != "classifier" {
                 assert_eq!(m.argmax_agreement, Some(1.0));
             }
         }
     }
     assert_eq!(report.exit_code(), 0);
-    // The decoder goldens wait for a decoder export, and say so.
-    assert!(
-        report
-            .notes
-            .iter()
-            .any(|n| n
-                == "kv-cache: goldens for `decoder` are not checked (no such head exported yet)"),
-        "{:?}",
-        report.notes
-    );
 }
 
 /// A copy of `base-hidden` (3 layers) with one weight of block h.1's MLP changed.
@@ -140,10 +146,10 @@ fn write_graph(
 ) {
     common::write_handmade(path, Some(head), |g| {
         let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
-        let ids = g.input(inputs[0], data_type::INT64, &bs);
-        g.input(inputs[1], data_type::INT64, &bs);
+        let ids = g.input(inputs[0], DataType::Int64, &bs);
+        g.input(inputs[1], DataType::Int64, &bs);
         let out = body(g, &ids);
-        g.output(&out, data_type::FLOAT, &bs);
+        g.output(&out, DataType::Float32, &bs);
     });
 }
 
@@ -374,7 +380,8 @@ fn other_output_dtype_is_a_dtype_mismatch() {
     let ckpt = igpt_onnx::Checkpoint::open(&fixture("short-seq").join("model"), None, None)
         .expect("opens");
     let mut built =
-        igpt_onnx::graph::build(&ckpt, Head::CausalLm, Default::default()).expect("builds");
+        igpt_onnx::graph::build(&ckpt, Head::CausalLm, Profile::Portable, Default::default())
+            .expect("builds");
     // The real graph, with its logits cast to int64 on the way out.
     let last = built
         .graph
@@ -423,7 +430,9 @@ fn other_output_dtype_is_a_dtype_mismatch() {
 fn graph_with_config(path: &Path, config: &str) {
     let ckpt = igpt_onnx::Checkpoint::open(&fixture("short-seq").join("model"), None, None)
         .expect("opens");
-    let built = igpt_onnx::graph::build(&ckpt, Head::CausalLm, Default::default()).expect("builds");
+    let built =
+        igpt_onnx::graph::build(&ckpt, Head::CausalLm, Profile::Portable, Default::default())
+            .expect("builds");
     common::write_graph_proto(
         path,
         &built.graph,
@@ -599,21 +608,21 @@ fn float_inputs_flow_through_verify() {
         Dim::Fixed(8),
     ];
     common::write_handmade(&path, Some("decoder"), |g| {
-        g.input("input_ids", data_type::INT64, &bs);
+        g.input("input_ids", DataType::Int64, &bs);
         g.input(
             "attention_mask",
-            data_type::INT64,
+            DataType::Int64,
             &[
                 Dim::Symbol("batch"),
                 Dim::Symbol("past_sequence + sequence"),
             ],
         );
-        let pos = g.input("position_ids", data_type::INT64, &bs);
+        let pos = g.input("position_ids", DataType::Int64, &bs);
         for i in 0..2 {
             for k in ["key", "value"] {
-                let past = g.input(&format!("past_key_values.{i}.{k}"), data_type::FLOAT, &kv);
+                let past = g.input(&format!("past_key_values.{i}.{k}"), DataType::Float32, &kv);
                 let out = g.op(Op::Add, format!("present.{i}.{k}"), &[&past, &past], vec![]);
-                g.output(&out, data_type::FLOAT, &kv);
+                g.output(&out, DataType::Float32, &kv);
             }
         }
         let p = g.op(
@@ -622,7 +631,7 @@ fn float_inputs_flow_through_verify() {
             &[&pos],
             vec![attr_int("to", data_type::FLOAT as i64)],
         );
-        g.output(&p, data_type::FLOAT, &bs);
+        g.output(&p, DataType::Float32, &bs);
     });
     let report = verify::model_against_case(&path, &case, &VerifyOptions::default()).expect("runs");
     require_ort_under_ci(&report);
@@ -671,8 +680,8 @@ fn a_caught_tract_panic_prints_nothing_but_the_report() {
     let path = tmp.path().join("causal-lm.onnx");
     let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
     common::write_handmade(&path, Some("causal-lm"), |g| {
-        let ids = g.input("input_ids", data_type::INT64, &bs);
-        g.input("attention_mask", data_type::INT64, &bs);
+        let ids = g.input("input_ids", DataType::Int64, &bs);
+        g.input("attention_mask", DataType::Int64, &bs);
         let f = g.op(
             Op::Cast,
             "f",
@@ -685,7 +694,7 @@ fn a_caught_tract_panic_prints_nothing_but_the_report() {
             &[&f],
             vec![attr_ints("perm", &[5, 0])],
         );
-        g.output(&t, data_type::FLOAT, &bs);
+        g.output(&t, DataType::Float32, &bs);
     });
     let (code, stdout, stderr) = cli(&[
         "verify",

@@ -1,39 +1,26 @@
-//! ImageGPT as an ONNX graph: one trunk emitter ([`trunk`]) shared by every head, and heads
-//! ([`heads`]) that add only their tail. Math: HF `modeling_imagegpt.py` (DESIGN.md §2).
+//! ImageGPT as an ONNX graph: one trunk emitter ([`trunk`]) shared by every head, heads
+//! ([`heads`]) that add only their tail, and profiles ([`profile`]) as data the emitters read.
+//! Math: HF `modeling_imagegpt.py` (DESIGN.md §2).
 
 pub mod heads;
+pub mod profile;
 pub mod trunk;
 
-use crate::checkpoint::{Checkpoint, Head};
-use crate::onnx::proto::GraphProto;
-use crate::onnx::{GraphBuilder, Initializer};
-use crate::weights::WeightsError;
+pub use profile::{Profile, ProfileSpec, PROFILES};
 
-/// Opset of the portable profile.
-pub const PORTABLE_OPSET: i64 = 17;
-/// IR version of the portable profile.
-pub const PORTABLE_IR_VERSION: i64 = 8;
+use crate::checkpoint::source::Float32;
+use crate::checkpoint::{Checkpoint, Head, WeightsError};
+use crate::onnx::proto::GraphProto;
+use crate::onnx::{DataType, Domain, GraphBuilder, Initializer};
 
 /// Names of the graph's symbolic dimensions.
 pub const BATCH: &str = "batch";
 pub const SEQUENCE: &str = "sequence";
-
-/// Which op set a graph uses. Faster runtime-specific profiles are added as variants, each
-/// verified like the portable one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Profile {
-    /// Standard ops only, opset 17, IR 8: ONNX Runtime, tract, TensorRT, browser runtimes.
-    Portable,
-}
-
-impl Profile {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Portable => "portable",
-        }
-    }
-}
+/// The decoder's cache length before this step.
+pub const PAST_SEQUENCE: &str = "past_sequence";
+/// The decoder's mask and present length: written as the sum, so runtimes that reason about
+/// symbols (tract) see it is the past plus this step, not a fresh unknown.
+pub const TOTAL_SEQUENCE: &str = "past_sequence + sequence";
 
 /// What to emit besides the head's main output.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,21 +29,58 @@ pub struct GraphOptions {
     pub hidden_states: bool,
 }
 
-/// A graph ready for the writer: nodes and I/O, and initializers streamed separately.
+/// What every emitter works with: the graph being built, the checkpoint, the profile, and
+/// whether the trunk has a past (the decoder).
+pub struct Ctx<'a, 'w> {
+    pub g: &'a mut GraphBuilder<'w>,
+    pub ckpt: &'w Checkpoint,
+    pub profile: &'static ProfileSpec,
+    pub past: bool,
+}
+
+impl<'w> Ctx<'_, 'w> {
+    /// A checkpoint tensor as a float32 initializer named as in the checkpoint (its shape was
+    /// checked when the checkpoint opened).
+    pub fn weight(&mut self, name: &str, dims: &[usize]) -> String {
+        let source = Float32 {
+            store: &self.ckpt.weights,
+            name: name.to_string(),
+        };
+        self.g
+            .initializer(name, DataType::Float32, dims, Box::new(source))
+    }
+}
+
+/// A graph ready for the writer: nodes and I/O, initializers streamed separately, and the
+/// opsets its nodes need.
 pub struct BuiltGraph<'w> {
     pub graph: GraphProto,
     pub initializers: Vec<Initializer<'w>>,
+    /// `(domain, version)` for `opset_import`.
+    pub opsets: Vec<(&'static str, i64)>,
 }
 
-/// Emits `head` of `ckpt`.
+/// Emits `head` of `ckpt` in `profile`.
 pub fn build<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
+    profile: Profile,
     opts: GraphOptions,
 ) -> Result<BuiltGraph<'w>, WeightsError> {
+    let spec = profile.spec();
     let mut g = GraphBuilder::default();
-    let trunk = trunk::emit(&mut g, ckpt);
-    heads::emit(&mut g, ckpt, head, &trunk, opts.hidden_states)?;
+    let mut cx = Ctx {
+        g: &mut g,
+        ckpt,
+        profile: spec,
+        past: head == Head::Decoder,
+    };
+    let trunk = trunk::emit(&mut cx);
+    heads::emit(&mut cx, head, &trunk, opts.hidden_states)?;
+    let mut opsets = vec![(Domain::Onnx.as_str(), spec.opset)];
+    if g.domains.contains(&Domain::Microsoft) {
+        opsets.push((Domain::Microsoft.as_str(), spec.contrib_opset.unwrap_or(1)));
+    }
     Ok(BuiltGraph {
         graph: GraphProto {
             node: g.nodes,
@@ -66,5 +90,6 @@ pub fn build<'w>(
             ..Default::default()
         },
         initializers: g.initializers,
+        opsets,
     })
 }

@@ -1,13 +1,13 @@
 //! The trunk every head shares (HF `ImageGPTModel`): embeddings, `n_layer` pre-norm blocks,
 //! `ln_f`. Node and value names follow the checkpoint's (`h.3.attn.c_proj`).
+//!
+//! With a past (the decoder), the same emitters take `position_ids` and per-layer
+//! `past_key_values`, offset the causal mask by the past length and return the `present`
+//! key/values; without one, the graph is the plain forward.
 
-use crate::checkpoint::Checkpoint;
-use crate::config::ImageGptConfig;
-use crate::graph::{BATCH, SEQUENCE};
+use super::{Ctx, BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUENCE};
 use crate::onnx::builder::{attr_int, attr_ints};
-use crate::onnx::proto::data_type;
-use crate::onnx::{Dim, GraphBuilder, Op, Scope};
-use crate::weights::WeightStore;
+use crate::onnx::{DataType, Dim, Op, Scope};
 
 /// What the trunk leaves for the heads.
 pub struct Trunk {
@@ -16,57 +16,107 @@ pub struct Trunk {
     /// HF's `output_hidden_states` tuple: the block inputs 0..n_layer-1, then `ln_f` of the
     /// last block's output (the last block's raw output is not among them).
     pub hidden_states: Vec<String>,
+    /// With a past: each layer's `(key, value)` after this step, `[batch, n_head, total, head_dim]`.
+    pub presents: Vec<(String, String)>,
 }
 
 /// The value torch writes for masked scores: `torch.finfo(float32).min`, not -inf.
 const MASK_VALUE: f32 = f32::MIN;
 
-/// Emits inputs, embeddings, blocks and `ln_f`.
-pub fn emit<'w>(g: &mut GraphBuilder<'w>, ckpt: &'w Checkpoint) -> Trunk {
-    let c = &ckpt.config;
-    let w = &ckpt.weights;
-    let bs = [Dim::Symbol(BATCH), Dim::Symbol(SEQUENCE)];
-    let ids = g.input("input_ids", data_type::INT64, &bs);
-    let mask = g.input("attention_mask", data_type::INT64, &bs);
+/// Per-layer past inputs, when the trunk has a past.
+struct Past {
+    keys_values: Vec<(String, String)>,
+}
 
-    let seq = sequence_length(g, &ids);
-    let x = embeddings(g, w, c, &ids, &seq);
-    let bias = attention_bias(g, c, &seq, &mask);
+/// Emits inputs, embeddings, blocks and `ln_f`.
+pub fn emit(cx: &mut Ctx<'_, '_>) -> Trunk {
+    let c = cx.ckpt.config.clone();
+    let bs = [Dim::Symbol(BATCH), Dim::Symbol(SEQUENCE)];
+    let ids = cx.g.input("input_ids", DataType::Int64, &bs);
+    let (mask, past) = if cx.past {
+        let total = [Dim::Symbol(BATCH), Dim::Symbol(TOTAL_SEQUENCE)];
+        let mask = cx.g.input("attention_mask", DataType::Int64, &total);
+        let positions = cx.g.input("position_ids", DataType::Int64, &bs);
+        let cache = [
+            Dim::Symbol(BATCH),
+            Dim::Fixed(c.n_head),
+            Dim::Symbol(PAST_SEQUENCE),
+            Dim::Fixed(c.head_dim()),
+        ];
+        let keys_values = (0..c.n_layer)
+            .map(|i| {
+                let k = format!("past_key_values.{i}.key");
+                let v = format!("past_key_values.{i}.value");
+                cx.g.input(&k, DataType::Float32, &cache);
+                cx.g.input(&v, DataType::Float32, &cache);
+                (k, v)
+            })
+            .collect();
+        (mask, Some((positions, Past { keys_values })))
+    } else {
+        (cx.g.input("attention_mask", DataType::Int64, &bs), None)
+    };
+
+    let seq = sequence_length(cx, &ids);
+    let (x, bias) = match &past {
+        None => {
+            let x = embeddings(cx, &ids, Positions::Prefix(&seq));
+            (x, attention_bias(cx, &seq, &mask))
+        }
+        Some((positions, _)) => {
+            let x = embeddings(cx, &ids, Positions::Ids(positions));
+            (x, attention_bias_with_past(cx, &seq, &mask))
+        }
+    };
     let mut states = vec![x.clone()];
+    let mut presents = Vec::new();
     let mut x = x;
     for i in 0..c.n_layer {
-        x = block(g, w, c, i, &x, &bias);
+        let layer_past = past.as_ref().map(|(_, p)| &p.keys_values[i]);
+        let (out, present) = block(cx, i, &x, &bias, layer_past);
+        x = out;
+        presents.extend(present);
         states.push(x.clone());
     }
-    let last = rms_norm(g, w, c, &Scope::root("ln_f"), &x);
+    let last = rms_norm(cx, &Scope::root("ln_f"), &x);
     states[c.n_layer] = last.clone();
     Trunk {
         last_hidden_state: last,
         hidden_states: states,
+        presents,
     }
 }
 
-/// `wte(input_ids) + wpe(0..seq)`. Positions are a slice of `wpe`: the forward does not derive
-/// them from the mask.
-fn embeddings<'w>(
-    g: &mut GraphBuilder<'w>,
-    w: &'w WeightStore,
-    c: &ImageGptConfig,
-    ids: &str,
-    seq: &SeqLen,
-) -> String {
-    let wte = g.weight(w, "wte.weight", &[c.vocab_size, c.n_embd]);
-    let wpe = g.weight(w, "wpe.weight", &[c.n_positions, c.n_embd]);
+/// Where position embeddings come from.
+enum Positions<'a> {
+    /// `0..seq`, a slice of `wpe`: the plain forward does not derive positions from the mask.
+    Prefix(&'a SeqLen),
+    /// Explicit `position_ids` (the decoder: `past..past+seq`).
+    Ids(&'a str),
+}
+
+/// `wte(input_ids) + wpe(positions)`.
+fn embeddings(cx: &mut Ctx<'_, '_>, ids: &str, positions: Positions<'_>) -> String {
+    let c = &cx.ckpt.config;
+    let (vocab, n_pos, d) = (c.vocab_size, c.n_positions, c.n_embd);
+    let wte = cx.weight("wte.weight", &[vocab, d]);
+    let wpe = cx.weight("wpe.weight", &[n_pos, d]);
+    let g = &mut *cx.g;
     let s = Scope::root("embed");
     let tokens = g.op(Op::Gather, s.name("tokens"), &[&wte, ids], vec![]);
-    let zero = g.const_i64("const.zero_1d", &[1], &[0]);
-    let axis0 = zero.clone();
-    let positions = g.op(
-        Op::Slice,
-        s.name("positions"),
-        &[&wpe, &zero, &seq.as_1d, &axis0],
-        vec![],
-    );
+    let positions = match positions {
+        Positions::Prefix(seq) => {
+            let zero = g.const_i64("const.zero_1d", &[1], &[0]);
+            let axis0 = zero.clone();
+            g.op(
+                Op::Slice,
+                s.name("positions"),
+                &[&wpe, &zero, &seq.as_1d, &axis0],
+                vec![],
+            )
+        }
+        Positions::Ids(ids) => g.op(Op::Gather, s.name("positions"), &[&wpe, ids], vec![]),
+    };
     g.op(Op::Add, s.name("sum"), &[&tokens, &positions], vec![])
 }
 
@@ -75,7 +125,8 @@ struct SeqLen {
     as_1d: String,
 }
 
-fn sequence_length(g: &mut GraphBuilder<'_>, ids: &str) -> SeqLen {
+fn sequence_length(cx: &mut Ctx<'_, '_>, ids: &str) -> SeqLen {
+    let g = &mut *cx.g;
     let shape = g.op(Op::Shape, "input_shape", &[ids], vec![]);
     let one_1d = g.const_i64("const.one_1d", &[1], &[1]);
     SeqLen {
@@ -91,16 +142,10 @@ fn sequence_length(g: &mut GraphBuilder<'_>, ids: &str) -> SeqLen {
 /// and a causally masked padded key is `MIN + MIN = -inf` either way. The causal part is sliced
 /// from a lower-triangular `[n_positions, n_positions]` bool constant, as HF slices its `bias`
 /// buffer: index arithmetic with `Range` on a symbolic length is mis-planned by tract 0.23.
-fn attention_bias(
-    g: &mut GraphBuilder<'_>,
-    c: &ImageGptConfig,
-    seq: &SeqLen,
-    mask: &str,
-) -> String {
+fn attention_bias(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
     let s = Scope::root("attn_bias");
-    let n = c.n_positions;
-    let tril: Vec<u8> = (0..n * n).map(|i| u8::from(i % n <= i / n)).collect();
-    let tril = g.const_bool("causal_mask", &[n, n], tril);
+    let tril = causal_constant(cx);
+    let g = &mut *cx.g;
     let zeros = g.const_i64("const.zeros_2", &[2], &[0, 0]);
     let axes = g.const_i64("const.axes_0_1", &[2], &[0, 1]);
     let ends = g.op(
@@ -115,20 +160,77 @@ fn attention_bias(
         &[&tril, &zeros, &ends, &axes],
         vec![],
     );
+    bias_from(cx, &s, &allowed, mask)
+}
+
+/// With a past: query `t` of this step is position `past + t` and sees keys `0..=past + t`.
+/// The rows `[total - seq, total)` and columns `[0, total)` of the triangle, where `total` is
+/// the mask's length (past + seq), again by `Slice`.
+fn attention_bias_with_past(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
+    let s = Scope::root("attn_bias");
+    let tril = causal_constant(cx);
+    let g = &mut *cx.g;
+    let mask_shape = g.op(Op::Shape, s.name("mask_shape"), &[mask], vec![]);
+    let one_1d = g.const_i64("const.one_1d", &[1], &[1]);
+    let total = g.op(
+        Op::Gather,
+        "total_sequence_length",
+        &[&mask_shape, &one_1d],
+        vec![],
+    );
+    let past = g.op(
+        Op::Sub,
+        "past_sequence_length",
+        &[&total, &seq.as_1d],
+        vec![],
+    );
+    let zero = g.const_i64("const.zero_1d", &[1], &[0]);
+    let starts = g.op(
+        Op::Concat,
+        s.name("starts"),
+        &[&past, &zero],
+        vec![attr_int("axis", 0)],
+    );
+    let ends = g.op(
+        Op::Concat,
+        s.name("ends"),
+        &[&total, &total],
+        vec![attr_int("axis", 0)],
+    );
+    let axes = g.const_i64("const.axes_0_1", &[2], &[0, 1]);
+    let allowed = g.op(
+        Op::Slice,
+        s.name("causal"),
+        &[&tril, &starts, &ends, &axes],
+        vec![],
+    );
+    bias_from(cx, &s, &allowed, mask)
+}
+
+/// The lower-triangular `[n_positions, n_positions]` bool constant.
+fn causal_constant(cx: &mut Ctx<'_, '_>) -> String {
+    let n = cx.ckpt.config.n_positions;
+    let tril: Vec<u8> = (0..n * n).map(|i| u8::from(i % n <= i / n)).collect();
+    cx.g.const_bool("causal_mask", &[n, n], tril)
+}
+
+/// `where(allowed, 0, MIN) + (1 - mask) * MIN`, the mask broadcast over heads and queries.
+fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> String {
+    let g = &mut *cx.g;
     let fzero = g.const_f32("const.f_zero", &[], &[0.0]);
     let fmin = g.const_f32("const.f_mask", &[], &[MASK_VALUE]);
     let fone = g.const_f32("const.f_one", &[], &[1.0]);
     let causal = g.op(
         Op::Where,
         s.name("causal_bias"),
-        &[&allowed, &fzero, &fmin],
+        &[allowed, &fzero, &fmin],
         vec![],
     );
     let maskf = g.op(
         Op::Cast,
         s.name("mask_f32"),
         &[mask],
-        vec![attr_int("to", data_type::FLOAT as i64)],
+        vec![attr_int("to", DataType::Float32.onnx() as i64)],
     );
     let inv = g.op(Op::Sub, s.name("mask_inv"), &[&fone, &maskf], vec![]);
     let pad = g.op(Op::Mul, s.name("pad"), &[&inv, &fmin], vec![]);
@@ -138,15 +240,11 @@ fn attention_bias(
 }
 
 /// ImageGPTLayerNorm: `x / sqrt(mean(x², -1) + eps) * weight` — RMS norm, no bias.
-fn rms_norm<'w>(
-    g: &mut GraphBuilder<'w>,
-    w: &'w WeightStore,
-    c: &ImageGptConfig,
-    s: &Scope,
-    x: &str,
-) -> String {
-    let weight = g.weight(w, &s.name("weight"), &[c.n_embd]);
-    let eps = g.const_f32(&s.name("eps"), &[], &[c.layer_norm_epsilon as f32]);
+fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
+    let (d, eps) = (cx.ckpt.config.n_embd, cx.ckpt.config.layer_norm_epsilon);
+    let weight = cx.weight(&s.name("weight"), &[d]);
+    let g = &mut *cx.g;
+    let eps = g.const_f32(&s.name("eps"), &[], &[eps as f32]);
     let sq = g.op(Op::Mul, s.name("square"), &[x, x], vec![]);
     let mean = g.op(
         Op::ReduceMean,
@@ -161,50 +259,46 @@ fn rms_norm<'w>(
 }
 
 /// HF Conv1D: `x @ W + b` with W stored `[in, out]`.
-fn conv1d<'w>(
-    g: &mut GraphBuilder<'w>,
-    w: &'w WeightStore,
-    s: &Scope,
-    x: &str,
-    n_in: usize,
-    n_out: usize,
-) -> String {
-    let weight = g.weight(w, &s.name("weight"), &[n_in, n_out]);
-    let bias = g.weight(w, &s.name("bias"), &[n_out]);
-    let mm = g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
-    g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
+fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usize) -> String {
+    let weight = cx.weight(&s.name("weight"), &[n_in, n_out]);
+    let bias = cx.weight(&s.name("bias"), &[n_out]);
+    let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
+    cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
 }
 
-/// One pre-norm block: `h = x + attn(ln_1(x)); out = h + mlp(ln_2(h))`.
-fn block<'w>(
-    g: &mut GraphBuilder<'w>,
-    w: &'w WeightStore,
-    c: &ImageGptConfig,
+/// One pre-norm block: `h = x + attn(ln_1(x)); out = h + mlp(ln_2(h))`. With a past, also
+/// the layer's present key and value.
+fn block(
+    cx: &mut Ctx<'_, '_>,
     layer: usize,
     x: &str,
     bias: &str,
-) -> String {
+    past: Option<&(String, String)>,
+) -> (String, Option<(String, String)>) {
     let s = Scope::root("h").pp(layer);
-    let ln_1 = rms_norm(g, w, c, &s.pp("ln_1"), x);
-    let attn = attention(g, w, c, layer, &s.pp("attn"), &ln_1, bias);
-    let h = g.op(Op::Add, s.name("residual_attn"), &[x, &attn], vec![]);
-    let ln_2 = rms_norm(g, w, c, &s.pp("ln_2"), &h);
-    let mlp = mlp(g, w, c, &s.pp("mlp"), &ln_2);
-    g.op(Op::Add, s.name("out"), &[&h, &mlp], vec![])
+    let ln_1 = rms_norm(cx, &s.pp("ln_1"), x);
+    let (attn, present) = attention(cx, layer, &s.pp("attn"), &ln_1, bias, past);
+    let h =
+        cx.g.op(Op::Add, s.name("residual_attn"), &[x, &attn], vec![]);
+    let ln_2 = rms_norm(cx, &s.pp("ln_2"), &h);
+    let mlp = mlp(cx, &s.pp("mlp"), &ln_2);
+    let out = cx.g.op(Op::Add, s.name("out"), &[&h, &mlp], vec![]);
+    (out, present)
 }
 
 /// Causal self-attention with the precomputed additive bias.
-fn attention<'w>(
-    g: &mut GraphBuilder<'w>,
-    w: &'w WeightStore,
-    c: &ImageGptConfig,
+fn attention(
+    cx: &mut Ctx<'_, '_>,
     layer: usize,
     s: &Scope,
     x: &str,
     bias: &str,
-) -> String {
+    past: Option<&(String, String)>,
+) -> (String, Option<(String, String)>) {
+    let c = cx.ckpt.config.clone();
     let (d, h, hd) = (c.n_embd, c.n_head, c.head_dim());
-    let qkv = conv1d(g, w, &s.pp("c_attn"), x, d, 3 * d);
+    let qkv = conv1d(cx, &s.pp("c_attn"), x, d, 3 * d);
+    let g = &mut *cx.g;
     let split = g.const_i64("const.split_qkv", &[3], &[d as i64; 3]);
     let names = [s.name("q"), s.name("k"), s.name("v")];
     g.op_multi(
@@ -215,9 +309,16 @@ fn attention<'w>(
         vec![attr_int("axis", 2)],
     );
     let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
+    // q and v to [b, h, s, hd]. Without a past, k goes straight to [b, h, hd, s] so q·kᵀ is a
+    // plain MatMul; with one, k stays [b, h, s, hd] (the cache layout) and is transposed after
+    // the past is prepended.
+    let k_perm = if past.is_some() {
+        [0, 2, 1, 3]
+    } else {
+        [0, 2, 3, 1]
+    };
     let mut heads = Vec::with_capacity(3);
-    // q and v to [b, h, s, hd]; k straight to [b, h, hd, s] so q·kᵀ is a plain MatMul.
-    for (name, perm) in names.iter().zip([[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]]) {
+    for (name, perm) in names.iter().zip([[0, 2, 1, 3], k_perm, [0, 2, 1, 3]]) {
         let r = g.op(
             Op::Reshape,
             format!("{name}.heads"),
@@ -230,6 +331,29 @@ fn attention<'w>(
             &[&r],
             vec![attr_ints("perm", &perm)],
         ));
+    }
+    let mut present = None;
+    if let Some((past_k, past_v)) = past {
+        let key = g.op(
+            Op::Concat,
+            format!("present.{layer}.key"),
+            &[past_k, &heads[1]],
+            vec![attr_int("axis", 2)],
+        );
+        let value = g.op(
+            Op::Concat,
+            format!("present.{layer}.value"),
+            &[past_v, &heads[2]],
+            vec![attr_int("axis", 2)],
+        );
+        heads[1] = g.op(
+            Op::Transpose,
+            s.name("k.all_transposed"),
+            &[&key],
+            vec![attr_ints("perm", &[0, 1, 3, 2])],
+        );
+        heads[2] = value.clone();
+        present = Some((key, value));
     }
     let mut scores = g.op(
         Op::MatMul,
@@ -267,21 +391,17 @@ fn attention<'w>(
         &[&ctx_t, &merged_shape],
         vec![],
     );
-    conv1d(g, w, &s.pp("c_proj"), &merged, d, d)
+    (conv1d(cx, &s.pp("c_proj"), &merged, d, d), present)
 }
 
 /// `c_proj(quick_gelu(c_fc(x)))`, quick_gelu = `x * sigmoid(1.702 x)`.
-fn mlp<'w>(
-    g: &mut GraphBuilder<'w>,
-    w: &'w WeightStore,
-    c: &ImageGptConfig,
-    s: &Scope,
-    x: &str,
-) -> String {
-    let fc = conv1d(g, w, &s.pp("c_fc"), x, c.n_embd, c.n_inner);
+fn mlp(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
+    let (d, inner) = (cx.ckpt.config.n_embd, cx.ckpt.config.n_inner);
+    let fc = conv1d(cx, &s.pp("c_fc"), x, d, inner);
+    let g = &mut *cx.g;
     let k = g.const_f32("const.quick_gelu", &[], &[1.702]);
     let scaled = g.op(Op::Mul, s.name("act.scaled"), &[&fc, &k], vec![]);
     let gate = g.op(Op::Sigmoid, s.name("act.gate"), &[&scaled], vec![]);
     let act = g.op(Op::Mul, s.name("act"), &[&fc, &gate], vec![]);
-    conv1d(g, w, &s.pp("c_proj"), &act, c.n_inner, c.n_embd)
+    conv1d(cx, &s.pp("c_proj"), &act, inner, d)
 }

@@ -1,18 +1,37 @@
 //! Graph builder: nodes, initializers and I/O with names derived from scoped prefixes, so the
 //! graph reads like the checkpoint (`h.3.attn.qkv`). Op types live in one enum.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Display;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 
 use super::proto::{
-    attribute_type, data_type, tensor_shape_proto, type_proto, AttributeProto, NodeProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_type, tensor_shape_proto, type_proto, AttributeProto, NodeProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use crate::weights::{WeightStore, WeightsError};
+use super::DataType;
+use crate::checkpoint::TensorSource;
 
-/// The standard (default-domain) ops this project emits, with the opset-17 signatures.
+/// An operator domain (`NodeProto.domain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Domain {
+    /// The standard ONNX ops (`ai.onnx`, written as the empty string).
+    Onnx,
+    /// ONNX Runtime's contrib ops.
+    Microsoft,
+}
+
+impl Domain {
+    /// The domain string as written in nodes and `opset_import`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Domain::Onnx => "",
+            Domain::Microsoft => "com.microsoft",
+        }
+    }
+}
+
+/// The ops this project emits: standard ones with their opset-17 signatures, and the runtime
+/// specific ones a profile may choose, each with its domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Add,
@@ -38,6 +57,11 @@ pub enum Op {
 }
 
 impl Op {
+    /// The domain the op belongs to.
+    pub fn domain(self) -> Domain {
+        Domain::Onnx
+    }
+
     /// The ONNX `op_type`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -99,60 +123,31 @@ pub enum Dim {
     Symbol(&'static str),
 }
 
-/// Where an initializer's bytes come from.
-#[derive(Debug)]
-pub enum InitData<'w> {
-    /// Little-endian bytes held in memory (constants, small reshaped weights).
-    Bytes(Vec<u8>),
-    /// A checkpoint tensor, streamed as float32 when the model is written.
-    Weight {
-        store: &'w WeightStore,
-        name: String,
-    },
-}
-
-/// One initializer: metadata plus a data source.
+/// One initializer: name, type and shape; its bytes come from a [`TensorSource`] when the
+/// model is written, so the builder never holds weight data.
 #[derive(Debug)]
 pub struct Initializer<'w> {
     pub name: String,
-    pub data_type: i32,
-    pub dims: Vec<i64>,
-    pub data: InitData<'w>,
+    pub dtype: DataType,
+    pub dims: Vec<usize>,
+    pub data: Box<dyn TensorSource + 'w>,
 }
 
 impl Initializer<'_> {
-    /// Number of data bytes.
-    pub fn byte_len(&self) -> u64 {
-        let numel: i64 = self.dims.iter().product();
-        let width = match self.data_type {
-            data_type::INT64 => 8,
-            data_type::BOOL | data_type::UINT8 => 1,
-            _ => 4,
-        };
-        numel as u64 * width
-    }
-
-    /// Writes the data bytes; float32 checkpoint tensors are copied file to file.
-    pub fn write_data(&self, out: &mut BufWriter<File>) -> Result<(), WeightsError> {
-        match &self.data {
-            InitData::Bytes(b) => out.write_all(b).map_err(|source| WeightsError::Io {
-                path: "output".into(),
-                source,
-            }),
-            InitData::Weight { store, name } => {
-                if !store.copy_f32(name, out)? {
-                    store.write_f32(name, out)?;
-                }
-                Ok(())
-            }
-        }
+    /// Number of data bytes the type and shape call for (`None` on overflow).
+    pub fn byte_len(&self) -> Option<u64> {
+        let numel = self
+            .dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))?;
+        self.dtype.byte_len(numel)
     }
 
     /// The TensorProto without its data.
     pub fn header(&self) -> TensorProto {
         TensorProto {
-            dims: self.dims.clone(),
-            data_type: Some(self.data_type),
+            dims: self.dims.iter().map(|&d| d as i64).collect(),
+            data_type: Some(self.dtype.onnx()),
             name: self.name.clone(),
             ..Default::default()
         }
@@ -166,19 +161,21 @@ pub struct GraphBuilder<'w> {
     pub initializers: Vec<Initializer<'w>>,
     pub inputs: Vec<ValueInfoProto>,
     pub outputs: Vec<ValueInfoProto>,
+    /// Domains the nodes use, for the model's `opset_import`.
+    pub domains: BTreeSet<Domain>,
     names: HashSet<String>,
 }
 
 impl<'w> GraphBuilder<'w> {
     /// Declares a graph input.
-    pub fn input(&mut self, name: &str, elem_type: i32, dims: &[Dim]) -> String {
-        self.inputs.push(value_info(name, elem_type, dims));
+    pub fn input(&mut self, name: &str, dtype: DataType, dims: &[Dim]) -> String {
+        self.inputs.push(value_info(name, dtype, dims));
         name.to_string()
     }
 
     /// Declares a graph output (an existing value).
-    pub fn output(&mut self, name: &str, elem_type: i32, dims: &[Dim]) {
-        self.outputs.push(value_info(name, elem_type, dims));
+    pub fn output(&mut self, name: &str, dtype: DataType, dims: &[Dim]) {
+        self.outputs.push(value_info(name, dtype, dims));
     }
 
     /// Adds a single-output node whose output value shares the node's name.
@@ -204,26 +201,31 @@ impl<'w> GraphBuilder<'w> {
         attrs: Vec<AttributeProto>,
     ) {
         debug_assert!(self.names.insert(name.to_string()), "duplicate node {name}");
+        self.domains.insert(op.domain());
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.to_vec(),
             name: name.to_string(),
             op_type: op.as_str().to_string(),
+            domain: op.domain().as_str().to_string(),
             attribute: attrs,
             ..Default::default()
         });
     }
 
-    /// A checkpoint tensor as a float32 initializer, named as in the checkpoint.
-    pub fn weight(&mut self, store: &'w WeightStore, name: &str, dims: &[usize]) -> String {
+    /// An initializer whose bytes a source writes when the model is written.
+    pub fn initializer(
+        &mut self,
+        name: &str,
+        dtype: DataType,
+        dims: &[usize],
+        data: Box<dyn TensorSource + 'w>,
+    ) -> String {
         self.initializers.push(Initializer {
             name: name.to_string(),
-            data_type: data_type::FLOAT,
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data: InitData::Weight {
-                store,
-                name: name.to_string(),
-            },
+            dtype,
+            dims: dims.to_vec(),
+            data,
         });
         name.to_string()
     }
@@ -231,36 +233,30 @@ impl<'w> GraphBuilder<'w> {
     /// A float32 initializer from values computed at export time.
     pub fn const_f32(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.constant(name, data_type::FLOAT, dims, bytes)
+        self.constant(name, DataType::Float32, dims, bytes)
     }
 
     /// An int64 initializer; `dims` empty makes a scalar.
     pub fn const_i64(&mut self, name: &str, dims: &[usize], values: &[i64]) -> String {
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.constant(name, data_type::INT64, dims, bytes)
+        self.constant(name, DataType::Int64, dims, bytes)
     }
 
     /// A bool initializer (one byte per element, 0 or 1).
     pub fn const_bool(&mut self, name: &str, dims: &[usize], values: Vec<u8>) -> String {
-        self.constant(name, data_type::BOOL, dims, values)
+        self.constant(name, DataType::Bool, dims, values)
     }
 
-    fn constant(&mut self, name: &str, data_type: i32, dims: &[usize], bytes: Vec<u8>) -> String {
+    fn constant(&mut self, name: &str, dtype: DataType, dims: &[usize], bytes: Vec<u8>) -> String {
         // Shared constants (axes, shapes) are requested by every layer: emit each once.
         if self.initializers.iter().any(|i| i.name == name) {
             return name.to_string();
         }
-        self.initializers.push(Initializer {
-            name: name.to_string(),
-            data_type,
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data: InitData::Bytes(bytes),
-        });
-        name.to_string()
+        self.initializer(name, dtype, dims, Box::new(bytes))
     }
 }
 
-fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
+fn value_info(name: &str, dtype: DataType, dims: &[Dim]) -> ValueInfoProto {
     use tensor_shape_proto::{dimension::Value, Dimension};
     let dim = dims
         .iter()
@@ -275,7 +271,7 @@ fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
         name: name.to_string(),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem_type),
+                elem_type: Some(dtype.onnx()),
                 shape: Some(TensorShapeProto { dim }),
             })),
         }),

@@ -8,5 +8,5 @@ pub mod inspect;
 pub mod proto;
 pub mod writer;
 
-pub use builder::{Dim, GraphBuilder, Initializer, Op, Scope};
+pub use builder::{Dim, Domain, GraphBuilder, Initializer, Op, Scope};
 pub use dtype::DataType;

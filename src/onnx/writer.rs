@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
+use tempfile::{NamedTempFile, TempPath};
 
 use super::builder::Initializer;
 use super::proto::{
     GraphProto, ModelProto, StringStringEntryProto, DATA_LOCATION_EXTERNAL, GRAPH_INITIALIZER_TAG,
     MODEL_GRAPH_TAG, TENSOR_RAW_DATA_TAG,
 };
-use crate::weights::WeightsError;
+use crate::checkpoint::{SourceError, WeightsError};
 
 /// Protobuf refuses messages of 2 GiB or more; stay clear of it with a margin for the graph.
 pub const INLINE_LIMIT: u64 = (2u64 << 30) - (64 << 20);
@@ -38,10 +39,16 @@ pub enum WriteError {
     Weights(#[from] WeightsError),
     #[error("{0}")]
     Refused(String),
+    #[error("initializer `{tensor}`: its source wrote {written} bytes, its type and shape call for {declared}")]
+    SizeMismatch {
+        tensor: String,
+        declared: u64,
+        written: u64,
+    },
 }
 
 /// A model written under temporary names, not yet in place. Dropping it removes the
-/// temporaries; [`Staged::commit`] renames them into place.
+/// temporaries; [`commit_all`] renames them into place.
 #[derive(Debug)]
 pub struct Staged {
     pub model: PathBuf,
@@ -49,33 +56,103 @@ pub struct Staged {
     pub data: Option<PathBuf>,
     /// Bytes written, model and data together.
     pub bytes: u64,
-    tmp_model: PathBuf,
-    tmp_data: Option<PathBuf>,
-    guard: TempFiles,
+    tmp_model: TempPath,
+    tmp_data: Option<TempPath>,
 }
 
 impl Staged {
-    /// Renames the files into place, data first so a model in place always finds its data.
-    pub fn commit(mut self) -> Result<(), WriteError> {
-        // A `<model>.data` with no model beside it is not known to be ours: leave it alone.
-        let replaces_model = self.model.is_file();
-        if let (Some(tmp), Some(dest)) = (&self.tmp_data, &self.data) {
-            rename(tmp, dest)?;
+    /// Puts this one model in place (see [`commit_all`]).
+    pub fn commit(self) -> Result<(), WriteError> {
+        commit_all(vec![self])
+    }
+}
+
+/// Puts every staged model in place, or none: files being replaced are first moved aside
+/// under unpredictable names, and put back if any rename fails. A stale `<model>.data` of a
+/// model being replaced by an inline one is removed only when the old model referenced it.
+pub fn commit_all(staged: Vec<Staged>) -> Result<(), WriteError> {
+    let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new(); // (new temp, destination)
+    let mut stale: Vec<PathBuf> = Vec::new();
+    for st in &staged {
+        if let (Some(tmp), Some(dest)) = (&st.tmp_data, &st.data) {
+            moves.push((tmp.to_path_buf(), dest.clone()));
         }
-        rename(&self.tmp_model, &self.model)?;
-        self.guard.disarm();
-        if self.data.is_none() && replaces_model {
-            // An inline model replacing an external-data one of ours: its old data is stale.
-            let stale = external_data_path(&self.model);
-            if stale.is_file() {
-                std::fs::remove_file(&stale).map_err(|source| WriteError::Io {
-                    path: stale.display().to_string(),
-                    source,
-                })?;
+        moves.push((st.tmp_model.to_path_buf(), st.model.clone()));
+        let old_data = external_data_path(&st.model);
+        if st.data.is_none() && references_data(&st.model, &old_data) {
+            stale.push(old_data);
+        }
+    }
+    let mut aside: Vec<(PathBuf, PathBuf)> = Vec::new(); // (backup, destination)
+    let mut placed: Vec<PathBuf> = Vec::new();
+    let result = (|| {
+        for (_, dest) in &moves {
+            let Ok(meta) = std::fs::symlink_metadata(dest) else {
+                continue;
+            };
+            if !meta.is_file() {
+                return Err(WriteError::Refused(format!(
+                    "refusing to replace {}: it is not a regular file",
+                    dest.display()
+                )));
             }
+            let backup = reserve_name(dest)?;
+            std::fs::rename(dest, &backup).map_err(|source| WriteError::Io {
+                path: dest.display().to_string(),
+                source,
+            })?;
+            aside.push((backup, dest.clone()));
+        }
+        for (tmp, dest) in &moves {
+            rename(tmp, dest)?;
+            placed.push(dest.clone());
         }
         Ok(())
+    })();
+    if let Err(e) = result {
+        for dest in &placed {
+            let _ = std::fs::remove_file(dest);
+        }
+        for (backup, dest) in &aside {
+            let _ = std::fs::rename(backup, dest);
+        }
+        return Err(e);
     }
+    for st in staged {
+        // The temporaries were renamed away: nothing left to remove.
+        let _ = st.tmp_model.keep();
+        let _ = st.tmp_data.map(TempPath::keep);
+    }
+    for (backup, _) in &aside {
+        let _ = std::fs::remove_file(backup);
+    }
+    for p in stale {
+        std::fs::remove_file(&p).map_err(|source| WriteError::Io {
+            path: p.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A copy of `src` staged under a temporary name beside `dest`, committed like a model.
+pub fn stage_copy(src: &Path, dest: &Path) -> Result<Staged, WriteError> {
+    let (mut file, tmp) = create_temp(dest)?;
+    let mut input = File::open(src).map_err(|source| WriteError::Io {
+        path: src.display().to_string(),
+        source,
+    })?;
+    let bytes = io::copy(&mut input, &mut file).map_err(|source| WriteError::Io {
+        path: dest.display().to_string(),
+        source,
+    })?;
+    Ok(Staged {
+        model: dest.to_path_buf(),
+        data: None,
+        bytes,
+        tmp_model: tmp,
+        tmp_data: None,
+    })
 }
 
 /// Writes `header` (whose `graph` must be `None`) with `graph` (without initializers) and
@@ -90,93 +167,96 @@ pub fn write_model(
     metadata: &mut dyn FnMut() -> Result<Vec<StringStringEntryProto>, WriteError>,
 ) -> Result<Staged, WriteError> {
     let data_path = external.then(|| external_data_path(path));
-    let mut guard = TempFiles::default();
-    let tmp_model = guard.add(temp_name(path));
-    let tmp_data = data_path.as_ref().map(|p| guard.add(temp_name(p)));
-
-    let bytes = {
-        let mut model = Sink::create(&tmp_model, path)?;
-        let mut data = tmp_data
-            .as_ref()
-            .zip(data_path.as_ref())
-            .map(|(tmp, dest)| Sink::create(tmp, dest))
-            .transpose()?;
-        let data_name = data_path
-            .as_ref()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-
-        // Tensor headers, with external-data entries laid out ahead of writing.
-        let mut offset = 0u64;
-        let mut tensors = Vec::with_capacity(inits.len());
-        for init in inits {
-            let mut t = init.header();
-            let len = init.byte_len();
-            let mut at = None;
-            if data.is_some() && len >= EXTERNAL_MIN_BYTES {
-                offset = offset.div_ceil(EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
-                t.data_location = Some(DATA_LOCATION_EXTERNAL);
-                t.external_data = vec![
-                    entry("location", &data_name),
-                    entry("offset", &offset.to_string()),
-                    entry("length", &len.to_string()),
-                ];
-                at = Some(offset);
-                offset += len;
-            }
-            tensors.push((t, at));
+    let (model_file, tmp_model) = create_temp(path)?;
+    let (data_file, tmp_data) = match &data_path {
+        Some(p) => {
+            let (f, t) = create_temp(p)?;
+            (Some(f), Some(t))
         }
-        let inline_len = |t: &Framed| {
-            t.inline_data
-                .map_or(0, |n| field_len(TENSOR_RAW_DATA_TAG, n))
-        };
-        let framed: Vec<Framed> = tensors
-            .iter()
-            .zip(inits)
-            .map(|((t, ext), init)| Framed {
-                header_len: t.encoded_len() as u64,
-                inline_data: ext.is_none().then(|| init.byte_len()),
-            })
-            .collect();
-        let graph_len = graph.encoded_len() as u64
-            + framed
-                .iter()
-                .map(|f| field_len(GRAPH_INITIALIZER_TAG, f.header_len + inline_len(f)))
-                .sum::<u64>();
-        if !external && graph_len >= INLINE_LIMIT {
-            return Err(WriteError::Refused(format!(
-                "graph is {graph_len} bytes, over protobuf's 2 GiB limit: use external data"
-            )));
-        }
-
-        let w = &mut model;
-        w.put(&header.encode_to_vec())?;
-        w.key_len(MODEL_GRAPH_TAG, graph_len)?;
-        w.put(&graph.encode_to_vec())?;
-        for (((t, ext), f), init) in tensors.iter().zip(&framed).zip(inits) {
-            w.key_len(GRAPH_INITIALIZER_TAG, f.header_len + inline_len(f))?;
-            w.put(&t.encode_to_vec())?;
-            match (ext, data.as_mut()) {
-                (Some(at), Some(d)) => {
-                    d.pad_to(*at)?;
-                    init.write_data(&mut d.out).map_err(|e| d.map_weights(e))?;
-                    d.written += init.byte_len();
-                }
-                _ => {
-                    w.key_len(TENSOR_RAW_DATA_TAG, init.byte_len())?;
-                    init.write_data(&mut w.out).map_err(|e| w.map_weights(e))?;
-                    w.written += init.byte_len();
-                }
-            }
-        }
-        let meta = ModelProto {
-            metadata_props: metadata()?,
-            ..Default::default()
-        };
-        w.put(&meta.encode_to_vec())?;
-        model.finish()? + data.map(Sink::finish).transpose()?.unwrap_or(0)
+        None => (None, None),
     };
+    let mut model = Sink::new(model_file, path);
+    let mut data = data_file
+        .zip(data_path.as_ref())
+        .map(|(f, p)| Sink::new(f, p));
+    let data_name = data_path
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    let mut lens = Vec::with_capacity(inits.len());
+    for init in inits {
+        lens.push(init.byte_len().ok_or_else(|| {
+            WriteError::Refused(format!(
+                "initializer `{}` has dims {:?}: its size overflows",
+                init.name, init.dims
+            ))
+        })?);
+    }
+
+    // Tensor headers, with external-data entries laid out ahead of writing.
+    let mut offset = 0u64;
+    let mut tensors = Vec::with_capacity(inits.len());
+    for (init, &len) in inits.iter().zip(&lens) {
+        let mut t = init.header();
+        let mut at = None;
+        if data.is_some() && len >= EXTERNAL_MIN_BYTES {
+            offset = offset.div_ceil(EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+            t.data_location = Some(DATA_LOCATION_EXTERNAL);
+            t.external_data = vec![
+                entry("location", &data_name),
+                entry("offset", &offset.to_string()),
+                entry("length", &len.to_string()),
+            ];
+            at = Some(offset);
+            offset += len;
+        }
+        tensors.push((t, at));
+    }
+    let framed: Vec<Framed> = tensors
+        .iter()
+        .zip(&lens)
+        .map(|((t, ext), &len)| Framed {
+            header_len: t.encoded_len() as u64,
+            inline_data: ext.is_none().then_some(len),
+        })
+        .collect();
+    let graph_len = graph.encoded_len() as u64
+        + framed
+            .iter()
+            .map(|f| field_len(GRAPH_INITIALIZER_TAG, f.header_len + f.inline_len()))
+            .sum::<u64>();
+    if !external && graph_len >= INLINE_LIMIT {
+        return Err(WriteError::Refused(format!(
+            "graph is {graph_len} bytes, over protobuf's 2 GiB limit: use external data"
+        )));
+    }
+
+    let w = &mut model;
+    w.put(&header.encode_to_vec())?;
+    w.key_len(MODEL_GRAPH_TAG, graph_len)?;
+    w.put(&graph.encode_to_vec())?;
+    for ((((t, ext), f), init), &len) in tensors.iter().zip(&framed).zip(inits).zip(&lens) {
+        w.key_len(GRAPH_INITIALIZER_TAG, f.header_len + f.inline_len())?;
+        w.put(&t.encode_to_vec())?;
+        match (ext, data.as_mut()) {
+            (Some(at), Some(d)) => {
+                d.pad_to(*at)?;
+                d.source(init, len)?;
+            }
+            _ => {
+                w.key_len(TENSOR_RAW_DATA_TAG, len)?;
+                w.source(init, len)?;
+            }
+        }
+    }
+    let meta = ModelProto {
+        metadata_props: metadata()?,
+        ..Default::default()
+    };
+    w.put(&meta.encode_to_vec())?;
+    let bytes = model.finish()? + data.map(Sink::finish).transpose()?.unwrap_or(0);
 
     Ok(Staged {
         model: path.to_path_buf(),
@@ -184,7 +264,6 @@ pub fn write_model(
         bytes,
         tmp_model,
         tmp_data,
-        guard,
     })
 }
 
@@ -195,11 +274,55 @@ pub fn external_data_path(model: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Whether the model at `model` (if any) keeps initializers in `data`: only then is that data
+/// file the model's, and stale when the model is replaced by an inline one.
+fn references_data(model: &Path, data: &Path) -> bool {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Model {
+        #[prost(message, optional, tag = "7")]
+        graph: Option<Graph>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Graph {
+        #[prost(message, repeated, tag = "5")]
+        initializer: Vec<Tensor>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Tensor {
+        #[prost(message, repeated, tag = "13")]
+        external_data: Vec<StringStringEntryProto>,
+    }
+    let (Some(name), Ok(file)) = (data.file_name(), std::fs::File::open(model)) else {
+        return false;
+    };
+    // SAFETY: read-only map used only while decoding here; prost bounds-checks every read.
+    let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
+        return false;
+    };
+    let Ok(m) = Model::decode(&map[..]) else {
+        return false;
+    };
+    m.graph.is_some_and(|g| {
+        g.initializer.iter().any(|t| {
+            t.external_data
+                .iter()
+                .any(|e| e.key == "location" && std::ffi::OsStr::new(&e.value) == name)
+        })
+    })
+}
+
 /// Encoded sizes of one initializer's TensorProto.
 struct Framed {
     header_len: u64,
     /// Raw-data bytes when the data is inline.
     inline_data: Option<u64>,
+}
+
+impl Framed {
+    fn inline_len(&self) -> u64 {
+        self.inline_data
+            .map_or(0, |n| field_len(TENSOR_RAW_DATA_TAG, n))
+    }
 }
 
 fn field_len(tag: u32, len: u64) -> u64 {
@@ -214,12 +337,36 @@ fn entry(key: &str, value: &str) -> StringStringEntryProto {
     }
 }
 
-fn temp_name(dest: &Path) -> PathBuf {
+/// A new file with an unpredictable name beside `dest`, created exclusively (`O_EXCL`), so a
+/// planted file or symlink can neither be followed nor overwritten.
+fn create_temp(dest: &Path) -> Result<(File, TempPath), WriteError> {
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map(NamedTempFile::into_parts)
+        .map_err(|source| WriteError::Io {
+            path: dest.display().to_string(),
+            source,
+        })
+}
+
+/// An unused unpredictable name beside `dest` to move an old file aside to.
+fn reserve_name(dest: &Path) -> Result<PathBuf, WriteError> {
+    let (_, path) = create_temp(dest)?;
+    // Keep the name reserved: the rename replaces this empty placeholder atomically.
+    path.keep().map_err(|e| WriteError::Io {
+        path: dest.display().to_string(),
+        source: e.error,
+    })
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), WriteError> {
@@ -237,16 +384,12 @@ struct Sink {
 }
 
 impl Sink {
-    fn create(tmp: &Path, dest: &Path) -> Result<Self, WriteError> {
-        let file = File::create(tmp).map_err(|source| WriteError::Io {
-            path: dest.display().to_string(),
-            source,
-        })?;
-        Ok(Self {
+    fn new(file: File, dest: &Path) -> Self {
+        Self {
             out: BufWriter::with_capacity(WRITE_BUFFER, file),
             dest: dest.display().to_string(),
             written: 0,
-        })
+        }
     }
 
     fn err(&self, source: io::Error) -> WriteError {
@@ -256,17 +399,27 @@ impl Sink {
         }
     }
 
-    fn map_weights(&self, e: WeightsError) -> WriteError {
-        match e {
-            // The weight store names the output "output": say which one.
-            WeightsError::Io { path, source } if path == "output" => self.err(source),
-            other => WriteError::Weights(other),
-        }
-    }
-
     fn put(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         self.out.write_all(bytes).map_err(|e| self.err(e))?;
         self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Lets the initializer's source write its bytes, and checks it wrote as many as the
+    /// framing already promised.
+    fn source(&mut self, init: &Initializer<'_>, declared: u64) -> Result<(), WriteError> {
+        let written = init.data.write_to(&mut self.out).map_err(|e| match e {
+            SourceError::Output(io) => self.err(io),
+            SourceError::Weights(w) => WriteError::Weights(w),
+        })?;
+        if written != declared {
+            return Err(WriteError::SizeMismatch {
+                tensor: init.name.clone(),
+                declared,
+                written,
+            });
+        }
+        self.written += written;
         Ok(())
     }
 
@@ -285,27 +438,5 @@ impl Sink {
     fn finish(mut self) -> Result<u64, WriteError> {
         self.out.flush().map_err(|e| self.err(e))?;
         Ok(self.written)
-    }
-}
-
-/// Removes the temporaries it holds unless disarmed.
-#[derive(Debug, Default)]
-struct TempFiles(Vec<PathBuf>);
-
-impl TempFiles {
-    fn add(&mut self, p: PathBuf) -> PathBuf {
-        self.0.push(p.clone());
-        p
-    }
-    fn disarm(&mut self) {
-        self.0.clear();
-    }
-}
-
-impl Drop for TempFiles {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }

@@ -1,10 +1,18 @@
-//! A checkpoint: validated config + weight store, checked against the tensor list that config
-//! implies (names and shapes as in HF `modeling_imagegpt.py`).
+//! Where weights come from: a checkpoint is a validated config plus one typed tensor store
+//! ([`store`]) filled by a format reader ([`safetensors`]), checked against the tensor list the
+//! config implies (names and shapes as in HF `modeling_imagegpt.py`). [`source`] turns stored
+//! tensors into the bytes an exported graph holds.
+
+pub mod safetensors;
+pub mod source;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 
+pub use source::{SourceError, TensorSource};
+pub use store::{TensorMeta, WeightStore, WeightsError};
+
 use crate::config::{ConfigError, ImageGptConfig, Variant};
-use crate::weights::{WeightStore, WeightsError};
 
 /// Heads an export can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -15,11 +23,14 @@ pub enum Head {
     CausalLm,
     /// `ImageGPTForImageClassification`: mean-pooled features through `score`.
     Classifier,
+    /// The causal LM with a KV cache: `past_key_values` in, `present` out, one graph for the
+    /// prompt and every generation step.
+    Decoder,
 }
 
 impl Head {
     /// All heads, in a stable order.
-    pub const ALL: [Head; 3] = [Head::Base, Head::CausalLm, Head::Classifier];
+    pub const ALL: [Head; 4] = [Head::Base, Head::CausalLm, Head::Classifier, Head::Decoder];
 
     /// The name used for files and reports (`causal-lm`).
     pub fn name(self) -> &'static str {
@@ -27,6 +38,7 @@ impl Head {
             Head::Base => "base",
             Head::CausalLm => "causal-lm",
             Head::Classifier => "classifier",
+            Head::Decoder => "decoder",
         }
     }
 
@@ -39,7 +51,7 @@ impl Head {
     pub fn weight_name(self) -> Option<&'static str> {
         match self {
             Head::Base => None,
-            Head::CausalLm => Some("lm_head.weight"),
+            Head::CausalLm | Head::Decoder => Some("lm_head.weight"),
             Head::Classifier => Some("score.weight"),
         }
     }
@@ -153,6 +165,38 @@ impl Checkpoint {
         }
         Ok(())
     }
+}
+
+/// The shard files a `*.index.json` names (`weight_map` values), beside the index.
+pub(crate) fn shard_files(index: &Path) -> Result<Vec<PathBuf>, WeightsError> {
+    let err = |reason: String| WeightsError::Index {
+        path: index.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(index).map_err(|e| err(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| err("no `weight_map` object".into()))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut names: Vec<&str> = Vec::with_capacity(map.len());
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| err(format!("`{tensor}` maps to a non-string")))?;
+        // Shards live beside the index: refuse anything that would escape the folder.
+        if file.contains('/') || file.contains('\\') || file == ".." || file.is_empty() {
+            return Err(err(format!("shard name `{file}` is not a plain file name")));
+        }
+        names.push(file);
+    }
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return Err(err("`weight_map` is empty".into()));
+    }
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// `h.N.attn.bias` (the uint8 causal mask) and `h.N.attn.masked_bias` for a layer N the config
