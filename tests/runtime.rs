@@ -315,6 +315,33 @@ fn float_inputs_and_typed_outputs(kind: RuntimeKind) {
     assert_eq!(out[2].1, Tensor::from(ids));
 }
 
+/// A Transpose whose `perm` repeats an axis made tract allocate without bound while planning
+/// (4 GiB and growing, then the OOM killer); ONNX Runtime refused it. Every runtime now
+/// refuses it at load, naming the node, before the runtime sees it.
+fn transpose_with_repeated_axis_is_refused(kind: RuntimeKind) {
+    use igpt_onnx::onnx::builder::attr_ints;
+    use igpt_onnx::onnx::{DataType, Dim, Op};
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("transpose.onnx");
+    let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
+    common::write_handmade(&path, None, |g| {
+        let x = g.input("x", DataType::Float32, &bs);
+        let t = g.op(Op::Transpose, "t", &[&x], vec![attr_ints("perm", &[0, 0])]);
+        g.output(&t, DataType::Float32, &bs);
+    });
+    match rt.load(&path) {
+        Err(RuntimeError::Load { reason, .. }) => assert_eq!(
+            reason,
+            "malformed graph: node `t` (Transpose): perm [0, 0] is not a permutation of 0..2"
+        ),
+        Err(e) => panic!("expected a Load error, got {e}"),
+        Ok(_) => panic!("a malformed graph loaded"),
+    }
+}
+
 /// One `#[test]` per runtime for each body.
 macro_rules! on_every_runtime {
     ($($body:ident),* $(,)?) => {$(
@@ -341,6 +368,7 @@ on_every_runtime!(
     wrong_input_names_are_a_run_error,
     wrong_input_type_is_a_run_error,
     float_inputs_and_typed_outputs,
+    transpose_with_repeated_axis_is_refused,
 );
 
 /// Without a usable CUDA provider, `ort-cuda` is an error naming CUDA, never a silent CPU run.

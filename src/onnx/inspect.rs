@@ -44,10 +44,24 @@ struct GraphSkim {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct NodeSkim {
+    #[prost(string, tag = "3")]
+    name: String,
     #[prost(string, tag = "4")]
     op_type: String,
     #[prost(string, tag = "7")]
     domain: String,
+    #[prost(message, repeated, tag = "5")]
+    attribute: Vec<AttributeSkim>,
+}
+
+/// An AttributeProto's name and integer list (all a structural check needs; tensors and
+/// strings are skipped undecoded).
+#[derive(Clone, PartialEq, prost::Message)]
+struct AttributeSkim {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(int64, repeated, tag = "8")]
+    ints: Vec<i64>,
 }
 
 /// A TensorProto without its data fields.
@@ -127,6 +141,9 @@ pub struct ModelInfo {
     pub initializer_bytes: u64,
     pub external_initializers: usize,
     pub metadata: BTreeMap<String, String>,
+    /// Nodes that break the ONNX spec in a way a runtime does not survive (tract allocates
+    /// without bound on a Transpose `perm` with a repeated axis), one line each.
+    pub malformed: Vec<String>,
 }
 
 /// Reads `path`'s structure; any decode failure is "not an ONNX model".
@@ -163,6 +180,7 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, String> {
         };
         *ops.entry(key).or_insert(0) += 1;
     }
+    let malformed = g.node.iter().filter_map(malformed).collect();
     let initializer_bytes =
         initializer_bytes(&g.initializer).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(ModelInfo {
@@ -188,6 +206,28 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, String> {
             .into_iter()
             .map(|e| (e.key, e.value))
             .collect(),
+        malformed,
+    })
+}
+
+/// What is wrong with `n`, if anything this check knows: a Transpose `perm` must be a
+/// permutation of `0..len` (ONNX operator spec).
+fn malformed(n: &NodeSkim) -> Option<String> {
+    if n.op_type != "Transpose" || !(n.domain.is_empty() || n.domain == "ai.onnx") {
+        return None;
+    }
+    let perm = &n.attribute.iter().find(|a| a.name == "perm")?.ints;
+    let mut seen = vec![false; perm.len()];
+    let ok = perm.iter().all(|&p| {
+        let slot = usize::try_from(p).ok().and_then(|p| seen.get_mut(p));
+        slot.is_some_and(|s| !std::mem::replace(s, true))
+    });
+    (!ok).then(|| {
+        format!(
+            "node `{}` (Transpose): perm {perm:?} is not a permutation of 0..{}",
+            n.name,
+            perm.len()
+        )
     })
 }
 
@@ -278,6 +318,12 @@ impl ModelInfo {
         s += "metadata:\n";
         for (k, v) in &self.metadata {
             s += &format!("  {k}: {v}\n");
+        }
+        if !self.malformed.is_empty() {
+            s += "malformed:\n";
+            for m in &self.malformed {
+                s += &format!("  {m}\n");
+            }
         }
         s
     }

@@ -155,6 +155,10 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
 /// describes a graph the same way.
 pub fn graph_io(model: &Path) -> Result<(Vec<IoSpec>, Vec<IoSpec>), String> {
     let info = inspect::inspect(model)?;
+    // A runtime is not handed a graph it is known not to survive.
+    if let Some(m) = info.malformed.first() {
+        return Err(format!("malformed graph: {m}"));
+    }
     let specs = |sigs: &[Signature], what: &str| -> Result<Vec<IoSpec>, String> {
         sigs.iter().map(|s| io_spec(s, what)).collect()
     };

@@ -426,6 +426,8 @@ impl Runtime for Ort {
     }
 
     fn load(&self, model: &Path) -> Result<Box<dyn LoadedModel>, RuntimeError> {
+        // Before ONNX Runtime sees the file: it also refuses what graph_io does, less clearly.
+        let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e))?;
         let (session, provider) = match self.gpu {
             None => (self.commit_cpu(model)?, "CPUExecutionProvider".to_string()),
             Some(gpu) => match self.commit_gpu(model, gpu) {
@@ -443,7 +445,6 @@ impl Runtime for Ort {
                 Err(GpuFailure::Commit(reason)) => return Err(self.load_error(model, reason)),
             },
         };
-        let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e))?;
         Ok(Box::new(OrtModel {
             kind: self.kind,
             file: model.display().to_string(),
