@@ -11,6 +11,7 @@
 //! verified like any other.
 
 pub mod compare;
+mod feed;
 pub mod fixture;
 mod inputs;
 mod judge;
