@@ -440,4 +440,87 @@ mod tests {
         assert!(lru.get_or_plan(shape(0), |_| Err("gone".into())).is_ok());
         assert!(lru.get_or_plan(shape(1), |_| Err("gone".into())).is_err());
     }
+
+    /// A decoder-shaped graph: declared dims become tract symbols shared by name, so the
+    /// `past_sequence + sequence` mask unifies with the ids and the past; the fallback probe
+    /// sets every symbol to 1 (the old probe gave every input [1, 1]).
+    #[test]
+    fn decoder_dims_are_symbols_and_the_probe_follows_them() {
+        use crate::onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto};
+        use crate::onnx::{DataType, Dim, GraphBuilder, Op};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("decoder.onnx");
+        let mut g = GraphBuilder::default();
+        let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
+        let kv = [
+            Dim::Symbol("batch"),
+            Dim::Fixed(4),
+            Dim::Symbol("past_sequence"),
+            Dim::Fixed(8),
+        ];
+        let mask = [
+            Dim::Symbol("batch"),
+            Dim::Symbol("past_sequence + sequence"),
+        ];
+        let ids = g.input("input_ids", DataType::Int64, &bs);
+        let m = g.input("attention_mask", DataType::Int64, &mask);
+        let past = g.input("past_key_values.0.key", DataType::Float32, &kv);
+        for (name, x, dims) in [
+            ("ids", &ids, &bs[..]),
+            ("mask", &m, &mask[..]),
+            ("past", &past, &kv[..]),
+        ] {
+            let out = g.op(Op::Identity, name, &[x], vec![]);
+            let dt = if name == "past" {
+                DataType::Float32
+            } else {
+                DataType::Int64
+            };
+            g.output(&out, dt, dims);
+        }
+        let graph = GraphProto {
+            node: g.nodes,
+            name: "decoder".into(),
+            input: g.inputs,
+            output: g.outputs,
+            ..Default::default()
+        };
+        let header = ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            ..Default::default()
+        };
+        crate::onnx::writer::write_model(
+            &path,
+            &header,
+            &graph,
+            &g.initializers,
+            false,
+            &mut || Ok(vec![]),
+        )
+        .expect("write")
+        .commit()
+        .expect("commit");
+
+        let (inference, specs, _) = inference_for(&path);
+        let probe = probe_shapes(&inference, &specs).expect("probe");
+        assert_eq!(probe, vec![vec![1, 1], vec![1, 2], vec![1, 4, 1, 8]]);
+        let mut model = Tract.load(&path).expect("loads");
+        assert_eq!(model.provider(), SYMBOLIC);
+        let ids = T::from(ArrayD::<i64>::zeros(IxDyn(&[2, 3])));
+        let mask = T::from(ArrayD::<i64>::ones(IxDyn(&[2, 8])));
+        let past = T::from(ArrayD::<f32>::zeros(IxDyn(&[2, 4, 5, 8])));
+        let out = model
+            .run(&[
+                ("input_ids", &ids),
+                ("attention_mask", &mask),
+                ("past_key_values.0.key", &past),
+            ])
+            .expect("runs");
+        let shapes: Vec<&[usize]> = out.iter().map(|(_, t)| t.shape()).collect();
+        assert_eq!(shapes, [&[2, 3][..], &[2, 8], &[2, 4, 5, 8]]);
+    }
 }
