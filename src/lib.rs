@@ -29,6 +29,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod export;
+pub mod generate;
 pub mod graph;
 pub mod onnx;
 pub mod random;

@@ -789,7 +789,7 @@ fn head_without_weights_is_refused_naming_the_weight() {
 fn unknown_head_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("out");
-    let want = "error: unknown head `lm` (expected base, causal-lm, classifier or all)";
+    let want = "error: unknown head `lm` (expected base, causal-lm, classifier, decoder or all)";
     assert_export_refused(&fixture_model("causal-lm"), &out, &["--head", "lm"], want);
 }
 

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use common::fixture;
 
 use igpt_onnx::export::{export, ExportOptions};
-use igpt_onnx::runtime::{self, LoadedModel, Runtime, RuntimeError, RuntimeKind, RuntimeOptions};
+use igpt_onnx::runtime::{
+    self, LoadedModel, Runtime, RuntimeError, RuntimeKind, RuntimeOptions, Tensor,
+};
 use igpt_onnx::{Checkpoint, Head};
 use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
@@ -28,17 +30,8 @@ fn export_with(case: &str, opts: &ExportOptions) -> (tempfile::TempDir, PathBuf)
     (dir, path)
 }
 
-/// Opens `kind`, or returns `None` (printing why) when it is unavailable here. Under `CI`
-/// ONNX Runtime must be present.
 fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Option<Box<dyn Runtime>> {
-    match runtime::open(kind, opts) {
-        Ok(rt) => Some(rt),
-        Err(RuntimeError::Unavailable { reason, .. }) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping {}: {reason}", kind.name());
-            None
-        }
-        Err(e) => panic!("{} must be available: {e}", kind.name()),
-    }
+    common::open_runtime(kind, opts)
 }
 
 fn read_i64(st: &SafeTensors<'_>, name: &str) -> ArrayD<i64> {
@@ -96,13 +89,15 @@ fn compare_logits(model: &mut dyn LoadedModel, case: &str) -> f32 {
     let expected = SafeTensors::deserialize(&expected_bytes).expect("expected parses");
     let want = read_f32(&expected, "causal-lm/logits");
 
+    let (ids_t, mask_t) = (Tensor::from(ids), Tensor::from(mask.clone()));
     let outputs = model
-        .run(&[("input_ids", ids), ("attention_mask", mask.clone())])
+        .run(&[("input_ids", &ids_t), ("attention_mask", &mask_t)])
         .expect("runs");
     let (name, got) = outputs
         .iter()
         .find(|(n, _)| n == "logits")
         .expect("a logits output");
+    let got = got.as_f32().expect("float32 logits");
     assert_eq!(got.shape(), want.shape(), "{name} shape");
 
     let (mut max_err, mut compared, mut bad) = (0f32, 0usize, Vec::new());
@@ -186,8 +181,8 @@ fn wrong_input_names_are_a_run_error(kind: RuntimeKind) {
     };
     let (_dir, path) = export_causal_lm("causal-lm");
     let mut model = rt.load(&path).expect("graph loads");
-    let ids = ArrayD::<i64>::zeros(IxDyn(&[1, 4]));
-    match model.run(&[("tokens", ids.clone()), ("attention_mask", ids)]) {
+    let ids = Tensor::from(ArrayD::<i64>::zeros(IxDyn(&[1, 4])));
+    match model.run(&[("tokens", &ids), ("attention_mask", &ids)]) {
         Err(RuntimeError::Run { reason, .. }) => {
             assert!(
                 reason.contains("tokens") && reason.contains("input_ids"),
@@ -206,12 +201,144 @@ fn out_of_range_token_is_a_run_error(kind: RuntimeKind) {
     };
     let (_dir, path) = export_causal_lm("causal-lm");
     let mut model = rt.load(&path).expect("graph loads");
-    let ids = ArrayD::<i64>::from_elem(IxDyn(&[1, 4]), 100_000);
-    let mask = ArrayD::<i64>::ones(IxDyn(&[1, 4]));
-    match model.run(&[("input_ids", ids), ("attention_mask", mask)]) {
+    let ids = Tensor::from(ArrayD::<i64>::from_elem(IxDyn(&[1, 4]), 100_000));
+    let mask = Tensor::from(ArrayD::<i64>::ones(IxDyn(&[1, 4])));
+    match model.run(&[("input_ids", &ids), ("attention_mask", &mask)]) {
         Err(RuntimeError::Run { reason, .. }) => println!("{}: {reason}", kind.name()),
         Err(e) => panic!("expected a Run error, got {e}"),
         Ok(_) => panic!("ran with token ids past the vocabulary"),
+    }
+}
+
+/// A float input of the wrong type or rank is refused before the runtime sees it, naming the
+/// input, what the graph declares and what was given.
+fn wrong_input_type_is_a_run_error(kind: RuntimeKind) {
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let (_dir, path) = export_causal_lm("causal-lm");
+    let mut model = rt.load(&path).expect("graph loads");
+    let names: Vec<&str> = model.inputs().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["input_ids", "attention_mask"]);
+    let ids = Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 4])));
+    let mask = Tensor::from(ArrayD::<i64>::ones(IxDyn(&[1, 4, 1])));
+    for (feed, want) in [
+        (
+            [("input_ids", &ids), ("attention_mask", &mask)],
+            "input `input_ids`: expected input_ids int64 [batch, sequence], found float32 [1, 4]",
+        ),
+        (
+            [("input_ids", &mask), ("attention_mask", &mask)],
+            "input `input_ids`: expected input_ids int64 [batch, sequence], found int64 [1, 4, 1]",
+        ),
+    ] {
+        match model.run(&feed) {
+            Err(RuntimeError::Run { reason, .. }) => assert!(reason.ends_with(want), "{reason}"),
+            Err(e) => panic!("expected a Run error, got {e}"),
+            Ok(_) => panic!("ran with a wrong input"),
+        }
+    }
+}
+
+/// Float32 and float16 inputs go in, and each output comes back in the graph's own type:
+/// `sum` = x + y in float32 (exact for these values), `half` = Cast(x → float16), `ids` the
+/// int64 input passed through. Values are exactly representable, so the expectations are the
+/// inputs themselves.
+fn float_inputs_and_typed_outputs(kind: RuntimeKind) {
+    use igpt_onnx::onnx::builder::attr_int;
+    use igpt_onnx::onnx::proto::data_type;
+    use igpt_onnx::onnx::{DataType, Dim, Op};
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("typed.onnx");
+    let kv = [
+        Dim::Symbol("batch"),
+        Dim::Fixed(2),
+        Dim::Symbol("past_sequence"),
+        Dim::Fixed(3),
+    ];
+    common::write_handmade(&path, None, |g| {
+        let x = g.input("past_key_values.0.key", DataType::Float32, &kv);
+        let y = g.input("y", DataType::Float16, &kv);
+        let ids = g.input(
+            "input_ids",
+            DataType::Int64,
+            &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
+        );
+        let y32 = g.op(
+            Op::Cast,
+            "y32",
+            &[&y],
+            vec![attr_int("to", data_type::FLOAT as i64)],
+        );
+        let sum = g.op(Op::Add, "sum", &[&x, &y32], vec![]);
+        let half = g.op(
+            Op::Cast,
+            "half",
+            &[&x],
+            vec![attr_int("to", data_type::FLOAT16 as i64)],
+        );
+        let same = g.op(Op::Identity, "ids", &[&ids], vec![]);
+        g.output(&sum, DataType::Float32, &kv);
+        g.output(&half, DataType::Float16, &kv);
+        g.output(
+            &same,
+            DataType::Int64,
+            &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
+        );
+    });
+    let mut model = rt.load(&path).expect("loads");
+    let x = ArrayD::from_shape_fn(IxDyn(&[1, 2, 4, 3]), |ix| (ix[2] * 3 + ix[3]) as f32 * 0.5);
+    let y = x.mapv(|v| half::f16::from_f32(-v));
+    let ids = ArrayD::from_shape_fn(IxDyn(&[1, 5]), |ix| ix[1] as i64 + 7);
+    let (xt, yt, it) = (
+        Tensor::from(x.clone()),
+        Tensor::from(y),
+        Tensor::from(ids.clone()),
+    );
+    let out = model
+        .run(&[
+            ("y", &yt),
+            ("input_ids", &it),
+            ("past_key_values.0.key", &xt),
+        ])
+        .expect("runs");
+    let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["sum", "half", "ids"]);
+    assert_eq!(
+        out[0].1,
+        Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 2, 4, 3])))
+    );
+    assert_eq!(out[1].1, Tensor::from(x.mapv(half::f16::from_f32)));
+    assert_eq!(out[2].1, Tensor::from(ids));
+}
+
+/// A Transpose whose `perm` repeats an axis made tract allocate without bound while planning
+/// (4 GiB and growing, then the OOM killer); ONNX Runtime refused it. Every runtime now
+/// refuses it at load, naming the node, before the runtime sees it.
+fn transpose_with_repeated_axis_is_refused(kind: RuntimeKind) {
+    use igpt_onnx::onnx::builder::attr_ints;
+    use igpt_onnx::onnx::{DataType, Dim, Op};
+    let Some(rt) = open(kind, &RuntimeOptions::default()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("transpose.onnx");
+    let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
+    common::write_handmade(&path, None, |g| {
+        let x = g.input("x", DataType::Float32, &bs);
+        let t = g.op(Op::Transpose, "t", &[&x], vec![attr_ints("perm", &[0, 0])]);
+        g.output(&t, DataType::Float32, &bs);
+    });
+    match rt.load(&path) {
+        Err(RuntimeError::Load { reason, .. }) => assert_eq!(
+            reason,
+            "malformed graph: node `t` (Transpose): perm [0, 0] is not a permutation of 0..2"
+        ),
+        Err(e) => panic!("expected a Load error, got {e}"),
+        Ok(_) => panic!("a malformed graph loaded"),
     }
 }
 
@@ -239,6 +366,9 @@ on_every_runtime!(
     out_of_range_token_is_a_run_error,
     non_onnx_file_is_a_load_error,
     wrong_input_names_are_a_run_error,
+    wrong_input_type_is_a_run_error,
+    float_inputs_and_typed_outputs,
+    transpose_with_repeated_axis_is_refused,
 );
 
 /// Without a usable CUDA provider, `ort-cuda` is an error naming CUDA, never a silent CPU run.

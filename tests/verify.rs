@@ -10,7 +10,6 @@ use common::{cli, copy_dir, export_head, fixture, require_ort_under_ci};
 use igpt_onnx::graph::Profile;
 use igpt_onnx::onnx::builder::attr_int;
 use igpt_onnx::onnx::proto::{data_type, ModelProto, NodeProto, OperatorSetIdProto};
-use igpt_onnx::onnx::writer::write_model;
 use igpt_onnx::onnx::{DataType, Dim, GraphBuilder, Op};
 use igpt_onnx::verify::compare::Status;
 use igpt_onnx::verify::report::{CheckStatus, Report};
@@ -34,9 +33,24 @@ fn golden_suite_passes_on_every_runtime() {
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
     // Every head of every case, on each available runtime: 12 cases with 2 heads, base-hidden
-    // with 1 (25 graphs).
+    // with 1, and kv-cache's decoder step on top of its reference past (26 graphs).
     let runtimes = report.runtimes.iter().filter(|r| r.available).count();
-    assert_eq!(report.checks.len(), 25 * runtimes);
+    assert_eq!(report.checks.len(), 26 * runtimes);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    let decoder: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.head == "decoder")
+        .flat_map(|c| c.outputs.iter().map(|o| o.name.as_str()))
+        .collect();
+    let one_runtime = [
+        "logits",
+        "present.0.key",
+        "present.0.value",
+        "present.1.key",
+        "present.1.value",
+    ];
+    assert_eq!(decoder, one_runtime.repeat(runtimes));
     for c in &report.checks {
         for o in &c.outputs {
             let m = o.comparison.metrics.as_ref().expect("metrics");
@@ -50,7 +64,7 @@ fn golden_suite_passes_on_every_runtime() {
                 o.name,
                 m.max_abs
             );
-            if o.name == "logits" && c.head == "causal-lm" {
+            if o.name == "logits" && c.head != "classifier" {
                 assert_eq!(m.argmax_agreement, Some(1.0));
             }
         }
@@ -130,43 +144,13 @@ fn write_graph(
     body: impl FnOnce(&mut GraphBuilder<'static>, &str) -> String,
     head: &str,
 ) {
-    let mut g = GraphBuilder::default();
-    let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
-    let ids = g.input(inputs[0], DataType::Int64, &bs);
-    g.input(inputs[1], DataType::Int64, &bs);
-    let out = body(&mut g, &ids);
-    g.output(
-        &out,
-        DataType::Float32,
-        &[Dim::Symbol("batch"), Dim::Symbol("sequence")],
-    );
-    let graph = igpt_onnx::onnx::proto::GraphProto {
-        node: g.nodes,
-        name: "handmade".into(),
-        input: g.inputs,
-        output: g.outputs,
-        ..Default::default()
-    };
-    let header = ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        producer_name: "test".into(),
-        ..Default::default()
-    };
-    let head = head.to_string();
-    let mut meta = || {
-        Ok(vec![igpt_onnx::onnx::proto::StringStringEntryProto {
-            key: "igpt_onnx.head".into(),
-            value: head.clone(),
-        }])
-    };
-    write_model(path, &header, &graph, &g.initializers, false, &mut meta)
-        .expect("write")
-        .commit()
-        .expect("commit");
+    common::write_handmade(path, Some(head), |g| {
+        let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
+        let ids = g.input(inputs[0], DataType::Int64, &bs);
+        g.input(inputs[1], DataType::Int64, &bs);
+        let out = body(g, &ids);
+        g.output(&out, DataType::Float32, &bs);
+    });
 }
 
 fn check(report: &Report) -> &igpt_onnx::verify::report::Check {
@@ -272,7 +256,7 @@ fn bad_input_exits_2_with_one_clear_line() {
         (&not_onnx, "is not an ONNX model (protobuf decode failed"),
         (
             &renamed,
-            "graph inputs are [ids, mask]; expected input_ids and attention_mask",
+            "case causal-lm cannot feed graph input `ids` for the causal-lm head (it has attention_mask, input_ids)",
         ),
         (&truncated, "is not an ONNX model (protobuf decode failed"),
     ];
@@ -422,25 +406,7 @@ fn other_output_dtype_is_a_dtype_mismatch() {
         t.elem_type = Some(data_type::INT64);
     }
     let path = tmp.path().join("causal-lm.onnx");
-    let header = ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        ..Default::default()
-    };
-    write_model(
-        &path,
-        &header,
-        &built.graph,
-        &built.initializers,
-        false,
-        &mut || Ok(vec![]),
-    )
-    .expect("write")
-    .commit()
-    .expect("commit");
+    common::write_graph_proto(&path, &built.graph, &built.initializers, &[]);
     let report =
         verify::model_against_case(&path, &fixture("short-seq"), &VerifyOptions::default())
             .expect("runs");
@@ -458,4 +424,308 @@ fn other_output_dtype_is_a_dtype_mismatch() {
         .to_text()
         .contains("logits: dtype mismatch: expected float32, the graph gives int64"));
     assert_eq!(report.exit_code(), 1);
+}
+
+/// Writes a graph with metadata `igpt_onnx.config` = `config` (and the causal-lm head).
+fn graph_with_config(path: &Path, config: &str) {
+    let ckpt = igpt_onnx::Checkpoint::open(&fixture("short-seq").join("model"), None, None)
+        .expect("opens");
+    let built =
+        igpt_onnx::graph::build(&ckpt, Head::CausalLm, Profile::Portable, Default::default())
+            .expect("builds");
+    common::write_graph_proto(
+        path,
+        &built.graph,
+        &built.initializers,
+        &[("igpt_onnx.config", config)],
+    );
+}
+
+/// Hardening: a `vocab_size` of 0 or 1 (no token besides SOS) or an absent one in the graph's
+/// metadata made `--random-inputs` panic (a remainder by zero); now one line, exit 2.
+#[test]
+fn random_inputs_refuse_a_vocabulary_without_tokens() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (config, want) in [
+        (
+            r#"{"vocab_size": 1, "n_positions": 32}"#,
+            "`vocab_size` is 1, expected 2..=16777216",
+        ),
+        (
+            r#"{"vocab_size": 0, "n_positions": 32}"#,
+            "`vocab_size` is 0, expected 2..=16777216",
+        ),
+        (r#"{"n_positions": 32}"#, "no `vocab_size`"),
+        (
+            r#"{"vocab_size": 513, "n_positions": 1e30}"#,
+            "`n_positions` is 1e+30, expected 1..=1048576",
+        ),
+    ] {
+        let path = tmp.path().join("causal-lm.onnx");
+        graph_with_config(&path, config);
+        let model = path.to_str().expect("utf-8");
+        let (code, stdout, stderr) = cli(&["verify", "--model", model, "--random-inputs", "1"]);
+        assert_eq!(code, 2, "{config}: {stdout}{stderr}");
+        assert_eq!(
+            stderr,
+            format!("error: {model}: metadata igpt_onnx.config: {want}\n"),
+            "{config}"
+        );
+    }
+}
+
+/// Writes `base` with one initializer header whose dims are `dims`.
+fn graph_with_initializer_dims(path: &Path, dims: Vec<i64>) {
+    use igpt_onnx::onnx::proto::{GraphProto, TensorProto};
+    use prost::Message;
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            name: "huge".into(),
+            initializer: vec![TensorProto {
+                dims,
+                data_type: Some(data_type::FLOAT),
+                name: "wte.weight".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::write(path, model.encode_to_vec()).expect("write");
+}
+
+/// Hardening: an initializer of dims [2^40, 2^40] overflowed the size sum in `inspect` (a
+/// panic in debug builds, a wrapped number in release); a negative dim was counted as 0. Now an
+/// error naming the tensor, exit 2, from `inspect` and from `verify` alike.
+#[test]
+fn initializer_sizes_that_overflow_are_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let case = fixture("causal-lm");
+    for dims in [vec![1i64 << 40, 1 << 40], vec![-4, 8]] {
+        let path = tmp.path().join("huge.onnx");
+        graph_with_initializer_dims(&path, dims.clone());
+        let p = path.to_str().expect("utf-8");
+        let want = format!(
+            "error: {p}: initializer `wte.weight` has dims {dims:?}, whose size is negative or overflows\n"
+        );
+        let (code, _, stderr) = cli(&["inspect", p]);
+        assert_eq!((code, stderr.as_str()), (2, want.as_str()));
+        let (code, _, stderr) = cli(&[
+            "verify",
+            "--model",
+            p,
+            "--fixture",
+            case.to_str().expect("utf-8"),
+        ]);
+        assert_eq!((code, stderr.as_str()), (2, want.as_str()));
+    }
+}
+
+/// Hardening: a case's manifest `name` became a folder of the suite's temporary tree, so
+/// `../x` wrote outside it. Now the case is refused, naming the field.
+#[test]
+fn manifest_name_must_be_a_plain_folder_name() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let case = tmp.path().join("cases").join("short-seq");
+    copy_dir(&fixture("short-seq"), &case);
+    let mpath = case.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).expect("read")).expect("json");
+    m["name"] = "../../escaped".into();
+    std::fs::write(&mpath, serde_json::to_string(&m).expect("json")).expect("write");
+    let root = tmp.path().join("cases");
+    let (code, stdout, stderr) = cli(&["verify", "--fixtures", root.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: invalid manifest {}: `name` \"../../escaped\" is not a plain folder name (letters, digits, `.`, `_`, `-`)\n",
+            mpath.display()
+        )
+    );
+}
+
+/// A decoder-style graph with float `past_key_values.*` inputs goes through `verify` like any
+/// other: fed from the kv-cache case (ids and mask from its `decoder.*` step, the past from the
+/// past goldens, `position_ids` after the past) and judged against goldens. The case's
+/// `decoder` goldens are narrowed to what this stand-in computes: `present.{i}.{k}` = 2 ·
+/// past (the reference's past, doubled here), and `positions` = the reference's positions for
+/// one step after a 9-token prefix, which HF ImageGPT derives as `arange(9, 10)`.
+#[test]
+fn float_inputs_flow_through_verify() {
+    use igpt_onnx::onnx::Dim;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let case = tmp.path().join("kv");
+    copy_dir(&fixture("kv-cache"), &case);
+    let epath = case.join("expected.safetensors");
+    let mut tensors = common::read_safetensors(&epath);
+    let mut outputs = vec![];
+    let mut extra = vec![];
+    for (name, dtype, shape, bytes) in &tensors {
+        if let Some(rest) = name.strip_prefix("decoder/past_key_values.") {
+            let doubled: Vec<u8> = bytes
+                .chunks_exact(4)
+                .flat_map(|b| (2.0 * f32::from_le_bytes(b.try_into().expect("4"))).to_le_bytes())
+                .collect();
+            outputs.push(format!("past_key_values.{rest}"));
+            outputs.push(format!("present.{rest}"));
+            extra.push((
+                format!("decoder/present.{rest}"),
+                *dtype,
+                shape.clone(),
+                doubled,
+            ));
+        }
+    }
+    tensors.retain(|(n, ..)| !n.starts_with("decoder/present.") && n != "decoder/logits");
+    tensors.extend(extra);
+    let nine: Vec<u8> = [9.0f32, 9.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensors.push((
+        "decoder/positions".into(),
+        safetensors::Dtype::F32,
+        vec![2, 1],
+        nine,
+    ));
+    outputs.push("positions".into());
+    common::write_safetensors(&epath, &tensors);
+    let mpath = case.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).expect("read")).expect("json");
+    m["outputs"]["decoder"] = outputs.into();
+    std::fs::write(&mpath, serde_json::to_string(&m).expect("json")).expect("write");
+
+    let path = tmp.path().join("decoder.onnx");
+    let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
+    let kv = [
+        Dim::Symbol("batch"),
+        Dim::Fixed(4),
+        Dim::Symbol("past_sequence"),
+        Dim::Fixed(8),
+    ];
+    common::write_handmade(&path, Some("decoder"), |g| {
+        g.input("input_ids", DataType::Int64, &bs);
+        g.input(
+            "attention_mask",
+            DataType::Int64,
+            &[
+                Dim::Symbol("batch"),
+                Dim::Symbol("past_sequence + sequence"),
+            ],
+        );
+        let pos = g.input("position_ids", DataType::Int64, &bs);
+        for i in 0..2 {
+            for k in ["key", "value"] {
+                let past = g.input(&format!("past_key_values.{i}.{k}"), DataType::Float32, &kv);
+                let out = g.op(Op::Add, format!("present.{i}.{k}"), &[&past, &past], vec![]);
+                g.output(&out, DataType::Float32, &kv);
+            }
+        }
+        let p = g.op(
+            Op::Cast,
+            "positions",
+            &[&pos],
+            vec![attr_int("to", data_type::FLOAT as i64)],
+        );
+        g.output(&p, DataType::Float32, &bs);
+    });
+    let report = verify::model_against_case(&path, &case, &VerifyOptions::default()).expect("runs");
+    require_ort_under_ci(&report);
+    for c in &report.checks {
+        assert_eq!(
+            c.status,
+            CheckStatus::Pass,
+            "{}: {:?} {:?}",
+            c.runtime,
+            c.error,
+            c.missing
+        );
+        assert_eq!(c.head, "decoder");
+        let names: Vec<&str> = c.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "positions",
+                "present.0.key",
+                "present.0.value",
+                "present.1.key",
+                "present.1.value"
+            ]
+        );
+        for o in &c.outputs {
+            let m = o.comparison.metrics.as_ref().expect("metrics");
+            assert_eq!((m.max_abs, m.violations), (0.0, 0), "{}", o.name);
+        }
+    }
+    // Random inputs for the same graph: every input made from its declared type and dims.
+    let report = verify::random_inputs(&path, 1, &VerifyOptions::default()).expect("runs");
+    for c in &report.checks {
+        assert_eq!(c.status, CheckStatus::Pass, "{:?}", c.error);
+    }
+}
+
+/// Hardening: tract panics on an Unsqueeze whose axis lies outside the output's rank. The panic
+/// was caught and reported, but the default hook had already printed `thread 'main' panicked
+/// at …` on stderr. Now stderr stays empty and the report says what happened (exit 1: a graph
+/// that fails to load).
+#[test]
+fn a_caught_tract_panic_prints_nothing_but_the_report() {
+    use igpt_onnx::onnx::Dim;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("causal-lm.onnx");
+    let bs = [Dim::Symbol("batch"), Dim::Symbol("sequence")];
+    common::write_handmade(&path, Some("causal-lm"), |g| {
+        let ids = g.input("input_ids", DataType::Int64, &bs);
+        g.input("attention_mask", DataType::Int64, &bs);
+        let f = g.op(
+            Op::Cast,
+            "f",
+            &[&ids],
+            vec![attr_int("to", data_type::FLOAT as i64)],
+        );
+        let axes = g.const_i64("axes", &[1], &[-9]);
+        let t = g.op(Op::Unsqueeze, "logits", &[&f, &axes], vec![]);
+        g.output(&t, DataType::Float32, &bs);
+    });
+    let (code, stdout, stderr) = cli(&[
+        "verify",
+        "--model",
+        path.to_str().expect("utf-8"),
+        "--fixture",
+        fixture("causal-lm").to_str().expect("utf-8"),
+        "--runtimes",
+        "tract",
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(stderr, "");
+    assert!(
+        stdout.contains("tract panicked: index exceeds length"),
+        "{stdout}"
+    );
+}
+
+/// Clap's own errors span several lines with usage hints; every bad argument is one line.
+#[test]
+fn bad_arguments_are_one_line() {
+    for (args, want) in [
+        (
+            &["verify", "--runtimes", "tract,foo"][..],
+            "error: unknown runtime `foo` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)\n",
+        ),
+        (
+            &["export", "--weights", "x", "--variant", "huge"][..],
+            "error: invalid value 'huge' for '--variant <VARIANT>' [possible values: tiny, small, medium, large]\n",
+        ),
+        (
+            &["verify", "--fixture", "x"][..],
+            "error: the following required arguments were not provided: --model <MODEL>\n",
+        ),
+    ] {
+        let (code, stdout, stderr) = cli(args);
+        assert_eq!((code, stdout.as_str(), stderr.as_str()), (2, "", want), "{args:?}");
+    }
 }

@@ -221,7 +221,8 @@ fn split_outputs(
             }
         }
     }
-    let logits = logits.ok_or_else(|| GenerateError::Graph("the decoder gave no `logits`".into()))?;
+    let logits =
+        logits.ok_or_else(|| GenerateError::Graph("the decoder gave no `logits`".into()))?;
     if logits.ndim() != 3 {
         return Err(GenerateError::Graph(format!(
             "`logits` has shape {:?}, expected [batch, sequence, vocab]",

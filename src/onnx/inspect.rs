@@ -1,14 +1,19 @@
 //! Reads a model's structure without its weights: I/O signature, ops, initializer metadata and
 //! `metadata_props`. Decodes over a memory map with message types that leave tensor data out,
 //! so prost skips those bytes and a multi-GB model costs almost nothing to inspect.
+//!
+//! The file is untrusted: every size read from it goes through [`DataType::byte_len`] /
+//! [`dtype::numel`], and a size that overflows or is negative is an error naming the tensor.
+//! Spec: <https://onnx.ai/onnx/repo-docs/IR.html> (`ModelProto`, `ValueInfoProto`, `TensorProto`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use prost::Message;
 
+use super::dtype::{self, DataType};
 use super::proto::{
-    data_type, tensor_shape_proto::dimension, type_proto, StringStringEntryProto, ValueInfoProto,
+    tensor_shape_proto::dimension, type_proto, StringStringEntryProto, ValueInfoProto,
 };
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -39,10 +44,24 @@ struct GraphSkim {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct NodeSkim {
+    #[prost(string, tag = "3")]
+    name: String,
     #[prost(string, tag = "4")]
     op_type: String,
     #[prost(string, tag = "7")]
     domain: String,
+    #[prost(message, repeated, tag = "5")]
+    attribute: Vec<AttributeSkim>,
+}
+
+/// An AttributeProto's name and integer list (all a structural check needs; tensors and
+/// strings are skipped undecoded).
+#[derive(Clone, PartialEq, prost::Message)]
+struct AttributeSkim {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(int64, repeated, tag = "8")]
+    ints: Vec<i64>,
 }
 
 /// A TensorProto without its data fields.
@@ -58,13 +77,54 @@ struct TensorSkim {
     data_location: Option<i32>,
 }
 
-/// A graph input or output: name, element type and dims (`None` for a symbolic dim, with its
-/// name in `symbols`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// One declared dim of a graph input or output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigDim {
+    /// `dim_value`.
+    Value(i64),
+    /// `dim_param` (a symbol or an expression).
+    Param(String),
+    /// Neither.
+    Unknown,
+}
+
+impl std::fmt::Display for SigDim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SigDim::Value(v) => write!(f, "{v}"),
+            SigDim::Param(p) => f.write_str(p),
+            SigDim::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+/// A graph input or output: name, element type and declared dims.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Signature {
     pub name: String,
+    /// The `TensorProto.DataType` code (0 when the value is not a tensor or declares none).
+    pub elem_code: i32,
+    /// The element type's readable name ([`DataType::describe`]), or `unknown` for a non-tensor.
     pub elem_type: String,
-    pub dims: Vec<String>,
+    /// `None` when the graph declares no shape (any rank).
+    pub shape: Option<Vec<SigDim>>,
+}
+
+impl Signature {
+    /// The element type, when this project knows it.
+    pub fn dtype(&self) -> Option<DataType> {
+        DataType::from_onnx(self.elem_code)
+    }
+
+    /// The declared dims (none when no shape is declared).
+    pub fn dims(&self) -> &[SigDim] {
+        self.shape.as_deref().unwrap_or_default()
+    }
+
+    fn dims_text(&self) -> String {
+        let dims: Vec<String> = self.dims().iter().map(ToString::to_string).collect();
+        dims.join(", ")
+    }
 }
 
 /// What a model file holds, apart from weight values.
@@ -81,6 +141,9 @@ pub struct ModelInfo {
     pub initializer_bytes: u64,
     pub external_initializers: usize,
     pub metadata: BTreeMap<String, String>,
+    /// Nodes that break the ONNX spec in a way a runtime does not survive (tract allocates
+    /// without bound on a Transpose `perm` with a repeated axis), one line each.
+    pub malformed: Vec<String>,
 }
 
 /// Reads `path`'s structure; any decode failure is "not an ONNX model".
@@ -117,20 +180,9 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, String> {
         };
         *ops.entry(key).or_insert(0) += 1;
     }
-    let initializer_bytes = g
-        .initializer
-        .iter()
-        .map(|t| {
-            let n: i64 = t.dims.iter().product();
-            let w = match t.data_type.unwrap_or(0) {
-                data_type::INT64 => 8,
-                data_type::BOOL | data_type::UINT8 => 1,
-                data_type::FLOAT16 | data_type::BFLOAT16 => 2,
-                _ => 4,
-            };
-            n.max(0) as u64 * w
-        })
-        .sum();
+    let malformed = g.node.iter().filter_map(malformed).collect();
+    let initializer_bytes =
+        initializer_bytes(&g.initializer).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(ModelInfo {
         ir_version: m.ir_version,
         opsets: m
@@ -154,33 +206,80 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, String> {
             .into_iter()
             .map(|e| (e.key, e.value))
             .collect(),
+        malformed,
     })
 }
 
+/// What is wrong with `n`, if anything this check knows: a Transpose `perm` must be a
+/// permutation of `0..len` (ONNX operator spec).
+fn malformed(n: &NodeSkim) -> Option<String> {
+    if n.op_type != "Transpose" || !(n.domain.is_empty() || n.domain == "ai.onnx") {
+        return None;
+    }
+    let perm = &n.attribute.iter().find(|a| a.name == "perm")?.ints;
+    let mut seen = vec![false; perm.len()];
+    let ok = perm.iter().all(|&p| {
+        let slot = usize::try_from(p).ok().and_then(|p| seen.get_mut(p));
+        slot.is_some_and(|s| !std::mem::replace(s, true))
+    });
+    (!ok).then(|| {
+        format!(
+            "node `{}` (Transpose): perm {perm:?} is not a permutation of 0..{}",
+            n.name,
+            perm.len()
+        )
+    })
+}
+
+/// Bytes the initializers declare (types this project cannot size count as 0): a negative or
+/// overflowing size is an error naming the tensor, never a wrapped number.
+fn initializer_bytes(inits: &[TensorSkim]) -> Result<u64, String> {
+    let mut total = 0u64;
+    for t in inits {
+        let Some(dt) = t.data_type.and_then(DataType::from_onnx) else {
+            continue;
+        };
+        let bytes = dtype::numel(&t.dims)
+            .and_then(|n| dt.byte_len(n))
+            .ok_or_else(|| {
+                format!(
+                    "initializer `{}` has dims {:?}, whose size is negative or overflows",
+                    t.name, t.dims
+                )
+            })?;
+        total = total.checked_add(bytes).ok_or_else(|| {
+            format!(
+                "initializer `{}` takes the total initializer size past 2^64 bytes",
+                t.name
+            )
+        })?;
+    }
+    Ok(total)
+}
+
 fn signature(v: &ValueInfoProto) -> Signature {
-    let (elem, dims) = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(type_proto::Value::TensorType(t)) => (
-            data_type::name(t.elem_type.unwrap_or(0)).to_string(),
-            t.shape
-                .as_ref()
-                .map(|s| {
-                    s.dim
-                        .iter()
-                        .map(|d| match &d.value {
-                            Some(dimension::Value::DimValue(v)) => v.to_string(),
-                            Some(dimension::Value::DimParam(p)) => p.clone(),
-                            None => "?".into(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        ),
-        None => ("unknown".into(), vec![]),
+    let (elem_code, elem_type, shape) = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => {
+            let code = t.elem_type.unwrap_or(0);
+            let shape = t.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(dimension::Value::DimValue(v)) => SigDim::Value(*v),
+                        Some(dimension::Value::DimParam(p)) => SigDim::Param(p.clone()),
+                        None => SigDim::Unknown,
+                    })
+                    .collect()
+            });
+            (code, DataType::describe(code), shape)
+        }
+        None => (0, "unknown".into(), None),
     };
     Signature {
         name: v.name.clone(),
-        elem_type: elem,
-        dims,
+        elem_code,
+        elem_type,
+        shape,
     }
 }
 
@@ -201,11 +300,11 @@ impl ModelInfo {
         );
         s += "inputs:\n";
         for i in &self.inputs {
-            s += &format!("  {} {} [{}]\n", i.name, i.elem_type, i.dims.join(", "));
+            s += &format!("  {} {} [{}]\n", i.name, i.elem_type, i.dims_text());
         }
         s += "outputs:\n";
         for o in &self.outputs {
-            s += &format!("  {} {} [{}]\n", o.name, o.elem_type, o.dims.join(", "));
+            s += &format!("  {} {} [{}]\n", o.name, o.elem_type, o.dims_text());
         }
         let total: usize = self.ops.values().sum();
         s += &format!("nodes: {total}\n");
@@ -219,6 +318,12 @@ impl ModelInfo {
         s += "metadata:\n";
         for (k, v) in &self.metadata {
             s += &format!("  {k}: {v}\n");
+        }
+        if !self.malformed.is_empty() {
+            s += "malformed:\n";
+            for m in &self.malformed {
+                s += &format!("  {m}\n");
+            }
         }
         s
     }

@@ -1,28 +1,48 @@
 //! Runtimes behind one small trait: ONNX Runtime (through `ort`, CPU / CUDA / TensorRT
 //! providers) and pure-Rust tract. A test or a verify run is written once against [`Runtime`]
 //! and runs on every runtime that is available.
+//!
+//! Values cross the boundary as typed [`Tensor`]s (int64, float32, float16) and each loaded graph
+//! describes its inputs and outputs as [`IoSpec`]s read from the graph file, the same for every
+//! runtime. Adding a runtime means one module here and one arm in [`open`].
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
-use ndarray::ArrayD;
+use crate::onnx::inspect::{self, SigDim, Signature};
 
 pub mod ort;
+pub mod tensor;
 pub mod tract;
 
+pub use tensor::{DimSpec, IoSpec, Tensor};
+
 /// A runtime problem. `Unavailable` means the runtime cannot be used on this machine (reported
-/// as skipped unless required); the others are failures of a particular model or run.
+/// as skipped unless required); the others are failures of a particular model or run. Shown on
+/// one line whatever the runtime's own message looks like (ONNX Runtime's can span several).
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("{runtime} unavailable: {reason}")]
+    #[error("{runtime} unavailable: {}", one_line(reason))]
     Unavailable { runtime: String, reason: String },
-    #[error("{runtime} cannot load {path}: {reason}")]
+    #[error("{runtime} cannot load {path}: {}", one_line(reason))]
     Load {
         runtime: String,
         path: String,
         reason: String,
     },
-    #[error("{runtime} run failed: {reason}")]
+    #[error("{runtime} run failed: {}", one_line(reason))]
     Run { runtime: String, reason: String },
+}
+
+/// `text` with its line breaks (and the indentation after them) as single spaces.
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
 }
 
 /// The runtimes igpt-onnx knows, by their command-line names.
@@ -68,11 +88,8 @@ pub struct RuntimeOptions {
     pub allow_fallback: bool,
 }
 
-/// An int64 input tensor by graph input name.
-pub type NamedInput<'a> = (&'a str, ArrayD<i64>);
-
-/// Output tensors in the graph's output order, as float32.
-pub type NamedOutputs = Vec<(String, ArrayD<f32>)>;
+/// Output tensors by name, in the graph's output order, each in the graph's own element type.
+pub type NamedOutputs = Vec<(String, Tensor)>;
 
 /// A runtime that can load graphs.
 pub trait Runtime {
@@ -84,15 +101,46 @@ pub trait Runtime {
 
 /// A graph loaded in a runtime.
 pub trait LoadedModel {
-    /// The graph's input names, in order.
-    fn input_names(&self) -> Vec<String>;
-    /// The graph's output names, in order.
-    fn output_names(&self) -> Vec<String>;
+    /// The graph's inputs, in order, as the graph declares them.
+    fn inputs(&self) -> &[IoSpec];
+    /// The graph's outputs, in order, as the graph declares them.
+    fn outputs(&self) -> &[IoSpec];
     /// What actually executes it (e.g. `CPUExecutionProvider`, `CUDAExecutionProvider`,
     /// `tract (optimized)`): the report prints this, never the requested provider.
     fn provider(&self) -> String;
-    /// Runs the graph on int64 inputs; outputs as float32.
-    fn run(&mut self, inputs: &[NamedInput<'_>]) -> Result<NamedOutputs, RuntimeError>;
+    /// Runs the graph. Every input once, by name, in its declared type and rank; outputs in the
+    /// graph's order and element type (types other than float32 / float16 / int64 come back as
+    /// float32, so a comparison can still measure them).
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<NamedOutputs, RuntimeError>;
+}
+
+thread_local! {
+    /// Whether this thread is inside [`quietly`], where a panic is caught and reported.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics a runtime wrapper catches and
+/// turns into an error, and defers to the previous hook for every other panic. Without it the
+/// default hook prints `thread 'main' panicked at …` before the catch, and the user sees more
+/// than our one error line.
+pub fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CATCHING.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f` with panics marked as caught (see [`install_panic_hook`]); the caller catches them.
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    let was = CATCHING.with(|c| c.replace(true));
+    let out = f();
+    CATCHING.with(|c| c.set(was));
+    out
 }
 
 /// Opens a runtime, or says why it is unavailable.
@@ -103,18 +151,62 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
     }
 }
 
-/// Every graph input given exactly once, and nothing else: ONNX Runtime's own message for a
-/// missing input does not say which names the graph has.
-pub(crate) fn check_input_names(graph: &[String], given: &[NamedInput<'_>]) -> Result<(), String> {
+/// The inputs and outputs `model` declares, read from the file itself so that every runtime
+/// describes a graph the same way.
+pub fn graph_io(model: &Path) -> Result<(Vec<IoSpec>, Vec<IoSpec>), String> {
+    let info = inspect::inspect(model)?;
+    // A runtime is not handed a graph it is known not to survive.
+    if let Some(m) = info.malformed.first() {
+        return Err(format!("malformed graph: {m}"));
+    }
+    let specs = |sigs: &[Signature], what: &str| -> Result<Vec<IoSpec>, String> {
+        sigs.iter().map(|s| io_spec(s, what)).collect()
+    };
+    Ok((
+        specs(&info.inputs, "input")?,
+        specs(&info.outputs, "output")?,
+    ))
+}
+
+fn io_spec(s: &Signature, what: &str) -> Result<IoSpec, String> {
+    let dtype = s.dtype().ok_or_else(|| {
+        format!(
+            "graph {what} `{}` is of type {}, which igpt-onnx does not handle",
+            s.name, s.elem_type
+        )
+    })?;
+    let dims = s
+        .dims()
+        .iter()
+        .map(|d| match d {
+            SigDim::Value(v) => usize::try_from(*v).map_or(DimSpec::Unknown, DimSpec::Fixed),
+            SigDim::Param(p) => DimSpec::Symbol(p.clone()),
+            SigDim::Unknown => DimSpec::Unknown,
+        })
+        .collect();
+    Ok(IoSpec {
+        name: s.name.clone(),
+        dtype,
+        dims,
+    })
+}
+
+/// Every graph input given exactly once, nothing else, each of its declared type and rank:
+/// ONNX Runtime's own messages for these say neither which input nor which names the graph
+/// has. Returns the tensors in the graph's input order.
+pub(crate) fn check_input_names<'t>(
+    graph: &[IoSpec],
+    given: &[(&str, &'t Tensor)],
+) -> Result<Vec<&'t Tensor>, String> {
     let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
     let unknown: Vec<&str> = names
         .iter()
         .copied()
-        .filter(|n| !graph.iter().any(|g| g == n))
+        .filter(|n| !graph.iter().any(|g| g.name == *n))
         .collect();
     let missing: Vec<&str> = graph
         .iter()
-        .map(String::as_str)
+        .map(|g| g.name.as_str())
         .filter(|g| !names.contains(g))
         .collect();
     let repeated = names
@@ -123,7 +215,14 @@ pub(crate) fn check_input_names(graph: &[String], given: &[NamedInput<'_>]) -> R
         .find(|(i, n)| names[..*i].contains(n))
         .map(|(_, n)| *n);
     if unknown.is_empty() && missing.is_empty() && repeated.is_none() {
-        return Ok(());
+        let mut ordered = Vec::with_capacity(graph.len());
+        for spec in graph {
+            if let Some((_, t)) = given.iter().find(|(n, _)| *n == spec.name) {
+                spec.check(t)?;
+                ordered.push(*t);
+            }
+        }
+        return Ok(ordered);
     }
     let mut parts = Vec::new();
     if !unknown.is_empty() {
@@ -135,9 +234,10 @@ pub(crate) fn check_input_names(graph: &[String], given: &[NamedInput<'_>]) -> R
     if let Some(r) = repeated {
         parts.push(format!("input {r} given twice"));
     }
+    let all: Vec<&str> = graph.iter().map(|g| g.name.as_str()).collect();
     Err(format!(
         "{}; the graph's inputs are {}",
         parts.join("; "),
-        graph.join(", ")
+        all.join(", ")
     ))
 }

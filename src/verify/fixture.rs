@@ -1,16 +1,17 @@
 //! Golden cases made by `fixtures/generate.py` from the reference implementation: the model
-//! folder, inputs, expected outputs (`<head>/<output>` keys) and a manifest. Format:
-//! `fixtures/README.md`.
+//! folder, inputs (a name → tensor map), expected outputs (`<head>/<output>` keys) and a
+//! manifest. Format: `fixtures/README.md`. How a case feeds a graph is in `feed.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayD, IxDyn};
+use ndarray::{Array2, ArrayD, Ix2, IxDyn};
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
 use crate::config::{ImageGptConfig, RawConfig};
+use crate::runtime::Tensor;
 
 /// A problem with a case, naming the file and the tensor or field.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,13 @@ pub enum FixtureError {
     },
     #[error("{path}: {message}")]
     InvalidInputs { path: String, message: String },
+    #[error("case {case} cannot feed graph input `{input}` for the {head} head ({reason})")]
+    CannotFeed {
+        case: String,
+        head: String,
+        input: String,
+        reason: String,
+    },
     #[error("no cases (folders with manifest.json) in {0}")]
     NoCases(String),
 }
@@ -77,12 +85,8 @@ pub struct Manifest {
     pub weights_dtype: Option<String>,
 }
 
-/// The two graph inputs.
-#[derive(Debug, Clone)]
-pub struct Inputs {
-    pub input_ids: Array2<i64>,
-    pub attention_mask: Array2<i64>,
-}
+/// Input tensors by name, as `inputs.safetensors` holds them.
+pub type Inputs = BTreeMap<String, Tensor>;
 
 /// A loaded case.
 #[derive(Debug, Clone)]
@@ -94,6 +98,11 @@ pub struct Case {
     /// Expected tensors by `<head>/<output>`.
     pub expected: BTreeMap<String, ArrayD<f32>>,
 }
+
+/// The input names of the `decoder` head's step in `inputs.safetensors`.
+pub(crate) const DECODER_PREFIX: &str = "decoder.";
+/// The head whose goldens are one step on top of a key/value cache.
+pub const DECODER: &str = "decoder";
 
 impl Case {
     /// The checkpoint folder.
@@ -109,6 +118,28 @@ impl Case {
     /// The expected tensor for `head`'s `output`.
     pub fn expected(&self, head: &str, output: &str) -> Option<&ArrayD<f32>> {
         self.expected.get(&format!("{head}/{output}"))
+    }
+
+    /// The outputs `head`'s graph must produce, by output name. The past key/values among the
+    /// decoder goldens are its inputs, not outputs.
+    pub fn expected_outputs(&self, head: &str) -> BTreeMap<String, ArrayD<f32>> {
+        let prefix = format!("{head}/");
+        self.expected
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?, v)))
+            .filter(|(n, _)| !n.starts_with("past_key_values."))
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect()
+    }
+
+    /// The `[batch, sequence]` mask that says which positions of `head`'s per-position outputs
+    /// count, when the case leaves padded positions out (decoder outputs are compared whole).
+    pub fn position_mask(&self, head: &str) -> Option<Array2<i64>> {
+        if !self.exclude_padded() || head == DECODER {
+            return None;
+        }
+        let m = self.inputs.get("attention_mask")?.as_i64()?;
+        m.clone().into_dimensionality::<Ix2>().ok()
     }
 
     /// Loads and checks a case folder.
@@ -141,13 +172,25 @@ impl Case {
             reason: e.to_string(),
         })?;
 
+        // The name becomes a folder of the golden suite's temporary tree: one plain component.
+        if !is_plain_name(&manifest.name) {
+            return Err(FixtureError::Manifest {
+                path: shown,
+                reason: format!(
+                    "`name` {:?} is not a plain folder name (letters, digits, `.`, `_`, `-`)",
+                    manifest.name
+                ),
+            });
+        }
+
         let ipath = dir.join("inputs.safetensors");
-        let input_ids = read_tensors(&ipath, |st| i64_matrix(st, &ipath, "input_ids"))?;
-        let attention_mask = read_tensors(&ipath, |st| i64_matrix(st, &ipath, "attention_mask"))?;
-        let inputs = Inputs {
-            input_ids,
-            attention_mask,
-        };
+        let inputs = read_tensors(&ipath, |st| {
+            let mut out = BTreeMap::new();
+            for name in st.names() {
+                out.insert(name.to_string(), any_tensor(st, &ipath, name)?);
+            }
+            Ok(out)
+        })?;
         check_inputs(&inputs, &config, &ipath)?;
 
         let epath = dir.join("expected.safetensors");
@@ -189,7 +232,20 @@ pub fn discover(root: &Path) -> Result<Vec<PathBuf>, FixtureError> {
     Ok(dirs)
 }
 
-/// Token ids in `[0, vocab_size)`, a 0/1 mask of the same shape, at most `n_positions` long.
+/// A manifest `name` that is safe as one path component.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// For each id/mask pair (`input_ids` / `attention_mask`, and the decoder step's
+/// `decoder.input_ids` / `decoder.attention_mask`): int64 `[batch, length]`, token ids in
+/// `[0, vocab_size)`, a 0/1 mask over the same batch covering at least the ids (exactly them
+/// without a past), at most `n_positions` long.
 pub fn check_inputs(
     inputs: &Inputs,
     config: &ImageGptConfig,
@@ -199,34 +255,72 @@ pub fn check_inputs(
         path: path.display().to_string(),
         message,
     };
-    if inputs.input_ids.shape() != inputs.attention_mask.shape() {
-        return Err(bad(format!(
-            "attention_mask shape {:?} differs from input_ids shape {:?}",
-            inputs.attention_mask.shape(),
-            inputs.input_ids.shape()
-        )));
-    }
-    let seq = inputs.input_ids.ncols();
-    if seq == 0 || seq > config.n_positions {
-        return Err(bad(format!(
-            "sequence length {seq} is outside 1..={} (n_positions)",
-            config.n_positions
-        )));
-    }
-    if let Some(((b, s), id)) = inputs
-        .input_ids
-        .indexed_iter()
-        .find(|(_, &id)| id < 0 || id as usize >= config.vocab_size)
-    {
-        return Err(bad(format!(
-            "token id {id} at [{b}, {s}] is out of range [0, {}) (vocab_size)",
-            config.vocab_size
-        )));
-    }
-    if inputs.attention_mask.iter().any(|&m| m != 0 && m != 1) {
-        return Err(bad("attention_mask holds values other than 0 and 1".into()));
+    for prefix in ["", DECODER_PREFIX] {
+        let ids_name = format!("{prefix}input_ids");
+        let mask_name = format!("{prefix}attention_mask");
+        let (ids, mask) = match (inputs.get(&ids_name), inputs.get(&mask_name)) {
+            (None, None) if !prefix.is_empty() => continue,
+            (Some(i), Some(m)) => (matrix(i, &ids_name, path)?, matrix(m, &mask_name, path)?),
+            (None, _) => return Err(missing(path, &ids_name)),
+            (_, None) => return Err(missing(path, &mask_name)),
+        };
+        let with_past = !prefix.is_empty();
+        let shapes_ok = if with_past {
+            ids.nrows() == mask.nrows() && mask.ncols() >= ids.ncols()
+        } else {
+            ids.shape() == mask.shape()
+        };
+        if !shapes_ok {
+            return Err(bad(format!(
+                "{mask_name} shape {:?} differs from {ids_name} shape {:?}",
+                mask.shape(),
+                ids.shape()
+            )));
+        }
+        let seq = mask.ncols();
+        if ids.ncols() == 0 || seq > config.n_positions {
+            return Err(bad(format!(
+                "sequence length {seq} is outside 1..={} (n_positions)",
+                config.n_positions
+            )));
+        }
+        if let Some(((b, s), id)) = ids
+            .indexed_iter()
+            .find(|(_, &id)| usize::try_from(id).map_or(true, |id| id >= config.vocab_size))
+        {
+            return Err(bad(format!(
+                "token id {id} at [{b}, {s}] is out of range [0, {}) (vocab_size)",
+                config.vocab_size
+            )));
+        }
+        if mask.iter().any(|&m| m != 0 && m != 1) {
+            return Err(bad(format!("{mask_name} holds values other than 0 and 1")));
+        }
     }
     Ok(())
+}
+
+fn missing(path: &Path, name: &str) -> FixtureError {
+    FixtureError::MissingTensor {
+        path: path.display().to_string(),
+        name: name.into(),
+    }
+}
+
+/// An int64 `[batch, length]` input.
+fn matrix<'a>(
+    t: &'a Tensor,
+    name: &str,
+    path: &Path,
+) -> Result<ndarray::ArrayView2<'a, i64>, FixtureError> {
+    t.as_i64()
+        .and_then(|a| a.view().into_dimensionality::<Ix2>().ok())
+        .ok_or_else(|| FixtureError::BadTensor {
+            path: path.display().to_string(),
+            name: name.into(),
+            expected: "int64 [batch, sequence]".into(),
+            found: t.describe(),
+        })
 }
 
 fn read_tensors<T>(
@@ -265,24 +359,39 @@ fn view<'a>(
     Ok(t)
 }
 
-fn i64_matrix(st: &SafeTensors<'_>, path: &Path, name: &str) -> Result<Array2<i64>, FixtureError> {
-    let t = view(st, path, name, Dtype::I64)?;
-    let shape = t.shape().to_vec();
-    let data: Vec<i64> = t
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-        .collect();
-    match shape[..] {
-        [b, s] => Array2::from_shape_vec((b, s), data).map_err(|e| e.to_string()),
-        _ => Err(format!("rank {}", shape.len())),
-    }
-    .map_err(|found| FixtureError::BadTensor {
+/// An int64, float32 or float16 tensor.
+fn any_tensor(st: &SafeTensors<'_>, path: &Path, name: &str) -> Result<Tensor, FixtureError> {
+    let t = st.tensor(name).map_err(|_| missing(path, name))?;
+    let bad = |found: String| FixtureError::BadTensor {
         path: path.display().to_string(),
         name: name.to_string(),
-        expected: "int64 [batch, sequence]".into(),
+        expected: "I64, F32 or F16".into(),
         found,
-    })
+    };
+    let shape = IxDyn(t.shape());
+    let data = t.data();
+    let made = match t.dtype() {
+        Dtype::I64 => {
+            let v = data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+            ArrayD::from_shape_vec(shape, v.collect()).map(Tensor::I64)
+        }
+        Dtype::F32 => {
+            let v = data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            ArrayD::from_shape_vec(shape, v.collect()).map(Tensor::F32)
+        }
+        Dtype::F16 => {
+            let v = data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]));
+            ArrayD::from_shape_vec(shape, v.collect()).map(Tensor::F16)
+        }
+        other => return Err(bad(format!("{other:?}"))),
+    };
+    made.map_err(|e| bad(e.to_string()))
 }
 
 fn f32_tensor(st: &SafeTensors<'_>, path: &Path, name: &str) -> Result<ArrayD<f32>, FixtureError> {
@@ -326,10 +435,10 @@ mod tests {
         let dirs = discover(&fixtures()).expect("cases");
         assert!(dirs.len() >= 13, "{dirs:?}");
         let case = Case::load(&fixtures().join("padded-batch")).expect("load");
-        assert_eq!(case.inputs.input_ids.shape(), &[3, 20]);
+        assert_eq!(case.inputs["input_ids"].shape(), &[3, 20]);
         let valid: Vec<i64> = case
-            .inputs
-            .attention_mask
+            .position_mask("causal-lm")
+            .expect("exclude padded")
             .rows()
             .into_iter()
             .map(|r| r.sum())
@@ -381,7 +490,9 @@ mod tests {
     fn out_of_range_token_is_named() {
         let case = Case::load(&fixtures().join("short-seq")).expect("load");
         let mut inputs = case.inputs.clone();
-        inputs.input_ids[[0, 3]] = 513;
+        if let Some(Tensor::I64(ids)) = inputs.get_mut("input_ids") {
+            ids[[0, 3]] = 513;
+        }
         let err = check_inputs(&inputs, &case.config, Path::new("in.safetensors"))
             .expect_err("513 is out of range")
             .to_string();
@@ -389,5 +500,15 @@ mod tests {
             err,
             "in.safetensors: token id 513 at [0, 3] is out of range [0, 513) (vocab_size)"
         );
+    }
+
+    #[test]
+    fn manifest_name_is_one_plain_component() {
+        for bad in ["", ".", "..", "../x", "a/b", "a\\b", "/abs"] {
+            assert!(!is_plain_name(bad), "{bad:?}");
+        }
+        for good in ["kv-cache", "n_inner.2", "causal-lm"] {
+            assert!(is_plain_name(good), "{good:?}");
+        }
     }
 }

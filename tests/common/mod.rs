@@ -53,6 +53,23 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Opens `kind`, or returns `None` (printing why) when it is unavailable here. Under `CI`
+/// every runtime a test asks for must be present.
+pub fn open_runtime(
+    kind: igpt_onnx::runtime::RuntimeKind,
+    opts: &igpt_onnx::runtime::RuntimeOptions,
+) -> Option<Box<dyn igpt_onnx::runtime::Runtime>> {
+    use igpt_onnx::runtime::{self, RuntimeError};
+    match runtime::open(kind, opts) {
+        Ok(rt) => Some(rt),
+        Err(RuntimeError::Unavailable { reason, .. }) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping {}: {reason}", kind.name());
+            None
+        }
+        Err(e) => panic!("{} must be available: {e}", kind.name()),
+    }
+}
+
 /// Under `CI` ONNX Runtime must be found: a skip there would hide a broken set-up.
 pub fn require_ort_under_ci(report: &igpt_onnx::verify::report::Report) {
     if std::env::var_os("CI").is_some() {
@@ -63,4 +80,83 @@ pub fn require_ort_under_ci(report: &igpt_onnx::verify::report::Report) {
             report.runtimes
         );
     }
+}
+
+/// Writes `graph` with `initializers` as a model (opset 17, IR 8) carrying `metadata`.
+pub fn write_graph_proto(
+    path: &Path,
+    graph: &igpt_onnx::onnx::proto::GraphProto,
+    initializers: &[igpt_onnx::onnx::Initializer<'_>],
+    metadata: &[(&str, &str)],
+) {
+    use igpt_onnx::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
+    let header = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        producer_name: "test".into(),
+        ..Default::default()
+    };
+    let entries: Vec<StringStringEntryProto> = metadata
+        .iter()
+        .map(|(k, v)| StringStringEntryProto {
+            key: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect();
+    let mut meta = || Ok(entries.clone());
+    igpt_onnx::onnx::writer::write_model(path, &header, graph, initializers, false, &mut meta)
+        .expect("write")
+        .commit()
+        .expect("commit");
+}
+
+/// A hand-made graph: declare inputs and outputs, add nodes with a `GraphBuilder`, write it
+/// with an `igpt_onnx.head` entry when `head` is given.
+pub fn write_handmade(
+    path: &Path,
+    head: Option<&str>,
+    build: impl FnOnce(&mut igpt_onnx::onnx::GraphBuilder<'static>),
+) {
+    let mut g = igpt_onnx::onnx::GraphBuilder::default();
+    build(&mut g);
+    let graph = igpt_onnx::onnx::proto::GraphProto {
+        node: g.nodes,
+        name: "handmade".into(),
+        input: g.inputs,
+        output: g.outputs,
+        ..Default::default()
+    };
+    let meta: Vec<(&str, &str)> = head.map(|h| ("igpt_onnx.head", h)).into_iter().collect();
+    write_graph_proto(path, &graph, &g.initializers, &meta);
+}
+
+/// Reads every tensor of a safetensors file as (dtype, shape, bytes).
+pub fn read_safetensors(path: &Path) -> Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).expect("read safetensors");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let mut out: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Writes tensors given as (name, dtype, shape, bytes).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)],
+) {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            let v = safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view");
+            (n.clone(), v)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).expect("write safetensors");
 }

@@ -1,0 +1,129 @@
+//! `igpt-onnx export`: checkpoint → `<head>.onnx` files, one line per graph written.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+
+use igpt_onnx::export::{self, ExportOptions};
+use igpt_onnx::graph::{GraphOptions, Profile};
+use igpt_onnx::{Checkpoint, Head, Variant};
+
+/// `--head`: one head, or every head the checkpoint has weights for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeadChoice {
+    Base,
+    CausalLm,
+    Classifier,
+    Decoder,
+    All,
+}
+
+impl HeadChoice {
+    fn head(self) -> Option<Head> {
+        match self {
+            HeadChoice::Base => Some(Head::Base),
+            HeadChoice::CausalLm => Some(Head::CausalLm),
+            HeadChoice::Classifier => Some(Head::Classifier),
+            HeadChoice::Decoder => Some(Head::Decoder),
+            HeadChoice::All => None,
+        }
+    }
+}
+
+/// Clap's own message for a bad value spans several lines; ours is one.
+fn head_choice(s: &str) -> Result<HeadChoice, String> {
+    HeadChoice::from_str(s, false).map_err(|_| {
+        format!("unknown head `{s}` (expected base, causal-lm, classifier, decoder or all)")
+    })
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model folder (config.json + model.safetensors / pytorch_model.bin, or an index + shards),
+    /// one weights file, or a hub id (org/name) resolved in the Hugging Face cache.
+    #[arg(long)]
+    weights: Option<String>,
+    /// Hub revision (branch, tag or commit) for a hub id or --variant.
+    #[arg(long, default_value = "main")]
+    revision: String,
+    /// Fetch what the Hugging Face cache lacks (honours HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE).
+    #[arg(long)]
+    download: bool,
+    /// config.json to use instead of the one beside the weights.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Published size; checked against the checkpoint's config, or used as the config.
+    #[arg(long, value_enum)]
+    variant: Option<Variant>,
+    /// Which head(s) to write; `all` writes every head the checkpoint has weights for.
+    #[arg(long, default_value = "all", value_parser = head_choice)]
+    head: HeadChoice,
+    /// Output folder.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Add hidden_states.{0..n_layer} outputs to the base head.
+    #[arg(long)]
+    hidden_states: bool,
+    /// Op profile.
+    #[arg(long, value_enum, default_value = "portable")]
+    profile: Profile,
+    /// Store weights in <head>.onnx.data even when they would fit inline.
+    #[arg(long)]
+    external_data: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let located = igpt_onnx::checkpoint::hub::locate(
+        a.weights.as_deref(),
+        a.variant,
+        &a.revision,
+        a.download,
+    )?;
+    let Some((weights, origin)) = located else {
+        match a.variant {
+            Some(Variant::Tiny) => bail!(
+                "--weights is required (a model folder or a .safetensors file); tiny has no published weights: `igpt-onnx random-checkpoint --variant tiny --out DIR` writes random ones"
+            ),
+            _ => bail!("--weights is required (a model folder, a weights file or a hub id org/name)"),
+        }
+    };
+    let mut ckpt = Checkpoint::open(&weights, a.config.as_deref(), a.variant)
+        .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
+    ckpt.origin = origin;
+    let heads = match a.head.head() {
+        Some(h) => vec![h],
+        None => ckpt.available_heads(),
+    };
+    let opts = ExportOptions {
+        graph: GraphOptions {
+            hidden_states: a.hidden_states,
+        },
+        profile: a.profile,
+        force_external_data: a.external_data,
+    };
+    let done = export::export(&ckpt, &heads, &a.out, &opts).context("export failed")?;
+    println!(
+        "read {} weights from {}",
+        ckpt.weights.format,
+        weights.display()
+    );
+    for e in &done {
+        let data = e
+            .data_path
+            .as_ref()
+            .map(|p| format!(" + {}", p.display()))
+            .unwrap_or_default();
+        println!(
+            "{:<10} {}{data}  {:.1} MB  in: {}  out: {}  {:.2} s",
+            e.head.name(),
+            e.path.display(),
+            e.bytes as f64 / 1e6,
+            e.inputs.join(", "),
+            e.outputs.join(", "),
+            e.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

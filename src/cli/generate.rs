@@ -1,0 +1,281 @@
+//! `igpt-onnx generate`: token generation with a decoder graph on any runtime, with a progress
+//! line on a terminal and a summary line always.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use igpt_onnx::generate::{self, DecoderDims, Sampler, Strategy};
+use igpt_onnx::onnx::inspect;
+use igpt_onnx::runtime::{self, DimSpec, IoSpec, RuntimeKind, RuntimeOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The decoder graph (`decoder.onnx`, from `export --head decoder` or `--head all`).
+    #[arg(long)]
+    model: PathBuf,
+    /// ort-cpu, ort-cuda, ort-tensorrt or tract.
+    #[arg(long, default_value = "ort-cpu")]
+    runtime: String,
+    /// Sequences generated at once (each from the same prompt).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Tokens to generate per sequence (default: fill n_positions).
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// Always take the most likely token.
+    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p"])]
+    greedy: bool,
+    /// Sample with this temperature (default from generation_config.json, else 1.0).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Sample among the K most likely tokens (0 = all; default from generation_config.json,
+    /// else 50).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample from the smallest set of tokens whose probability reaches P (default 1.0).
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Seed of the sampling draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Comma-separated prompt token ids (default: the start-of-image token alone).
+    #[arg(long, value_delimiter = ',')]
+    prompt_ids: Vec<i64>,
+    /// Write `{"tokens": [[...], ...]}`: per sequence, the prompt then the generated tokens.
+    #[arg(long)]
+    tokens_out: Option<PathBuf>,
+    /// ONNX Runtime shared library.
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// Let a GPU provider that cannot be registered run on CPU (reported as such).
+    #[arg(long)]
+    allow_fallback: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let kind = RuntimeKind::parse(&a.runtime).with_context(|| {
+        format!(
+            "unknown runtime `{}` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)",
+            a.runtime
+        )
+    })?;
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let info = inspect::inspect(&a.model).map_err(anyhow::Error::msg)?;
+    let (vocab_size, n_positions) = config_dims(&info.metadata).with_context(|| {
+        format!(
+            "{}: no igpt_onnx.config metadata (vocab_size, n_positions): export it with igpt-onnx",
+            a.model.display()
+        )
+    })?;
+    let strategy = strategy(&a, &a.model)?;
+    let rt = runtime::open(
+        kind,
+        &RuntimeOptions {
+            ort_lib: a.ort_lib.clone(),
+            allow_fallback: a.allow_fallback,
+        },
+    )?;
+    let mut model = rt.load(&a.model)?;
+    let dims = decoder_dims(&a.model, model.inputs(), vocab_size, n_positions)?;
+    let prompt = if a.prompt_ids.is_empty() {
+        vec![dims.sos()]
+    } else {
+        a.prompt_ids.clone()
+    };
+    let new = a
+        .max_new_tokens
+        .unwrap_or_else(|| dims.n_positions.saturating_sub(prompt.len()));
+    let prompts = vec![prompt; a.batch];
+    generate::check_prompts(&dims, &prompts, new)?;
+    let mut sampler = Sampler::new(strategy, a.seed);
+    let mut bar = Progress::new(new * a.batch);
+    let out = generate::generate(
+        model.as_mut(),
+        &dims,
+        &prompts,
+        new,
+        &mut sampler,
+        &mut |done, _| bar.update(done * a.batch),
+    )?;
+    bar.finish();
+    if let Some(path) = &a.tokens_out {
+        let text = serde_json::to_string(&serde_json::json!({ "tokens": out.tokens }))? + "\n";
+        write_atomic(path, text.as_bytes())?;
+    }
+    println!(
+        "generated {} x {} tokens on {} ({}): {} steps, prompt {:.1} ms, {:.2} ms/step, {:.1} tokens/s",
+        a.batch,
+        new,
+        kind.name(),
+        model.provider(),
+        out.steps,
+        out.prompt_seconds * 1e3,
+        out.ms_per_step(),
+        out.tokens_per_second()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Greedy, or sampling with the flags over generation_config.json over HF's defaults.
+fn strategy(a: &Args, model: &Path) -> Result<Strategy> {
+    if a.greedy {
+        return Ok(Strategy::Greedy);
+    }
+    let cfg = model
+        .parent()
+        .map(|d| d.join("generation_config.json"))
+        .filter(|p| p.is_file());
+    let cfg: serde_json::Value = match &cfg {
+        Some(p) => serde_json::from_str(&std::fs::read_to_string(p)?)
+            .with_context(|| format!("invalid JSON in {}", p.display()))?,
+        None => serde_json::Value::Null,
+    };
+    let sampling_asked = a.temperature.is_some() || a.top_k.is_some() || a.top_p.is_some();
+    let do_sample = cfg
+        .get("do_sample")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    if !sampling_asked && !do_sample {
+        return Ok(Strategy::Greedy);
+    }
+    let temperature = a
+        .temperature
+        .or_else(|| cfg.get("temperature").and_then(|v| v.as_f64()))
+        .unwrap_or(1.0);
+    let top_k = a
+        .top_k
+        .or_else(|| {
+            cfg.get("top_k")
+                .and_then(|v| v.as_u64())
+                .map(|k| k as usize)
+        })
+        .unwrap_or(50);
+    let top_p = a
+        .top_p
+        .or_else(|| cfg.get("top_p").and_then(|v| v.as_f64()))
+        .unwrap_or(1.0);
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        bail!("--temperature must be a positive number, not {temperature}");
+    }
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        bail!("--top-p must be in (0, 1], not {top_p}");
+    }
+    Ok(Strategy::Sample {
+        temperature,
+        top_k,
+        top_p,
+    })
+}
+
+fn config_dims(meta: &std::collections::BTreeMap<String, String>) -> Option<(usize, usize)> {
+    let cfg: serde_json::Value = serde_json::from_str(meta.get("igpt_onnx.config")?).ok()?;
+    let get = |k: &str| cfg.get(k)?.as_u64().map(|v| v as usize);
+    Some((get("vocab_size")?, get("n_positions")?))
+}
+
+/// Layers, heads and head size from the past inputs; a graph without them is not a decoder.
+fn decoder_dims(
+    path: &Path,
+    inputs: &[IoSpec],
+    vocab_size: usize,
+    n_positions: usize,
+) -> Result<DecoderDims> {
+    let keys: Vec<&IoSpec> = inputs
+        .iter()
+        .filter(|i| i.name.starts_with("past_key_values.") && i.name.ends_with(".key"))
+        .collect();
+    let Some(first) = keys.first() else {
+        bail!(
+            "{} is not a decoder graph: it has no past_key_values inputs (export one with --head decoder)",
+            path.display()
+        );
+    };
+    let fixed = |d: Option<&DimSpec>| match d {
+        Some(DimSpec::Fixed(n)) => Some(*n),
+        _ => None,
+    };
+    let (Some(n_head), Some(head_dim)) = (fixed(first.dims.get(1)), fixed(first.dims.get(3)))
+    else {
+        bail!(
+            "{}: `{}` is not [batch, n_head, past_sequence, head_dim] with fixed heads and head size",
+            path.display(),
+            first.name
+        );
+    };
+    if vocab_size < 2 {
+        bail!(
+            "{}: vocab_size {vocab_size} in its metadata leaves no colour tokens",
+            path.display()
+        );
+    }
+    Ok(DecoderDims {
+        n_layer: keys.len(),
+        n_head,
+        head_dim,
+        vocab_size,
+        n_positions,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A one-line progress bar with tokens/s on stderr, drawn only on a terminal.
+struct Progress {
+    total: usize,
+    start: Instant,
+    shown: bool,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self {
+            total,
+            start: Instant::now(),
+            shown: false,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, done: usize) {
+        if !self.tty {
+            return;
+        }
+        let width = 30;
+        let filled = (done * width).checked_div(self.total).unwrap_or(width);
+        let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+        eprint!(
+            "\r[{}{}] {done}/{} tokens  {rate:.1} tokens/s ",
+            "#".repeat(filled),
+            " ".repeat(width - filled.min(width)),
+            self.total
+        );
+        self.shown = true;
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}

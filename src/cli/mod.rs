@@ -1,0 +1,83 @@
+//! The `igpt-onnx` commands, one module each with its `clap::Args` and `run`. Errors come back
+//! to `main` as `anyhow` chains and are printed as one line.
+
+pub mod export;
+pub mod generate;
+pub mod inspect;
+pub mod random;
+pub mod verify;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "igpt-onnx",
+    version,
+    about = "Export ImageGPT checkpoints to ONNX and verify them numerically"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Emit ONNX graphs from a checkpoint (config.json + safetensors).
+    Export(export::Args),
+    /// Run graphs in ONNX Runtime and tract and compare with goldens or across runtimes.
+    Verify(verify::Args),
+    /// Print a graph's I/O signature, op histogram, initializers and metadata.
+    Inspect(inspect::Args),
+    /// Write a random-weight checkpoint of a published size.
+    RandomCheckpoint(random::Args),
+    /// Generate tokens with a KV-cache decoder graph (`decoder.onnx`).
+    Generate(generate::Args),
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<std::process::ExitCode> {
+        match self {
+            Command::Export(a) => export::run(a),
+            Command::Verify(a) => verify::run(a),
+            Command::Inspect(a) => inspect::run(a),
+            Command::RandomCheckpoint(a) => random::run(a),
+            Command::Generate(a) => generate::run(a),
+        }
+    }
+}
+
+/// The error and its causes on one line, `: `-separated. Library errors already end with
+/// their cause (`cannot read {path}: {source}`), so a cause whose text the line already ends
+/// with is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+/// A clap error as one line: a value parser's own message when there is one (it already says
+/// what was expected), else clap's text without its usage and help hints.
+pub fn clap_line(e: &clap::Error) -> String {
+    use std::error::Error as _;
+    if let Some(source) = e.source() {
+        return source.to_string();
+    }
+    let text = e.to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
+        .collect();
+    parts.join(" ").trim_start_matches("error: ").to_string()
+}

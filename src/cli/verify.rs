@@ -1,0 +1,93 @@
+//! `igpt-onnx verify`: the golden suite, a graph against a case, or a graph on random inputs
+//! across runtimes; the report as text, JSON and JUnit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
+use igpt_onnx::verify::{self, VerifyOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Folder of golden cases (default: ./fixtures, else the crate's own).
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    /// A graph to check (with --fixture or --random-inputs) instead of the golden suite.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A case folder whose goldens --model is compared with.
+    #[arg(long, requires = "model", conflicts_with = "random_inputs")]
+    fixture: Option<PathBuf>,
+    /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
+    #[arg(long, value_name = "N", requires = "model")]
+    random_inputs: Option<usize>,
+    /// Comma-separated runtimes: ort-cpu, ort-cuda, ort-tensorrt, tract.
+    #[arg(long, value_delimiter = ',', default_value = "ort-cpu,tract", value_parser = runtime_kind)]
+    runtimes: Vec<Option<RuntimeKind>>,
+    /// A runtime that must be available (repeatable); otherwise a missing one is skipped.
+    #[arg(long, value_parser = runtime_kind)]
+    require: Vec<Option<RuntimeKind>>,
+    /// Let a GPU provider that cannot be registered run on CPU (reported as fallback).
+    #[arg(long)]
+    allow_fallback: bool,
+    /// ONNX Runtime shared library (first in the discovery order).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// Absolute tolerance (overrides the cases').
+    #[arg(long)]
+    atol: Option<f64>,
+    /// Relative tolerance (overrides the cases').
+    #[arg(long)]
+    rtol: Option<f64>,
+    /// Write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the report as JUnit XML.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+}
+
+/// A runtime name; an empty item (`--runtimes tract,`) is skipped.
+fn runtime_kind(name: &str) -> Result<Option<RuntimeKind>, String> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    RuntimeKind::parse(name).map(Some).ok_or_else(|| {
+        format!("unknown runtime `{name}` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)")
+    })
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    igpt_onnx::runtime::install_panic_hook();
+    let opts = VerifyOptions {
+        runtimes: a.runtimes.iter().flatten().copied().collect(),
+        required: a.require.iter().flatten().copied().collect(),
+        atol: a.atol,
+        rtol: a.rtol,
+        runtime: RuntimeOptions {
+            ort_lib: a.ort_lib,
+            allow_fallback: a.allow_fallback,
+        },
+    };
+    let report = match (&a.model, &a.fixture, a.random_inputs) {
+        (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,
+        (Some(m), None, Some(n)) => verify::random_inputs(m, n, &opts)?,
+        (Some(_), None, None) => bail!("--model needs --fixture CASE_DIR or --random-inputs N"),
+        (None, _, _) => {
+            let dir = a.fixtures.unwrap_or_else(verify::default_fixtures);
+            verify::golden_suite(&dir, &opts)?
+        }
+    };
+    print!("{}", report.to_text());
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if let Some(p) = &a.junit {
+        std::fs::write(p, report.to_junit())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}

@@ -1,0 +1,389 @@
+//! ONNX Runtime through `ort` (load-dynamic): the shared library ([`discover_library`]), one
+//! environment per process, and sessions on the CPU, CUDA or TensorRT execution provider (DESIGN.md §4).
+//!
+//! ONNX Runtime's own behaviour when a provider cannot be registered is to log and carry on on
+//! the CPU; here that is an error unless the caller allows fallback, and [`LoadedModel::provider`]
+//! always names what actually runs.
+
+mod library;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ndarray::{ArrayD, CowArray, IxDyn};
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, TensorRef};
+
+pub use library::discover_library;
+
+use super::{
+    check_input_names, graph_io, IoSpec, LoadedModel, NamedOutputs, Runtime, RuntimeError,
+    RuntimeKind, RuntimeOptions, Tensor,
+};
+
+/// The process-wide environment and the library it came from.
+struct OrtEnv {
+    env: Environment,
+    library: PathBuf,
+}
+
+/// ONNX Runtime allows one environment per process; a failure to create it is kept too, so
+/// every later request reports the same reason.
+static ENV: OnceLock<Result<OrtEnv, String>> = OnceLock::new();
+
+/// Loads the library and creates the environment on first use. Only the first caller's
+/// options choose the library; later callers share it.
+fn environment(opts: &RuntimeOptions) -> Result<&'static OrtEnv, String> {
+    ENV.get_or_init(|| {
+        let library = discover_library(opts)?;
+        let builder = ort::init_from(&library)
+            .map_err(|e| format!("cannot load {}: {e}", library.display()))?;
+        let env = builder
+            .with_name("igpt-onnx")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| {
+                format!(
+                    "cannot create an environment from {}: {e}",
+                    library.display()
+                )
+            })?;
+        Ok(OrtEnv { env, library })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The library this process loaded, once an `ort-*` runtime was opened.
+pub fn loaded_library() -> Option<&'static Path> {
+    ENV.get()?.as_ref().ok().map(|e| e.library.as_path())
+}
+
+/// A GPU execution provider.
+#[derive(Debug, Clone, Copy)]
+enum Gpu {
+    Cuda,
+    TensorRt,
+}
+
+impl Gpu {
+    fn for_kind(kind: RuntimeKind) -> Option<Gpu> {
+        match kind {
+            RuntimeKind::OrtCuda => Some(Gpu::Cuda),
+            RuntimeKind::OrtTensorrt => Some(Gpu::TensorRt),
+            RuntimeKind::OrtCpu | RuntimeKind::Tract => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Gpu::Cuda => ep::CUDA::NAME,
+            Gpu::TensorRt => ep::TensorRT::NAME,
+        }
+    }
+
+    /// Whether the loaded library was built with this provider. `GetAvailableProviders` lists
+    /// compiled-in providers only: a GPU build on a machine without a GPU still says yes.
+    fn compiled_in(self) -> Result<bool, String> {
+        match self {
+            Gpu::Cuda => ep::CUDA::is_available(),
+            Gpu::TensorRt => ep::TensorRT::is_available(),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Providers to register, in priority order. Each one errors instead of being skipped
+    /// (ort's default logs the failure and lets the session run on the CPU). TensorRT leaves
+    /// the nodes it cannot take to CUDA, as ONNX Runtime recommends.
+    fn dispatches(self) -> Vec<ExecutionProviderDispatch> {
+        let cuda = ep::CUDA::default().build().error_on_failure();
+        match self {
+            Gpu::Cuda => vec![cuda],
+            Gpu::TensorRt => vec![ep::TensorRT::default().build().error_on_failure(), cuda],
+        }
+    }
+}
+
+/// Opens ONNX Runtime with the provider `kind` names. Without `allow_fallback`, a GPU provider
+/// the loaded library was not built with makes the runtime unavailable right away.
+pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
+    let unavailable = |reason: String| RuntimeError::Unavailable {
+        runtime: kind.name().into(),
+        reason,
+    };
+    let env = environment(opts).map_err(unavailable)?;
+    let gpu = Gpu::for_kind(kind);
+    if let (Some(gpu), false) = (gpu, opts.allow_fallback) {
+        check_compiled_in(gpu, env).map_err(unavailable)?;
+    }
+    Ok(Box::new(Ort {
+        kind,
+        env,
+        gpu,
+        allow_fallback: opts.allow_fallback,
+    }))
+}
+
+fn check_compiled_in(gpu: Gpu, env: &OrtEnv) -> Result<(), String> {
+    if gpu.compiled_in()? {
+        return Ok(());
+    }
+    Err(format!(
+        "{} could not be registered: the ONNX Runtime library {} was built without it \
+         (install onnxruntime-gpu==1.31.1 and point --ort-lib at its libonnxruntime.so.*, \
+         or pass --allow-fallback to run on CPUExecutionProvider)",
+        gpu.name(),
+        env.library.display()
+    ))
+}
+
+/// ONNX Runtime with one execution provider.
+struct Ort {
+    kind: RuntimeKind,
+    env: &'static OrtEnv,
+    gpu: Option<Gpu>,
+    allow_fallback: bool,
+}
+
+/// Why a GPU session could not be made.
+enum GpuFailure {
+    /// The provider could not be registered: the machine cannot run it.
+    Register(String),
+    /// The session could not be created with it registered.
+    Commit(String),
+}
+
+impl Ort {
+    fn load_error(&self, model: &Path, reason: String) -> RuntimeError {
+        RuntimeError::Load {
+            runtime: self.kind.name().into(),
+            path: model.display().to_string(),
+            reason,
+        }
+    }
+
+    fn builder(&self) -> Result<SessionBuilder, String> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Session::builder(&self.env.env)
+            .map_err(|e| e.to_string())?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| e.to_string())?
+            .with_intra_threads(threads)
+            .map_err(|e| e.to_string())
+    }
+
+    fn commit_cpu(&self, model: &Path) -> Result<Session, RuntimeError> {
+        let mut b = self.builder().map_err(|e| self.load_error(model, e))?;
+        // From a path, so external data resolves relative to the model's folder.
+        b.commit_from_file(model)
+            .map_err(|e| self.load_error(model, e.to_string()))
+    }
+
+    fn commit_gpu(&self, model: &Path, gpu: Gpu) -> Result<Session, GpuFailure> {
+        if !gpu.compiled_in().map_err(GpuFailure::Register)? {
+            return Err(GpuFailure::Register(format!(
+                "{} could not be registered: the ONNX Runtime library {} was built without it",
+                gpu.name(),
+                self.env.library.display()
+            )));
+        }
+        let b = self.builder().map_err(GpuFailure::Commit)?;
+        let mut b = b.with_execution_providers(gpu.dispatches()).map_err(|e| {
+            GpuFailure::Register(format!("{} could not be registered: {e}", gpu.name()))
+        })?;
+        // A provider can register and still fail to start (no device, missing CUDA or cuDNN
+        // libraries): ONNX Runtime reports that when the session is created.
+        b.commit_from_file(model).map_err(|e| {
+            GpuFailure::Commit(format!("session creation with {} failed: {e}", gpu.name()))
+        })
+    }
+}
+
+impl Runtime for Ort {
+    fn kind(&self) -> RuntimeKind {
+        self.kind
+    }
+
+    fn load(&self, model: &Path) -> Result<Box<dyn LoadedModel>, RuntimeError> {
+        // Before ONNX Runtime sees the file: it also refuses what graph_io does, less clearly.
+        let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e))?;
+        let (session, provider) = match self.gpu {
+            None => (self.commit_cpu(model)?, "CPUExecutionProvider".to_string()),
+            Some(gpu) => match self.commit_gpu(model, gpu) {
+                Ok(s) => (s, gpu.name().to_string()),
+                Err(_) if self.allow_fallback => (
+                    self.commit_cpu(model)?,
+                    format!("CPUExecutionProvider (fallback from {})", gpu.name()),
+                ),
+                Err(GpuFailure::Register(reason)) => {
+                    return Err(RuntimeError::Unavailable {
+                        runtime: self.kind.name().into(),
+                        reason,
+                    })
+                }
+                Err(GpuFailure::Commit(reason)) => return Err(self.load_error(model, reason)),
+            },
+        };
+        Ok(Box::new(OrtModel {
+            kind: self.kind,
+            file: model.display().to_string(),
+            session,
+            provider,
+            inputs,
+            outputs,
+        }))
+    }
+}
+
+/// A session and what it runs on.
+struct OrtModel {
+    kind: RuntimeKind,
+    file: String,
+    session: Session,
+    provider: String,
+    inputs: Vec<IoSpec>,
+    outputs: Vec<IoSpec>,
+}
+
+/// An input in standard layout: borrowed when the caller's array already is (ONNX Runtime reads
+/// it in place), copied otherwise.
+enum Contiguous<'a> {
+    F32(CowArray<'a, f32, IxDyn>),
+    F16(CowArray<'a, half::f16, IxDyn>),
+    I64(CowArray<'a, i64, IxDyn>),
+}
+
+impl<'a> Contiguous<'a> {
+    fn of(t: &'a Tensor) -> Self {
+        match t {
+            Tensor::F32(a) => Contiguous::F32(a.as_standard_layout()),
+            Tensor::F16(a) => Contiguous::F16(a.as_standard_layout()),
+            Tensor::I64(a) => Contiguous::I64(a.as_standard_layout()),
+        }
+    }
+
+    fn value(&self) -> ort::Result<SessionInputValue<'_>> {
+        Ok(match self {
+            Contiguous::F32(a) => TensorRef::from_array_view(a)?.into(),
+            Contiguous::F16(a) => TensorRef::from_array_view(a)?.into(),
+            Contiguous::I64(a) => TensorRef::from_array_view(a)?.into(),
+        })
+    }
+}
+
+/// An output in its own type; other numeric types are cast to float32 so verify can report a
+/// dtype mismatch with its numbers instead of a failed run.
+fn output_tensor(value: &DynValue) -> Result<Tensor, String> {
+    if let Ok(a) = value.try_extract_array::<f32>() {
+        return Ok(Tensor::F32(a.to_owned()));
+    }
+    if let Ok(a) = value.try_extract_array::<half::f16>() {
+        return Ok(Tensor::F16(a.to_owned()));
+    }
+    if let Ok(a) = value.try_extract_array::<i64>() {
+        return Ok(Tensor::I64(a.to_owned()));
+    }
+    let cast: Option<ArrayD<f32>> = if let Ok(a) = value.try_extract_array::<f64>() {
+        Some(a.mapv(|v| v as f32))
+    } else if let Ok(a) = value.try_extract_array::<i32>() {
+        Some(a.mapv(|v| v as f32))
+    } else {
+        None
+    };
+    cast.map(Tensor::F32)
+        .ok_or_else(|| format!("of type {:?}, which igpt-onnx does not read", value.dtype()))
+}
+
+impl OrtModel {
+    fn run_error(&self, reason: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Run {
+            runtime: self.kind.name().into(),
+            reason: format!("{}: {reason}", self.file),
+        }
+    }
+}
+
+impl LoadedModel for OrtModel {
+    fn inputs(&self) -> &[IoSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[IoSpec] {
+        &self.outputs
+    }
+
+    fn provider(&self) -> String {
+        self.provider.clone()
+    }
+
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<NamedOutputs, RuntimeError> {
+        let ordered = check_input_names(&self.inputs, inputs).map_err(|e| self.run_error(e))?;
+        let contiguous: Vec<Contiguous<'_>> = ordered.iter().map(|t| Contiguous::of(t)).collect();
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::new();
+        for (spec, c) in self.inputs.iter().zip(&contiguous) {
+            let v = c
+                .value()
+                .map_err(|e| self.run_error(format!("input `{}`: {e}", spec.name)))?;
+            values.push((Cow::Borrowed(spec.name.as_str()), v));
+        }
+        let file = &self.file;
+        let kind = self.kind;
+        let run_error = |reason: String| RuntimeError::Run {
+            runtime: kind.name().into(),
+            reason: format!("{file}: {reason}"),
+        };
+        let results = self
+            .session
+            .run(values)
+            .map_err(|e| run_error(e.to_string()))?;
+        let mut out = Vec::with_capacity(self.outputs.len());
+        for spec in &self.outputs {
+            let name = &spec.name;
+            let value = results
+                .get(name)
+                .ok_or_else(|| run_error(format!("output `{name}` missing from the results")))?;
+            let t = output_tensor(value).map_err(|e| run_error(format!("output `{name}` {e}")))?;
+            out.push((name.clone(), t));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_name_mismatches_are_named() {
+        use crate::onnx::DataType;
+        use crate::runtime::DimSpec;
+        let spec = |name: &str| IoSpec {
+            name: name.into(),
+            dtype: DataType::Int64,
+            dims: vec![
+                DimSpec::Symbol("batch".into()),
+                DimSpec::Symbol("sequence".into()),
+            ],
+        };
+        let graph = vec![spec("input_ids"), spec("attention_mask")];
+        let a = Tensor::from(ArrayD::<i64>::zeros(IxDyn(&[1, 1])));
+        let ok = [("attention_mask", &a), ("input_ids", &a)];
+        let ordered = check_input_names(&graph, &ok).expect("names match");
+        assert_eq!(ordered.len(), 2);
+        let bad = [("input_ids", &a), ("input_ids", &a)];
+        let e = check_input_names(&graph, &bad).expect_err("mismatch");
+        assert!(e.contains("missing input(s) attention_mask"), "{e}");
+        assert!(e.contains("input_ids given twice"), "{e}");
+        let f = Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 1])));
+        let e = check_input_names(&graph, &[("attention_mask", &a), ("input_ids", &f)])
+            .expect_err("float ids");
+        assert_eq!(
+            e,
+            "input `input_ids`: expected input_ids int64 [batch, sequence], found float32 [1, 1]"
+        );
+    }
+}
