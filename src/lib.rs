@@ -30,6 +30,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod export;
 pub mod graph;
+pub mod image;
 pub mod onnx;
 pub mod random;
 pub mod runtime;

@@ -13,6 +13,12 @@ use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
 use igpt_onnx::verify::{self, VerifyOptions};
 use igpt_onnx::{Checkpoint, Head, Variant};
 
+mod cli {
+    pub mod classify;
+    pub mod decode;
+    pub mod encode;
+}
+
 #[derive(Parser)]
 #[command(
     name = "igpt-onnx",
@@ -37,6 +43,12 @@ enum Command {
     },
     /// Write a random-weight checkpoint of a published size.
     RandomCheckpoint(RandomArgs),
+    /// Images → colour-cluster tokens with the reference's processor.
+    Encode(cli::encode::Args),
+    /// Token rows → one PNG per row.
+    Decode(cli::decode::Args),
+    /// Images → class probabilities with an exported classifier graph.
+    Classify(cli::classify::Args),
 }
 
 #[derive(clap::Args)]
@@ -124,6 +136,9 @@ fn main() -> ExitCode {
         Command::Verify(a) => run_verify(a),
         Command::Inspect { model } => run_inspect(&model),
         Command::RandomCheckpoint(a) => run_random(a),
+        Command::Encode(a) => cli::encode::run(a),
+        Command::Decode(a) => cli::decode::run(a),
+        Command::Classify(a) => cli::classify::run(a),
     };
     match result {
         Ok(code) => code,
