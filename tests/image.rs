@@ -460,3 +460,131 @@ fn decode_refuses_bad_tokens_and_writes_nothing() {
         assert!(!out.exists(), "nothing written for case {i}");
     }
 }
+
+// ------------------------------------------------------------------------- classify
+
+/// The classifier case's model exported with today's exporter, in a fresh temporary folder.
+fn exported_classifier() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = fixture("classifier-images").join("model");
+    let out = dir.path().join("out");
+    let graph = common::export_head(&model, igpt_onnx::Head::Classifier, &out, false);
+    (dir, graph)
+}
+
+/// `classify --json` logits against the reference processor + `ImageGPTForImageClassification`
+/// (`fixtures/classifier-images`), on every runtime available here.
+#[test]
+fn classify_matches_the_reference_logits_on_ort_and_tract() {
+    use igpt_onnx::runtime::{self, RuntimeError, RuntimeKind, RuntimeOptions};
+    let case = fixture("classifier-images");
+    let expected = read_json(&case.join("expected.json"));
+    let (atol, rtol) = (
+        expected["tolerance"]["atol"].as_f64().expect("atol"),
+        expected["tolerance"]["rtol"].as_f64().expect("rtol"),
+    );
+    let (dir, graph) = exported_classifier();
+    let images: Vec<PathBuf> = expected["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|n| case.join(n.as_str().expect("name")))
+        .collect();
+    let processor_dir = case.join("model");
+    let mut ran = Vec::new();
+    for kind in [RuntimeKind::OrtCpu, RuntimeKind::Tract] {
+        match runtime::open(kind, &RuntimeOptions::default()) {
+            Err(RuntimeError::Unavailable { reason, .. }) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipping {}: {reason}", kind.name());
+                continue;
+            }
+            Err(e) => panic!("{}: {e}", kind.name()),
+            Ok(_) => {}
+        }
+        let json = dir.path().join(format!("{}.json", kind.name()));
+        let mut args = vec![
+            "classify",
+            "--model",
+            s(&graph),
+            "--processor",
+            s(&processor_dir),
+            "--runtime",
+            kind.name(),
+            "--top",
+            "2",
+            "--json",
+            s(&json),
+        ];
+        args.extend(images.iter().map(|p| s(p)));
+        let run = igpt(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.stdout.lines().count(), 3, "{}", run.stdout);
+        let got = read_json(&json);
+        let mut worst = 0f64;
+        for (img, want) in got["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .zip(expected["logits"].as_array().expect("logits"))
+        {
+            let (g, w) = (
+                img["logits"].as_array().expect("l"),
+                want.as_array().expect("l"),
+            );
+            assert_eq!(g.len(), 3);
+            for (a, b) in g.iter().zip(w) {
+                let (a, b) = (a.as_f64().expect("f"), b.as_f64().expect("f"));
+                worst = worst.max((a - b).abs());
+                assert!(
+                    (a - b).abs() <= atol + rtol * b.abs(),
+                    "{}: {a} vs {b}",
+                    kind.name()
+                );
+            }
+            // Top labels: ordered by probability; today's export records no id2label.
+            let top = img["top"].as_array().expect("top");
+            assert_eq!(top.len(), 2);
+            let best = w
+                .iter()
+                .enumerate()
+                .max_by(|x, y| {
+                    x.1.as_f64()
+                        .unwrap_or(0.0)
+                        .total_cmp(&y.1.as_f64().unwrap_or(0.0))
+                })
+                .map(|(i, _)| i)
+                .expect("argmax");
+            assert_eq!(top[0]["id"], best);
+            assert_eq!(top[0]["label"], format!("LABEL_{best}"));
+        }
+        println!("{}: max |Δ logits| = {worst:.2e}", kind.name());
+        ran.push(kind.name());
+    }
+    assert!(ran.contains(&"tract"));
+}
+
+#[test]
+fn classify_refuses_a_processor_that_does_not_fit_the_model() {
+    let case = fixture("classifier-images");
+    let (_dir, graph) = exported_classifier();
+    // The 32x32 processor makes 1024 tokens; the case's model has 256 positions.
+    let proc_path = images_dir().join("preprocessor_config.json");
+    let run = igpt(&[
+        "classify",
+        "--model",
+        s(&graph),
+        "--processor",
+        s(&proc_path),
+        "--runtime",
+        "tract",
+        s(&case.join("wide.png")),
+    ]);
+    assert_refused(
+        &run,
+        &format!(
+            "{}: makes 32x32 = 1024 tokens but {} has n_positions 256",
+            s(&proc_path),
+            s(&graph)
+        ),
+    );
+}

@@ -131,7 +131,7 @@ fn check_fits(p: &Processor, config: &Value, model: &std::path::Path) -> Result<
     if let Some(vocab) = config.get("vocab_size").and_then(Value::as_u64) {
         if p.n_clusters() as u64 + 1 != vocab {
             bail!(
-                "{} has {} clusters but {} has vocab_size {vocab} (expected clusters + 1 for SOS)",
+                "{}: has {} clusters but {} has vocab_size {vocab} (expected clusters + 1 for SOS)",
                 p.source(),
                 p.n_clusters(),
                 model.display()
@@ -141,7 +141,7 @@ fn check_fits(p: &Processor, config: &Value, model: &std::path::Path) -> Result<
     if let Some(n) = config.get("n_positions").and_then(Value::as_u64) {
         if (h * w) as u64 > n {
             bail!(
-                "{} makes {h}x{w} = {} tokens but {} has n_positions {n}",
+                "{}: makes {h}x{w} = {} tokens but {} has n_positions {n}",
                 p.source(),
                 h * w,
                 model.display()
