@@ -17,7 +17,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use super::resample::Rgb8;
 use super::ImageError;
@@ -33,17 +33,14 @@ pub fn load_rgb(path: &Path) -> Result<Rgb8, ImageError> {
 
 /// Decodes an in-memory PNG or JPEG; `name` is used in errors.
 pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<Rgb8, ImageError> {
+    let ihdr = png_header(bytes);
     // The png crate rejects a zero width or height as a generic format error: say what it is.
-    if let (Some(b"\x89PNG\r\n\x1a\n"), Some(ihdr)) = (bytes.get(..8), bytes.get(16..24)) {
-        let w = u32::from_be_bytes([ihdr[0], ihdr[1], ihdr[2], ihdr[3]]);
-        let h = u32::from_be_bytes([ihdr[4], ihdr[5], ihdr[6], ihdr[7]]);
-        if w == 0 || h == 0 {
-            return Err(ImageError::ZeroSize {
-                path: name.to_string(),
-                width: w,
-                height: h,
-            });
-        }
+    if let Some((w, h, ..)) = ihdr.filter(|&(w, h, ..)| w == 0 || h == 0) {
+        return Err(ImageError::ZeroSize {
+            path: name.to_string(),
+            width: w,
+            height: h,
+        });
     }
     let decode_err = |e: image::ImageError| ImageError::Decode {
         path: name.to_string(),
@@ -69,14 +66,15 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<Rgb8, ImageError> {
             height: h,
         });
     }
-    // The file's own colour type: `image` widens 16-bit grey with `tRNS` to grey + alpha, but
-    // PIL keeps it as `I;16`, which converts differently.
-    let original = decoder.original_color_type();
+    // The file's own colour type (IHDR): `image` widens 16-bit grey with `tRNS` to grey +
+    // alpha (and says so in `original_color_type` too), but PIL keeps it as `I;16`, which
+    // converts differently.
+    let grey16_file = matches!(ihdr, Some((_, _, 16, 0)));
     let img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     let data = match img {
         DynamicImage::ImageLuma16(g) => grey16(g.as_raw()),
-        DynamicImage::ImageLumaA16(ga) if original == ExtendedColorType::L16 => {
+        DynamicImage::ImageLumaA16(ga) if grey16_file => {
             grey16(&ga.as_raw().iter().step_by(2).copied().collect::<Vec<_>>())
         }
         // 16-bit colour or grey + alpha: the high byte, as PIL's `;16B` unpackers.
@@ -96,6 +94,17 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<Rgb8, ImageError> {
         height,
         data,
     })
+}
+
+/// A PNG's IHDR fields `(width, height, bit depth, colour type)`, if `bytes` is a PNG.
+fn png_header(bytes: &[u8]) -> Option<(u32, u32, u8, u8)> {
+    if bytes.get(..8)? != b"\x89PNG\r\n\x1a\n" || bytes.get(12..16)? != b"IHDR" {
+        return None;
+    }
+    let be = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    Some((be(16)?, be(20)?, *bytes.get(24)?, *bytes.get(25)?))
 }
 
 /// PIL `I16_RGB`: values above 255 saturate, others keep their low byte.
