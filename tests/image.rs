@@ -588,3 +588,28 @@ fn classify_refuses_a_processor_that_does_not_fit_the_model() {
         ),
     );
 }
+
+#[test]
+fn decode_drops_a_leading_start_token_as_generated_rows_have() {
+    let expected = read_json(&images_dir().join("expected.json"));
+    let case = &expected["images"][1];
+    let mut row = vec![512i64];
+    row.extend(ids(&case["input_ids"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("generated.json");
+    std::fs::write(&tokens, serde_json::json!([row]).to_string()).expect("write");
+    let out = dir.path().join("png");
+    let proc_path = images_dir().join("preprocessor_config.json");
+    let run = igpt(&[
+        "decode",
+        "--processor",
+        s(&proc_path),
+        "--tokens",
+        s(&tokens),
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let img = load_rgb(&out.join("0.png")).expect("png");
+    assert_eq!(sha(&img.data), case["cluster_image_sha256"]);
+}

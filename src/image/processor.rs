@@ -292,23 +292,27 @@ fn parse_clusters(v: Option<&Value>) -> Result<Vec<[f64; 3]>, String> {
         .collect()
 }
 
+/// The largest model side accepted: ImageGPT's published models are 32x32 (1024 positions);
+/// the bound keeps a mistyped config from asking for gigabytes of resized pixels.
+const MAX_SIDE: usize = 4096;
+
 /// `size`: an int (square, as the hub's configs write it) or `{"height", "width"}`.
 fn parse_size(v: Option<&Value>) -> Result<(usize, usize), String> {
     let dim = |x: Option<&Value>, what: &str| -> Result<usize, String> {
         x.and_then(Value::as_u64)
-            .filter(|&n| (1..=65_536).contains(&n))
+            .filter(|&n| (1..=MAX_SIDE as u64).contains(&n))
             .map(|n| n as usize)
-            .ok_or_else(|| format!("`size` {what} must be an integer in 1..=65536"))
+            .ok_or_else(|| format!("{what} must be an integer in 1..={MAX_SIDE}"))
     };
     match v {
         None | Some(Value::Null) => Ok((256, 256)), // the class default
         Some(n @ Value::Number(_)) => {
-            let s = dim(Some(n), "")?;
+            let s = dim(Some(n), "`size`")?;
             Ok((s, s))
         }
         Some(Value::Object(m)) if m.contains_key("height") || m.contains_key("width") => Ok((
-            dim(m.get("height"), "height")?,
-            dim(m.get("width"), "width")?,
+            dim(m.get("height"), "`size.height`")?,
+            dim(m.get("width"), "`size.width`")?,
         )),
         Some(other) => Err(format!(
             "`size` must be an integer or {{\"height\", \"width\"}}, got {other}"
@@ -392,6 +396,10 @@ mod tests {
         assert_eq!(
             err(json!({"size": 32})),
             "preprocessor config: has no `clusters`"
+        );
+        assert_eq!(
+            err(json!({"clusters": [[0.0, 0.0, 0.0]], "size": {"height": 32, "width": 100000}})),
+            "preprocessor config: `size.width` must be an integer in 1..=4096"
         );
         assert_eq!(
             err(json!({"clusters": [[0.0, 0.0, 0.0]], "resample": 0})),
