@@ -183,6 +183,16 @@ pub struct Rgb8 {
     pub data: Vec<u8>,
 }
 
+impl From<image::RgbImage> for Rgb8 {
+    fn from(img: image::RgbImage) -> Rgb8 {
+        Rgb8 {
+            width: img.width() as usize,
+            height: img.height() as usize,
+            data: img.into_raw(),
+        }
+    }
+}
+
 /// Horizontal pass over rows `offset .. offset + rows` of `src`.
 fn horizontal(src: &Rgb8, offset: usize, rows: usize, c: &Coeffs) -> Rgb8 {
     let out_w = c.start.len();
@@ -301,6 +311,16 @@ mod tests {
         assert_eq!(&c.weights[..3], &[1_797_559, 1_797_559, 599_186]);
         // Output 1: center 3.0, window 1..5 clipped to the image: inputs 1, 2, 3.
         assert_eq!((c.start[1], c.count[1]), (1, 3));
+    }
+
+    #[test]
+    fn from_an_image_crate_buffer_keeps_layout() {
+        let img = image::RgbImage::from_fn(2, 1, |x, _| image::Rgb([x as u8, 7, 9]));
+        let rgb = Rgb8::from(img);
+        assert_eq!(
+            (rgb.width, rgb.height, rgb.data),
+            (2, 1, vec![0, 7, 9, 1, 7, 9])
+        );
     }
 
     #[test]
