@@ -31,6 +31,7 @@ pub mod config;
 pub mod export;
 pub mod generate;
 pub mod graph;
+pub mod image;
 pub mod onnx;
 pub mod random;
 pub mod runtime;

@@ -1,6 +1,9 @@
 //! The `igpt-onnx` commands, one module each with its `clap::Args` and `run`. Errors come back
 //! to `main` as `anyhow` chains and are printed as one line.
 
+pub mod classify;
+pub mod decode;
+pub mod encode;
 pub mod export;
 pub mod generate;
 pub mod inspect;
@@ -32,6 +35,12 @@ pub enum Command {
     RandomCheckpoint(random::Args),
     /// Generate tokens with a KV-cache decoder graph (`decoder.onnx`).
     Generate(generate::Args),
+    /// Turn images into colour-cluster token ids, as the reference image processor does.
+    Encode(encode::Args),
+    /// Turn token ids back into PNG images.
+    Decode(decode::Args),
+    /// Classify images with a classifier graph.
+    Classify(classify::Args),
 }
 
 impl Command {
@@ -42,6 +51,9 @@ impl Command {
             Command::Inspect(a) => inspect::run(a),
             Command::RandomCheckpoint(a) => random::run(a),
             Command::Generate(a) => generate::run(a),
+            Command::Encode(a) => encode::run(a),
+            Command::Decode(a) => decode::run(a),
+            Command::Classify(a) => classify::run(a),
         }
     }
 }

@@ -1,0 +1,201 @@
+//! Pixels ↔ tokens: the ImageGPT image processor and its inverse, and PNG output.
+//!
+//! - [`load`]: PNG / JPEG files → RGB8 as PIL's `Image.open(p).convert("RGB")` (Pillow 13.0.0);
+//! - [`resample`]: Pillow's `ImagingResample`, ported byte for byte;
+//! - [`processor`]: `preprocessor_config.json` → [`Processor`] (transformers 5.23
+//!   `ImageGPTImageProcessorPil`): resize, scale, nearest colour cluster; and back;
+//! - here: grid PNGs written atomically, and image prompts for generation.
+
+use std::io::Write;
+use std::path::Path;
+
+use image::codecs::png::PngEncoder;
+use image::{ExtendedColorType, ImageEncoder};
+
+pub mod load;
+pub mod processor;
+pub mod resample;
+
+pub use load::load_rgb;
+pub use processor::Processor;
+pub use resample::{Filter, Rgb8};
+
+/// An image-processing problem; every variant names the file, field or token at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a PNG or JPEG image (unrecognised contents)")]
+    NotAnImage { path: String },
+    #[error("{path}: cannot decode image: {reason}")]
+    Decode { path: String, reason: String },
+    #[error("{path}: zero-size image ({width}x{height})")]
+    ZeroSize {
+        path: String,
+        width: u32,
+        height: u32,
+    },
+    #[error("{path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error("token {token} at position {index} is outside 0..{n}")]
+    Token { index: usize, token: i64, n: usize },
+    #[error("{count} tokens do not make a {height}x{width} image ({expected} expected)")]
+    TokenCount {
+        count: usize,
+        expected: usize,
+        height: usize,
+        width: usize,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+}
+
+/// Encodes RGB8 images of one size as a PNG grid, `cols` per row, row-major; cells past the
+/// last image stay black.
+pub fn grid_png(images: &[Rgb8], cols: usize) -> Result<Vec<u8>, ImageError> {
+    let first = images
+        .first()
+        .ok_or_else(|| ImageError::Usage("no images to put in a grid".into()))?;
+    let (w, h) = (first.width, first.height);
+    if let Some((i, other)) = images
+        .iter()
+        .enumerate()
+        .find(|(_, im)| (im.width, im.height) != (w, h))
+    {
+        return Err(ImageError::Usage(format!(
+            "grid images must share one size: image 0 is {w}x{h}, image {i} is {}x{}",
+            other.width, other.height
+        )));
+    }
+    let cols = cols.clamp(1, images.len());
+    let rows = images.len().div_ceil(cols);
+    let too_big = || ImageError::Usage(format!("a {cols}x{rows} grid of {w}x{h} is too large"));
+    let gw = w
+        .checked_mul(cols)
+        .filter(|&v| v <= u32::MAX as usize)
+        .ok_or_else(too_big)?;
+    let gh = h
+        .checked_mul(rows)
+        .filter(|&v| v <= u32::MAX as usize)
+        .ok_or_else(too_big)?;
+    let bytes = gw
+        .checked_mul(gh)
+        .and_then(|p| p.checked_mul(3))
+        .ok_or_else(too_big)?;
+    let mut canvas = vec![0u8; bytes];
+    for (i, im) in images.iter().enumerate() {
+        let (cx, cy) = (i % cols, i / cols);
+        for y in 0..h {
+            let src = &im.data[y * w * 3..(y + 1) * w * 3];
+            let at = ((cy * h + y) * gw + cx * w) * 3;
+            canvas[at..at + w * 3].copy_from_slice(src);
+        }
+    }
+    png_bytes(&canvas, gw as u32, gh as u32)
+}
+
+/// One RGB8 image as PNG bytes.
+pub fn png(image: &Rgb8) -> Result<Vec<u8>, ImageError> {
+    png_bytes(&image.data, image.width as u32, image.height as u32)
+}
+
+fn png_bytes(data: &[u8], w: u32, h: u32) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out)
+        .write_image(data, w, h, ExtendedColorType::Rgb8)
+        .map_err(|e| ImageError::Usage(format!("cannot encode PNG: {e}")))?;
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed over the
+/// target, so a reader never sees half a file and a failure leaves nothing behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    let err = |reason: String| ImageError::Write {
+        path: path.display().to_string(),
+        reason,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".igpt-onnx-")
+        .tempfile_in(dir)
+        .map_err(|e| err(e.to_string()))?;
+    tmp.write_all(bytes).map_err(|e| err(e.to_string()))?;
+    tmp.persist(path).map_err(|e| err(e.error.to_string()))?;
+    Ok(())
+}
+
+/// Writes images as one grid PNG at `path` (atomically).
+pub fn write_grid_png(path: &Path, images: &[Rgb8], cols: usize) -> Result<(), ImageError> {
+    write_atomic(path, &grid_png(images, cols)?)
+}
+
+/// The tokens of the top `rows` pixel rows of an image file, for priming generation with an
+/// image prompt (the caller prepends SOS and samples the remaining `(height − rows) · width`).
+pub fn prompt_tokens(
+    processor: &Processor,
+    path: &Path,
+    rows: usize,
+) -> Result<Vec<i64>, ImageError> {
+    let (h, w) = processor.size();
+    if rows == 0 || rows > h {
+        return Err(ImageError::Usage(format!(
+            "--prompt-rows must be in 1..={h} (the model's image height), got {rows}"
+        )));
+    }
+    let mut tokens = processor.encode_file(path)?;
+    tokens.truncate(rows * w);
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn solid(w: usize, h: usize, v: u8) -> Rgb8 {
+        Rgb8 {
+            width: w,
+            height: h,
+            data: vec![v; w * h * 3],
+        }
+    }
+
+    #[test]
+    fn grid_places_images_row_major_and_round_trips_through_png() {
+        let png =
+            grid_png(&[solid(2, 1, 10), solid(2, 1, 20), solid(2, 1, 30)], 2).expect("encodes");
+        let back = load::decode_rgb(&png, "grid").expect("decodes");
+        assert_eq!((back.width, back.height), (4, 2));
+        let px = |x: usize, y: usize| back.data[(y * 4 + x) * 3];
+        assert_eq!(
+            [
+                px(0, 0),
+                px(1, 0),
+                px(2, 0),
+                px(3, 0),
+                px(0, 1),
+                px(1, 1),
+                px(2, 1),
+                px(3, 1)
+            ],
+            [10, 10, 20, 20, 30, 30, 0, 0]
+        );
+    }
+
+    #[test]
+    fn grid_refuses_mixed_sizes() {
+        assert_eq!(
+            grid_png(&[solid(2, 2, 0), solid(3, 2, 0)], 2)
+                .expect_err("refused")
+                .to_string(),
+            "grid images must share one size: image 0 is 2x2, image 1 is 3x2"
+        );
+    }
+}
