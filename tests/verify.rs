@@ -33,9 +33,18 @@ fn golden_suite_passes_on_every_runtime() {
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
     // Every head of every case, on each available runtime: 12 cases with 2 heads, base-hidden
-    // with 1, and kv-cache's decoder step on top of its reference past (26 graphs).
+    // with 1, and kv-cache's decoder step on top of its reference past (26 graphs); plus, on
+    // the 11 causal-LM cases, the decoder as a prompt and single steps against the full
+    // forward.
     let runtimes = report.runtimes.iter().filter(|r| r.available).count();
-    assert_eq!(report.checks.len(), 26 * runtimes);
+    assert_eq!(report.checks.len(), (26 + 11) * runtimes);
+    let stepwise: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.head.starts_with("decoder (") && c.case == "padded-batch")
+        .map(|c| c.head.as_str())
+        .collect();
+    assert_eq!(stepwise, vec!["decoder (16 + 4 steps)"; runtimes]);
     assert!(report.notes.is_empty(), "{:?}", report.notes);
     let decoder: Vec<&str> = report
         .checks
@@ -113,7 +122,7 @@ fn perturbed_weight_fails_and_names_the_layer() {
     require_ort_under_ci(&report);
     assert!(!report.checks.is_empty());
     for c in &report.checks {
-        assert_eq!(c.status, CheckStatus::Fail, "{}", c.runtime);
+        assert_eq!(c.status, CheckStatus::Fail, "{}: {:?}", c.runtime, c.error);
         assert_eq!(
             c.first_divergent_layer.as_deref(),
             Some("hidden_states.2: block h.1"),
@@ -412,7 +421,7 @@ fn other_output_dtype_is_a_dtype_mismatch() {
             .expect("runs");
     require_ort_under_ci(&report);
     for c in &report.checks {
-        assert_eq!(c.status, CheckStatus::Fail, "{}", c.runtime);
+        assert_eq!(c.status, CheckStatus::Fail, "{}: {:?}", c.runtime, c.error);
         let o = &c.outputs[0];
         assert_eq!((o.name.as_str(), o.dtype.as_str()), ("logits", "int64"));
         assert_eq!(o.comparison.status, Status::DtypeMismatch, "{}", c.runtime);
@@ -727,5 +736,48 @@ fn bad_arguments_are_one_line() {
     ] {
         let (code, stdout, stderr) = cli(args);
         assert_eq!((code, stdout.as_str(), stderr.as_str()), (2, "", want), "{args:?}");
+    }
+}
+
+/// A decoder that prepends this step's keys to the cache instead of appending them (same
+/// shapes, so every runtime runs it) is exact on the prompt, where the past is empty, and
+/// wrong from the first single step on: the stepwise check against the full forward fails.
+#[test]
+fn a_decoder_that_misorders_its_cache_fails_the_stepwise_check() {
+    use prost::Message;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = export_head(
+        &fixture("causal-lm").join("model"),
+        Head::Decoder,
+        tmp.path(),
+        false,
+    );
+    let mut m = ModelProto::decode(std::fs::read(&path).expect("read").as_slice()).expect("decode");
+    let graph = m.graph.as_mut().expect("graph");
+    let concat = graph
+        .node
+        .iter_mut()
+        .find(|n| n.name == "present.0.key")
+        .expect("the layer-0 key cache");
+    assert_eq!(concat.input[0], "past_key_values.0.key");
+    concat.input.swap(0, 1);
+    std::fs::write(&path, m.encode_to_vec()).expect("write");
+    let report =
+        verify::model_against_case(&path, &fixture("causal-lm"), &VerifyOptions::default())
+            .expect("runs");
+    require_ort_under_ci(&report);
+    assert_eq!(report.exit_code(), 1);
+    for c in &report.checks {
+        assert_eq!(c.head, "decoder (28 + 4 steps)");
+        assert_eq!(c.status, CheckStatus::Fail, "{}: {:?}", c.runtime, c.error);
+        let m = c.outputs[0].comparison.metrics.as_ref().expect("metrics");
+        assert!(m.max_abs > 1e-2, "{}: {}", c.runtime, m.max_abs);
+        // The prompt's 28 positions are exact: only the 4 steps' rows (of 2 x 32) can differ.
+        assert!(
+            m.violations <= 2 * 4 * 512,
+            "{}: {}",
+            c.runtime,
+            m.violations
+        );
     }
 }

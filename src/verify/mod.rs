@@ -18,6 +18,7 @@ mod judge;
 mod model;
 pub mod report;
 mod runtimes;
+mod steps;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -123,9 +124,65 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 report.checks.push(graph.check(rt.as_ref()));
             }
         }
+        if case.manifest.outputs.contains_key(CAUSAL_LM) {
+            let dir = work.path().join(name);
+            let done = export::export(&ckpt, &[Head::Decoder], &dir, &Default::default())
+                .map_err(|e| export_error(e.to_string()))?;
+            for rt in &runtimes.open {
+                report
+                    .checks
+                    .push(steps_check(rt.as_ref(), &done[0].path, case, opts));
+            }
+        }
     }
     report.finish();
     Ok(report)
+}
+
+/// The causal-LM goldens a decoder is checked against step by step.
+const CAUSAL_LM: &str = "causal-lm";
+
+/// A decoder on `rt`: the case's sequence as a prompt and single steps, its logits against the
+/// full forward's goldens ([`steps`]).
+fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions) -> Check {
+    let start = Instant::now();
+    let ids = case.inputs.get("input_ids").and_then(Tensor::as_i64);
+    let mask = case.inputs.get("attention_mask").and_then(Tensor::as_i64);
+    let seq = ids.map_or(0, |a| a.shape().get(1).copied().unwrap_or(0));
+    let mut check = Check::new(
+        &case.manifest.name,
+        &steps::label(seq),
+        rt.kind(),
+        "",
+        model,
+    );
+    let two_d = |a: Option<&ArrayD<i64>>| a.and_then(|a| a.clone().into_dimensionality().ok());
+    let (Some(ids), Some(mask)) = (two_d(ids), two_d(mask)) else {
+        check.error("the case has no [batch, sequence] input_ids / attention_mask".into());
+        return check;
+    };
+    let expected: BTreeMap<String, ArrayD<f32>> = case
+        .expected_outputs(CAUSAL_LM)
+        .into_iter()
+        .filter(|(n, _)| n == "logits")
+        .collect();
+    match rt.load(model) {
+        Err(e) => check.error(e.to_string()),
+        Ok(mut m) => {
+            check.provider = m.provider();
+            match steps::prompt_then_steps(m.as_mut(), &ids, &mask) {
+                Err(e) => check.error(e),
+                Ok(out) => Judge {
+                    tolerance: opts.tolerance(case.manifest.tolerance),
+                    positions: case.position_mask(CAUSAL_LM).as_ref(),
+                    dtypes: &BTreeMap::new(),
+                }
+                .judge(&mut check, &out, &expected),
+            }
+        }
+    }
+    check.seconds = start.elapsed().as_secs_f64();
+    check
 }
 
 /// A given graph against a case's goldens.
@@ -142,18 +199,35 @@ pub fn model_against_case(
             model.display()
         ))
     })?;
-    if !case.manifest.outputs.contains_key(&head) {
+    let is_decoder = head == Head::Decoder.name();
+    let stepwise = is_decoder
+        && file.dtypes.contains_key("logits")
+        && case.manifest.outputs.contains_key(CAUSAL_LM);
+    if !case.manifest.outputs.contains_key(&head) && !stepwise {
         return Err(VerifyError::Model(format!(
             "case {} has no goldens for the {head} head of {}",
             case.manifest.name,
             model.display()
         )));
     }
-    let graph = Graph::with_file(model, file, &case, &head, opts)?;
+    let graph = case
+        .manifest
+        .outputs
+        .contains_key(&head)
+        .then(|| Graph::with_file(model, file, &case, &head, opts))
+        .transpose()?;
     let runtimes = runtimes::open(opts)?;
     let mut report = Report::new(runtimes.info.clone());
     for rt in &runtimes.open {
-        report.checks.push(graph.check(rt.as_ref()));
+        if let Some(graph) = &graph {
+            report.checks.push(graph.check(rt.as_ref()));
+        }
+        // A decoder is also run as a prompt plus single steps against the full forward.
+        if stepwise {
+            report
+                .checks
+                .push(steps_check(rt.as_ref(), model, &case, opts));
+        }
     }
     report.finish();
     Ok(report)

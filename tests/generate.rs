@@ -1,0 +1,291 @@
+//! The KV-cache decoder and `generate` against the reference's own generations
+//! (`fixtures/greedy`: `model.generate(do_sample=False)` of a 48/3/4 checkpoint no golden case
+//! uses, for prompts of 1 to 20 tokens and batches of 1 to 4), on ONNX Runtime and tract; seeded
+//! sampling reproducible across runs and runtimes; bad input refused in one line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{cli, export_head, fixture, open_runtime};
+use igpt_onnx::generate::{self, DecoderDims, Sampler, Strategy};
+use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
+use igpt_onnx::Head;
+
+/// One reference run: prompts (a row each) and the tokens it produced (prompt included).
+struct Run {
+    description: String,
+    prompt: Vec<Vec<i64>>,
+    new_tokens: usize,
+    tokens: Vec<Vec<i64>>,
+}
+
+fn reference_runs() -> Vec<Run> {
+    let text = std::fs::read_to_string(fixture("greedy").join("generations.json")).expect("read");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let rows = |v: &serde_json::Value| -> Vec<Vec<i64>> {
+        v.as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .expect("row")
+                    .iter()
+                    .map(|t| t.as_i64().expect("id"))
+                    .collect()
+            })
+            .collect()
+    };
+    json["generations"]
+        .as_array()
+        .expect("generations")
+        .iter()
+        .map(|g| Run {
+            description: g["description"].as_str().expect("description").into(),
+            prompt: rows(&g["prompt"]),
+            new_tokens: g["max_new_tokens"].as_u64().expect("count") as usize,
+            tokens: rows(&g["tokens"]),
+        })
+        .collect()
+}
+
+fn greedy_decoder(dir: &Path) -> PathBuf {
+    export_head(&fixture("greedy").join("model"), Head::Decoder, dir, false)
+}
+
+const DIMS: DecoderDims = DecoderDims {
+    n_layer: 3,
+    n_head: 4,
+    head_dim: 12,
+    vocab_size: 513,
+    n_positions: 32,
+};
+
+#[test]
+fn greedy_generation_matches_the_reference_token_for_token_on_every_runtime() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = greedy_decoder(tmp.path());
+    let runs = reference_runs();
+    assert_eq!(runs.len(), 5);
+    let mut ran = 0;
+    for kind in [RuntimeKind::OrtCpu, RuntimeKind::Tract] {
+        let Some(rt) = open_runtime(kind, &RuntimeOptions::default()) else {
+            continue;
+        };
+        let mut model = rt.load(&path).expect("loads");
+        for run in &runs {
+            let mut sampler = Sampler::new(Strategy::Greedy, 0);
+            let out = generate::generate(
+                model.as_mut(),
+                &DIMS,
+                &run.prompt,
+                run.new_tokens,
+                &mut sampler,
+                &mut |_, _| {},
+            )
+            .expect("generates");
+            assert_eq!(
+                out.tokens,
+                run.tokens,
+                "{}: {}",
+                kind.name(),
+                run.description
+            );
+            assert_eq!(out.steps, run.new_tokens);
+        }
+        ran += 1;
+    }
+    assert!(ran >= 1, "tract at least");
+}
+
+fn tokens_file(path: &Path) -> Vec<Vec<i64>> {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
+    serde_json::from_value(json["tokens"].clone()).expect("tokens")
+}
+
+#[test]
+fn the_cli_reproduces_the_reference_for_a_prompt_and_for_a_batch() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = greedy_decoder(tmp.path());
+    let model = path.to_str().expect("utf-8");
+    let runs = reference_runs();
+    for runtime in ["ort-cpu", "tract"] {
+        if runtime == "ort-cpu" && open_runtime(RuntimeKind::OrtCpu, &Default::default()).is_none()
+        {
+            continue;
+        }
+        // "5-token prompt, batch 1"
+        let run = &runs[1];
+        let out = tmp.path().join(format!("{runtime}-prompt.json"));
+        let prompt: Vec<String> = run.prompt[0].iter().map(i64::to_string).collect();
+        let (code, stdout, stderr) = cli(&[
+            "generate",
+            "--model",
+            model,
+            "--runtime",
+            runtime,
+            "--greedy",
+            "--max-new-tokens",
+            &run.new_tokens.to_string(),
+            "--prompt-ids",
+            &prompt.join(","),
+            "--tokens-out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(tokens_file(&out), run.tokens, "{runtime}");
+        assert!(
+            stdout.contains(&format!(
+                "generated 1 x {} tokens on {runtime}",
+                run.new_tokens
+            )),
+            "{stdout}"
+        );
+        assert!(stdout.contains(" ms/step, "), "{stdout}");
+        // "SOS only, batch 4": the default prompt, --batch, and max-new-tokens given.
+        let run = &runs[3];
+        let out = tmp.path().join(format!("{runtime}-batch.json"));
+        let (code, _, stderr) = cli(&[
+            "generate",
+            "--model",
+            model,
+            "--runtime",
+            runtime,
+            "--greedy",
+            "--batch",
+            "4",
+            "--max-new-tokens",
+            &run.new_tokens.to_string(),
+            "--tokens-out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(tokens_file(&out), run.tokens, "{runtime}");
+        // "SOS only, batch 1, fill n_positions": the default length fills n_positions.
+        let run = &runs[0];
+        let out = tmp.path().join(format!("{runtime}-fill.json"));
+        let (code, _, stderr) = cli(&[
+            "generate",
+            "--model",
+            model,
+            "--runtime",
+            runtime,
+            "--greedy",
+            "--tokens-out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(tokens_file(&out), run.tokens, "{runtime}");
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_across_runs_and_runtimes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = greedy_decoder(tmp.path());
+    let model = path.to_str().expect("utf-8");
+    let mut results = Vec::new();
+    let runtimes: Vec<&str> = if open_runtime(RuntimeKind::OrtCpu, &Default::default()).is_some() {
+        vec!["tract", "ort-cpu", "ort-cpu"]
+    } else {
+        vec!["tract", "tract"]
+    };
+    for (i, runtime) in runtimes.iter().enumerate() {
+        let out = tmp.path().join(format!("{i}.json"));
+        let (code, _, stderr) = cli(&[
+            "generate",
+            "--model",
+            model,
+            "--runtime",
+            runtime,
+            "--batch",
+            "3",
+            "--temperature",
+            "1.0",
+            "--top-k",
+            "40",
+            "--seed",
+            "7",
+            "--tokens-out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        results.push(tokens_file(&out));
+    }
+    for r in &results[1..] {
+        assert_eq!(r, &results[0]);
+    }
+    let rows = &results[0];
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(row.len(), 32);
+        assert_eq!(row[0], 512);
+        // Colour tokens only: the start token never comes out.
+        assert!(row[1..].iter().all(|&t| (0..512).contains(&t)), "{row:?}");
+    }
+    // Sampling, not greedy: the rows differ from each other and from the greedy run.
+    assert_ne!(rows[0], rows[1]);
+    assert_ne!(rows[0], reference_runs()[0].tokens[0]);
+}
+
+/// One `error:` line, exit 2.
+fn refused(args: &[&str], want: &str) {
+    let (code, stdout, stderr) = cli(args);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(stderr.trim_end(), want);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = greedy_decoder(tmp.path());
+    let model = path.to_str().expect("utf-8");
+    let lm = export_head(
+        &fixture("greedy").join("model"),
+        Head::CausalLm,
+        tmp.path(),
+        false,
+    );
+    let lm = lm.to_str().expect("utf-8");
+    let base = ["generate", "--runtime", "tract", "--model"];
+    refused(
+        &[&base[..], &[lm]].concat(),
+        &format!("error: {lm} is not a decoder graph: it has no past_key_values inputs (export one with --head decoder)"),
+    );
+    refused(
+        &[&base[..], &[model, "--prompt-ids", "512,17,513"]].concat(),
+        "error: prompt token 513 (row 0, position 2) is out of range [0, 513) (vocab_size)",
+    );
+    let long: Vec<String> = std::iter::repeat_n("5".to_string(), 33).collect();
+    refused(
+        &[&base[..], &[model, "--prompt-ids", &long.join(",")]].concat(),
+        "error: the prompt has 33 tokens, more than n_positions (32)",
+    );
+    refused(
+        &[&base[..], &[model, "--max-new-tokens", "40"]].concat(),
+        "error: 1 prompt tokens + 40 new tokens exceed n_positions (32)",
+    );
+    refused(
+        &[&base[..], &[model, "--batch", "0"]].concat(),
+        "error: --batch must be at least 1",
+    );
+    let out = tmp.path().join("no/such/folder/t.json");
+    let (code, _, stderr) = cli(&[
+        &base[..],
+        &[
+            model,
+            "--max-new-tokens",
+            "1",
+            "--tokens-out",
+            out.to_str().expect("utf-8"),
+        ],
+    ]
+    .concat());
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with(&format!("error: cannot write {}", out.display())),
+        "{stderr}"
+    );
+}
