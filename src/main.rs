@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use igpt_onnx::export::{self, ExportOptions};
-use igpt_onnx::graph::{GraphOptions, Profile};
+use igpt_onnx::graph::{GraphOptions, Precision, Profile};
 use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
 use igpt_onnx::verify::{self, VerifyOptions};
 use igpt_onnx::{Checkpoint, Head, Variant};
@@ -105,6 +105,9 @@ struct ExportArgs {
     /// Store weights in <head>.onnx.data even when they would fit inline.
     #[arg(long)]
     external_data: bool,
+    /// Weight-only 8-bit block matrices (MatMulNBits; needs --profile ort).
+    #[arg(long, value_parser = ["int8"])]
+    quantize: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -182,6 +185,10 @@ fn run_export(a: ExportArgs) -> Result<ExitCode> {
             hidden_states: a.hidden_states,
         },
         profile: a.profile,
+        precision: match a.quantize {
+            Some(_) => Precision::Int8,
+            None => Precision::Float32,
+        },
         force_external_data: a.external_data,
     };
     let done = export::export(&ckpt, &heads, &a.out, &opts).context("export failed")?;

@@ -5,8 +5,9 @@
 //! `past_key_values`, offset the causal mask by the past length and return the `present`
 //! key/values; without one, the graph is the plain forward.
 
+use super::profile::{ActivationForm, AttentionForm, MatMulForm, NormForm};
 use super::{Ctx, BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUENCE};
-use crate::onnx::builder::{attr_int, attr_ints};
+use crate::onnx::builder::{attr_float, attr_int, attr_ints};
 use crate::onnx::{DataType, Dim, Op, Scope};
 
 /// What the trunk leaves for the heads.
@@ -19,6 +20,9 @@ pub struct Trunk {
     /// With a past: each layer's `(key, value)` after this step, `[batch, n_head, total, head_dim]`.
     pub presents: Vec<(String, String)>,
 }
+
+/// quick_gelu's `x * sigmoid(alpha x)`.
+const QUICK_GELU_ALPHA: f32 = 1.702;
 
 /// The value torch writes for masked scores: `torch.finfo(float32).min`, not -inf.
 const MASK_VALUE: f32 = f32::MIN;
@@ -68,20 +72,30 @@ pub fn emit(cx: &mut Ctx<'_, '_>) -> Trunk {
             (x, attention_bias_with_past(cx, &seq, &mask))
         }
     };
+    // The residual stream `x` and, one step behind, the norm that reads it: every norm after
+    // the first also absorbs the residual add before it (fused in the ort profile).
     let mut states = vec![x.clone()];
     let mut presents = Vec::new();
     let mut x = x;
+    let mut normed = rms_norm(cx, &Scope::root("h").pp(0).pp("ln_1"), &x);
     for i in 0..c.n_layer {
         let layer_past = past.as_ref().map(|(_, p)| &p.keys_values[i]);
-        let (out, present) = block(cx, i, &x, &bias, layer_past);
-        x = out;
+        let s = Scope::root("h").pp(i);
+        let (attn, present) = attention(cx, i, &s.pp("attn"), &normed, &bias, layer_past);
         presents.extend(present);
+        let (h, ln_2) = add_norm(cx, &s.pp("ln_2"), &s.name("residual_attn"), &x, &attn);
+        let mlp = mlp(cx, &s.pp("mlp"), &ln_2);
+        let next = if i + 1 < c.n_layer {
+            Scope::root("h").pp(i + 1).pp("ln_1")
+        } else {
+            Scope::root("ln_f")
+        };
+        (x, normed) = add_norm(cx, &next, &s.name("out"), &h, &mlp);
         states.push(x.clone());
     }
-    let last = rms_norm(cx, &Scope::root("ln_f"), &x);
-    states[c.n_layer] = last.clone();
+    states[c.n_layer] = normed.clone();
     Trunk {
-        last_hidden_state: last,
+        last_hidden_state: normed,
         hidden_states: states,
         presents,
     }
@@ -243,6 +257,20 @@ fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> Stri
 fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let (d, eps) = (cx.ckpt.config.n_embd, cx.ckpt.config.layer_norm_epsilon);
     let weight = cx.weight(&s.name("weight"), &[d]);
+    if cx.profile.norm == NormForm::Fused {
+        let attrs = vec![
+            attr_int("axis", -1),
+            attr_float("epsilon", eps as f32),
+            attr_int("stash_type", 1),
+        ];
+        let g = &mut *cx.g;
+        return g.op(
+            Op::SimplifiedLayerNormalization,
+            s.path().to_string(),
+            &[x, &weight],
+            attrs,
+        );
+    }
     let g = &mut *cx.g;
     let eps = g.const_f32(&s.name("eps"), &[], &[eps as f32]);
     let sq = g.op(Op::Mul, s.name("square"), &[x, x], vec![]);
@@ -258,32 +286,67 @@ fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     g.op(Op::Mul, s.path().to_string(), &[&normed, &weight], vec![])
 }
 
-/// HF Conv1D: `x @ W + b` with W stored `[in, out]`.
-fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usize) -> String {
-    let weight = cx.weight(&s.name("weight"), &[n_in, n_out]);
-    let bias = cx.weight(&s.name("bias"), &[n_out]);
-    let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
-    cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
+/// `sum = residual + delta` (named `sum_name`) and the norm of it (named by `s`): one
+/// `SkipSimplifiedLayerNormalization` in the fused form, whose fourth output is the sum.
+fn add_norm(
+    cx: &mut Ctx<'_, '_>,
+    s: &Scope,
+    sum_name: &str,
+    residual: &str,
+    delta: &str,
+) -> (String, String) {
+    if cx.profile.norm == NormForm::Decomposed {
+        let sum = cx.g.op(Op::Add, sum_name, &[residual, delta], vec![]);
+        let normed = rms_norm(cx, s, &sum);
+        return (sum, normed);
+    }
+    let (d, eps) = (cx.ckpt.config.n_embd, cx.ckpt.config.layer_norm_epsilon);
+    let weight = cx.weight(&s.name("weight"), &[d]);
+    let outputs = [
+        s.path().to_string(),
+        String::new(),
+        String::new(),
+        sum_name.to_string(),
+    ];
+    cx.g.op_multi(
+        Op::SkipSimplifiedLayerNormalization,
+        s.path(),
+        &[delta, residual, &weight],
+        &outputs,
+        // The skip form has no axis or stash_type: last axis, float32 statistics always.
+        vec![attr_float("epsilon", eps as f32)],
+    );
+    (sum_name.to_string(), s.path().to_string())
 }
 
-/// One pre-norm block: `h = x + attn(ln_1(x)); out = h + mlp(ln_2(h))`. With a past, also
-/// the layer's present key and value.
-fn block(
-    cx: &mut Ctx<'_, '_>,
-    layer: usize,
-    x: &str,
-    bias: &str,
-    past: Option<&(String, String)>,
-) -> (String, Option<(String, String)>) {
-    let s = Scope::root("h").pp(layer);
-    let ln_1 = rms_norm(cx, &s.pp("ln_1"), x);
-    let (attn, present) = attention(cx, layer, &s.pp("attn"), &ln_1, bias, past);
-    let h =
-        cx.g.op(Op::Add, s.name("residual_attn"), &[x, &attn], vec![]);
-    let ln_2 = rms_norm(cx, &s.pp("ln_2"), &h);
-    let mlp = mlp(cx, &s.pp("mlp"), &ln_2);
-    let out = cx.g.op(Op::Add, s.name("out"), &[&h, &mlp], vec![]);
-    (out, present)
+/// HF Conv1D: `x @ W + b` with W stored `[in, out]`; in 8-bit precision one `MatMulNBits`
+/// over the weight quantised in blocks along `in` (stored `[out, blocks, block]`).
+fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usize) -> String {
+    let bias = |cx: &mut Ctx<'_, '_>| cx.weight(&s.name("bias"), &[n_out]);
+    match cx.precision.matmul {
+        MatMulForm::Float32 => {
+            let weight = cx.weight(&s.name("weight"), &[n_in, n_out]);
+            let bias = bias(cx);
+            let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
+            cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
+        }
+        MatMulForm::Blocks8 {
+            block_size,
+            accuracy_level,
+        } => {
+            let (q, scales) = cx.int8_weight(&s.name("weight"), n_in, n_out, block_size);
+            let bias = bias(cx);
+            let attrs = vec![
+                attr_int("K", n_in as i64),
+                attr_int("N", n_out as i64),
+                attr_int("bits", 8),
+                attr_int("block_size", block_size as i64),
+                attr_int("accuracy_level", accuracy_level),
+            ];
+            let inputs = [x, &q, &scales, "", "", &bias];
+            cx.g.op(Op::MatMulNBits, s.path().to_string(), &inputs, attrs)
+        }
+    }
 }
 
 /// Causal self-attention with the precomputed additive bias.
@@ -308,6 +371,12 @@ fn attention(
         &names,
         vec![attr_int("axis", 2)],
     );
+    if cx.profile.attention != AttentionForm::MatMulSoftmax {
+        let ctx = fused_attention(cx, layer, s, &names, bias, past);
+        let out = conv1d(cx, &s.pp("c_proj"), &ctx.0, d, d);
+        return (out, ctx.1);
+    }
+    let g = &mut *cx.g;
     let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
     // q and v to [b, h, s, hd]. Without a past, k goes straight to [b, h, hd, s] so q·kᵀ is a
     // plain MatMul; with one, k stays [b, h, s, hd] (the cache layout) and is transposed after
@@ -399,9 +468,130 @@ fn mlp(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let (d, inner) = (cx.ckpt.config.n_embd, cx.ckpt.config.n_inner);
     let fc = conv1d(cx, &s.pp("c_fc"), x, d, inner);
     let g = &mut *cx.g;
-    let k = g.const_f32("const.quick_gelu", &[], &[1.702]);
-    let scaled = g.op(Op::Mul, s.name("act.scaled"), &[&fc, &k], vec![]);
-    let gate = g.op(Op::Sigmoid, s.name("act.gate"), &[&scaled], vec![]);
-    let act = g.op(Op::Mul, s.name("act"), &[&fc, &gate], vec![]);
+    let act = match cx.profile.activation {
+        ActivationForm::Decomposed => {
+            let k = g.const_f32("const.quick_gelu", &[], &[QUICK_GELU_ALPHA]);
+            let scaled = g.op(Op::Mul, s.name("act.scaled"), &[&fc, &k], vec![]);
+            let gate = g.op(Op::Sigmoid, s.name("act.gate"), &[&scaled], vec![]);
+            g.op(Op::Mul, s.name("act"), &[&fc, &gate], vec![])
+        }
+        ActivationForm::QuickGelu => g.op(
+            Op::QuickGelu,
+            s.name("act"),
+            &[&fc],
+            vec![attr_float("alpha", QUICK_GELU_ALPHA)],
+        ),
+    };
     conv1d(cx, &s.pp("c_proj"), &act, inner, d)
+}
+
+/// ONNX Runtime's fused attention over the split q, k, v `[batch, seq, n_embd]`, with the
+/// precomputed additive bias (so masks mean exactly what they mean in the portable graph) and,
+/// with a past, BNSH `past_key`/`past_value` in and `present.{layer}.*` out: the portable
+/// decoder's cache layout, so the decoder's inputs and outputs do not change.
+fn fused_attention(
+    cx: &mut Ctx<'_, '_>,
+    layer: usize,
+    s: &Scope,
+    qkv: &[String; 3],
+    bias: &str,
+    past: Option<&(String, String)>,
+) -> (String, Option<(String, String)>) {
+    let c = cx.ckpt.config.clone();
+    // HF divides by sqrt(head_dim) and by (layer + 1) when asked; the op multiplies once.
+    let mut scale = 1.0f64;
+    if c.scale_attn_weights {
+        scale /= (c.head_dim() as f64).sqrt();
+    }
+    if c.scale_attn_by_inverse_layer_idx {
+        scale /= (layer + 1) as f64;
+    }
+    let attrs = vec![
+        attr_int("num_heads", c.n_head as i64),
+        attr_float("scale", scale as f32),
+    ];
+    let name = s.name("context");
+    let (past_k, past_v) = past.map_or(("", ""), |(k, v)| (k.as_str(), v.as_str()));
+    let present = past.map(|_| {
+        (
+            format!("present.{layer}.key"),
+            format!("present.{layer}.value"),
+        )
+    });
+    let outputs = match &present {
+        Some((k, v)) => vec![name.clone(), k.clone(), v.clone()],
+        None => vec![name.clone()],
+    };
+    let [q, k, v] = qkv;
+    match cx.profile.attention {
+        AttentionForm::MultiHead | AttentionForm::MatMulSoftmax => {
+            let inputs = [q.as_str(), k, v, "", "", bias, past_k, past_v];
+            let used = if past.is_some() { 8 } else { 6 };
+            cx.g.op_multi(
+                Op::MultiHeadAttention,
+                &name,
+                &inputs[..used],
+                &outputs,
+                attrs,
+            );
+        }
+        AttentionForm::GroupQuery => {
+            let (seqlens, total) = gqa_lengths(cx, s, bias);
+            let mut attrs = attrs;
+            attrs.push(attr_int("kv_num_heads", c.n_head as i64));
+            // Presents are required outputs; without a past they are left unused.
+            let outputs = match &present {
+                Some(_) => outputs,
+                None => vec![name.clone(), s.name("present_key"), s.name("present_value")],
+            };
+            let inputs = [
+                q.as_str(),
+                k,
+                v,
+                past_k,
+                past_v,
+                &seqlens,
+                &total,
+                "",
+                "",
+                "",
+                bias,
+            ];
+            cx.g.op_multi(Op::GroupQueryAttention, &name, &inputs, &outputs, attrs);
+        }
+    }
+    (name, present)
+}
+
+/// `GroupQueryAttention`'s lengths from the bias `[batch, 1, seq, total]`: `seqlens_k` =
+/// total − 1 for every row (int32 `[batch]`; the bias already masks padding) and
+/// `total_sequence_length` (int32 scalar).
+fn gqa_lengths(cx: &mut Ctx<'_, '_>, s: &Scope, bias: &str) -> (String, String) {
+    let g = &mut *cx.g;
+    let int32 = || vec![attr_int("to", DataType::Int32.onnx() as i64)];
+    let batch = g.op(
+        Op::Shape,
+        s.name("batch"),
+        &[bias],
+        vec![attr_int("start", 0), attr_int("end", 1)],
+    );
+    let total = g.op(
+        Op::Shape,
+        s.name("total"),
+        &[bias],
+        vec![attr_int("start", 3)],
+    );
+    let one = g.const_i64("const.one_1d", &[1], &[1]);
+    let last = g.op(Op::Sub, s.name("last"), &[&total, &one], vec![]);
+    let rows = g.op(Op::Expand, s.name("rows"), &[&last, &batch], vec![]);
+    let seqlens = g.op(Op::Cast, s.name("seqlens_k"), &[&rows], int32());
+    let scalar = g.const_i64("const.shape_scalar", &[0], &[]);
+    let total = g.op(
+        Op::Reshape,
+        s.name("total_scalar"),
+        &[&total, &scalar],
+        vec![],
+    );
+    let total = g.op(Op::Cast, s.name("total_i32"), &[&total], int32());
+    (seqlens, total)
 }

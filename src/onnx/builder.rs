@@ -38,6 +38,7 @@ pub enum Op {
     Cast,
     Concat,
     Div,
+    Expand,
     Gather,
     Identity,
     MatMul,
@@ -54,12 +55,27 @@ pub enum Op {
     Transpose,
     Unsqueeze,
     Where,
+    // ONNX Runtime fused ops (DESIGN.md §7). `SimplifiedLayerNormalization` is registered in
+    // the default domain (opset 1), the rest in `com.microsoft`.
+    SimplifiedLayerNormalization,
+    SkipSimplifiedLayerNormalization,
+    QuickGelu,
+    MultiHeadAttention,
+    GroupQueryAttention,
+    MatMulNBits,
 }
 
 impl Op {
     /// The domain the op belongs to.
     pub fn domain(self) -> Domain {
-        Domain::Onnx
+        match self {
+            Op::SkipSimplifiedLayerNormalization
+            | Op::QuickGelu
+            | Op::MultiHeadAttention
+            | Op::GroupQueryAttention
+            | Op::MatMulNBits => Domain::Microsoft,
+            _ => Domain::Onnx,
+        }
     }
 
     /// The ONNX `op_type`.
@@ -69,6 +85,7 @@ impl Op {
             Op::Cast => "Cast",
             Op::Concat => "Concat",
             Op::Div => "Div",
+            Op::Expand => "Expand",
             Op::Gather => "Gather",
             Op::Identity => "Identity",
             Op::MatMul => "MatMul",
@@ -85,6 +102,12 @@ impl Op {
             Op::Transpose => "Transpose",
             Op::Unsqueeze => "Unsqueeze",
             Op::Where => "Where",
+            Op::SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
+            Op::SkipSimplifiedLayerNormalization => "SkipSimplifiedLayerNormalization",
+            Op::QuickGelu => "QuickGelu",
+            Op::MultiHeadAttention => "MultiHeadAttention",
+            Op::GroupQueryAttention => "GroupQueryAttention",
+            Op::MatMulNBits => "MatMulNBits",
         }
     }
 }
@@ -285,6 +308,16 @@ pub fn attr_int(name: &str, v: i64) -> AttributeProto {
         name: name.into(),
         r#type: Some(attribute_type::INT),
         i: Some(v),
+        ..Default::default()
+    }
+}
+
+/// A FLOAT attribute.
+pub fn attr_float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: Some(attribute_type::FLOAT),
+        f: Some(v),
         ..Default::default()
     }
 }
