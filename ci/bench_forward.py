@@ -26,6 +26,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer", required=True, help="label of the graph ratios are against")
+    ap.add_argument("--external", action="append", default=[],
+                    help="label=median seconds measured outside (tract), shown with its ratio")
     ap.add_argument("graphs", nargs="+", help="label=path")
     a = ap.parse_args()
     graphs = dict(g.split("=", 1) for g in a.graphs)
@@ -51,6 +53,8 @@ def main():
         mx, cos, agree, kl = accuracy(logits[k], logits[a.peer])
         print(f"{k:<12} {med:>9.3f} {min(times[k]):>7.3f} {peer / med:>6.2f}x  "
               f"{mx:>8.2e} {cos:>9.6f} {agree:>6.1%} {kl:>9.2e}")
+    for label, sec in (e.split("=", 1) for e in a.external):
+        print(f"{label:<12} {float(sec):>9.3f} {'':>7} {peer / float(sec):>6.2f}x  (own runs)")
 
 
 if __name__ == "__main__":

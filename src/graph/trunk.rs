@@ -371,7 +371,7 @@ fn attention(
         &names,
         vec![attr_int("axis", 2)],
     );
-    if cx.profile.attention != AttentionForm::MatMulSoftmax {
+    if cx.profile.attention == AttentionForm::MultiHead {
         let ctx = fused_attention(cx, layer, s, &names, bias, past);
         let out = conv1d(cx, &s.pp("c_proj"), &ctx.0, d, d);
         return (out, ctx.1);
@@ -485,7 +485,7 @@ fn mlp(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     conv1d(cx, &s.pp("c_proj"), &act, inner, d)
 }
 
-/// ONNX Runtime's fused attention over the split q, k, v `[batch, seq, n_embd]`, with the
+/// ONNX Runtime's `MultiHeadAttention` over the split q, k, v `[batch, seq, n_embd]`, with the
 /// precomputed additive bias (so masks mean exactly what they mean in the portable graph) and,
 /// with a past, BNSH `past_key`/`past_value` in and `present.{layer}.*` out: the portable
 /// decoder's cache layout, so the decoder's inputs and outputs do not change.
@@ -497,7 +497,7 @@ fn fused_attention(
     bias: &str,
     past: Option<&(String, String)>,
 ) -> (String, Option<(String, String)>) {
-    let c = cx.ckpt.config.clone();
+    let c = &cx.ckpt.config;
     // HF divides by sqrt(head_dim) and by (layer + 1) when asked; the op multiplies once.
     let mut scale = 1.0f64;
     if c.scale_attn_weights {
@@ -523,75 +523,15 @@ fn fused_attention(
         None => vec![name.clone()],
     };
     let [q, k, v] = qkv;
-    match cx.profile.attention {
-        AttentionForm::MultiHead | AttentionForm::MatMulSoftmax => {
-            let inputs = [q.as_str(), k, v, "", "", bias, past_k, past_v];
-            let used = if past.is_some() { 8 } else { 6 };
-            cx.g.op_multi(
-                Op::MultiHeadAttention,
-                &name,
-                &inputs[..used],
-                &outputs,
-                attrs,
-            );
-        }
-        AttentionForm::GroupQuery => {
-            let (seqlens, total) = gqa_lengths(cx, s, bias);
-            let mut attrs = attrs;
-            attrs.push(attr_int("kv_num_heads", c.n_head as i64));
-            // Presents are required outputs; without a past they are left unused.
-            let outputs = match &present {
-                Some(_) => outputs,
-                None => vec![name.clone(), s.name("present_key"), s.name("present_value")],
-            };
-            let inputs = [
-                q.as_str(),
-                k,
-                v,
-                past_k,
-                past_v,
-                &seqlens,
-                &total,
-                "",
-                "",
-                "",
-                bias,
-            ];
-            cx.g.op_multi(Op::GroupQueryAttention, &name, &inputs, &outputs, attrs);
-        }
-    }
+    // Inputs: q, k, v, (packed bias), (key_padding_mask), attention_bias, past_key, past_value.
+    let inputs = [q.as_str(), k, v, "", "", bias, past_k, past_v];
+    let used = if past.is_some() { 8 } else { 6 };
+    cx.g.op_multi(
+        Op::MultiHeadAttention,
+        &name,
+        &inputs[..used],
+        &outputs,
+        attrs,
+    );
     (name, present)
-}
-
-/// `GroupQueryAttention`'s lengths from the bias `[batch, 1, seq, total]`: `seqlens_k` =
-/// total − 1 for every row (int32 `[batch]`; the bias already masks padding) and
-/// `total_sequence_length` (int32 scalar).
-fn gqa_lengths(cx: &mut Ctx<'_, '_>, s: &Scope, bias: &str) -> (String, String) {
-    let g = &mut *cx.g;
-    let int32 = || vec![attr_int("to", DataType::Int32.onnx() as i64)];
-    let batch = g.op(
-        Op::Shape,
-        s.name("batch"),
-        &[bias],
-        vec![attr_int("start", 0), attr_int("end", 1)],
-    );
-    let total = g.op(
-        Op::Shape,
-        s.name("total"),
-        &[bias],
-        vec![attr_int("start", 3)],
-    );
-    let one = g.const_i64("const.one_1d", &[1], &[1]);
-    let last = g.op(Op::Sub, s.name("last"), &[&total, &one], vec![]);
-    let rows = g.op(Op::Expand, s.name("rows"), &[&last, &batch], vec![]);
-    let seqlens = g.op(Op::Cast, s.name("seqlens_k"), &[&rows], int32());
-    let scalar = g.const_i64("const.shape_scalar", &[0], &[]);
-    let total = g.op(
-        Op::Reshape,
-        s.name("total_scalar"),
-        &[&total, &scalar],
-        vec![],
-    );
-    let total = g.op(Op::Cast, s.name("total_i32"), &[&total], int32());
-    (seqlens, total)
 }

@@ -38,7 +38,6 @@ pub enum Op {
     Cast,
     Concat,
     Div,
-    Expand,
     Gather,
     Identity,
     MatMul,
@@ -61,7 +60,6 @@ pub enum Op {
     SkipSimplifiedLayerNormalization,
     QuickGelu,
     MultiHeadAttention,
-    GroupQueryAttention,
     MatMulNBits,
 }
 
@@ -72,7 +70,6 @@ impl Op {
             Op::SkipSimplifiedLayerNormalization
             | Op::QuickGelu
             | Op::MultiHeadAttention
-            | Op::GroupQueryAttention
             | Op::MatMulNBits => Domain::Microsoft,
             _ => Domain::Onnx,
         }
@@ -85,7 +82,6 @@ impl Op {
             Op::Cast => "Cast",
             Op::Concat => "Concat",
             Op::Div => "Div",
-            Op::Expand => "Expand",
             Op::Gather => "Gather",
             Op::Identity => "Identity",
             Op::MatMul => "MatMul",
@@ -106,7 +102,6 @@ impl Op {
             Op::SkipSimplifiedLayerNormalization => "SkipSimplifiedLayerNormalization",
             Op::QuickGelu => "QuickGelu",
             Op::MultiHeadAttention => "MultiHeadAttention",
-            Op::GroupQueryAttention => "GroupQueryAttention",
             Op::MatMulNBits => "MatMulNBits",
         }
     }
