@@ -1,7 +1,9 @@
-//! ImageGPT as an ONNX graph: one trunk emitter ([`trunk`]) shared by every head, heads
-//! ([`heads`]) that add only their tail, and profiles ([`profile`]) as data the emitters read.
+//! ImageGPT as an ONNX graph: one trunk emitter ([`trunk`], with [`attention`]) shared by
+//! every head, heads ([`heads`]) that add only their tail, and profiles and precisions
+//! ([`profile`]) as data the emitters read.
 //! Math: HF `modeling_imagegpt.py` (DESIGN.md §2).
 
+pub mod attention;
 pub mod heads;
 pub mod profile;
 pub mod trunk;
