@@ -109,3 +109,25 @@ fn int8_in_the_portable_profile_is_refused_by_name() {
     );
     assert_eq!(std::fs::read_dir(tmp.path()).expect("dir").count(), 0);
 }
+
+#[test]
+fn cli_quantize_without_the_ort_profile_exits_2_with_one_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let weights = common::fixture("causal-lm").join("model");
+    let (code, stdout, stderr) = common::cli(&[
+        "export",
+        "--weights",
+        weights.to_str().expect("utf-8 path"),
+        "--quantize",
+        "int8",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(
+        stderr,
+        "error: export failed: int8 weights are not available in the portable profile (they need ONNX Runtime's MatMulNBits: use --profile ort)\n"
+    );
+    assert!(!out.exists(), "nothing written");
+}
