@@ -95,13 +95,18 @@ pub struct Int8Blocks<'w> {
 
 impl TensorSource for Int8Blocks<'_> {
     fn write_to(&self, out: &mut BufWriter<File>) -> Result<u64, SourceError> {
+        // The checkpoint checked this shape when it opened; checked again here because the
+        // loop below indexes by it.
+        self.store.require(&self.name, &[self.n_in, self.n_out])?;
         let w = self.store.read_f32(&self.name)?;
         let blocks = self.n_in.div_ceil(self.block);
         let mut column = vec![0f32; blocks * self.block];
-        let mut bytes = Vec::with_capacity(match self.part {
-            BlockPart::Quantized => self.n_out * column.len(),
-            BlockPart::Scales => self.n_out * blocks * 4,
-        });
+        // Only a capacity hint: the writer checks the count against the declared shape.
+        let per_column = match self.part {
+            BlockPart::Quantized => column.len(),
+            BlockPart::Scales => blocks * 4,
+        };
+        let mut bytes = Vec::with_capacity(self.n_out.checked_mul(per_column).unwrap_or(0));
         for n in 0..self.n_out {
             for (k, c) in column.iter_mut().take(self.n_in).enumerate() {
                 *c = w[k * self.n_out + n];
