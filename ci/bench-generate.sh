@@ -24,7 +24,9 @@ if [ ! -x "$py" ]; then
 fi
 ./ci/setup.sh
 . ci/lib.sh
-bin=$(igpt_bin release)
+# The dev profile by default (the decoding loop is ONNX Runtime bound; its library is the same
+# prebuilt one in every profile): PROFILE=release to time a release build.
+bin=$(igpt_bin "${PROFILE:-dev}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin" random-checkpoint --variant "$SIZE" --seed 0 --out "$work/ckpt" >/dev/null

@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, Head};
-use crate::graph::{self, BuiltGraph, GraphOptions, Profile};
+use crate::graph::{self, BuiltGraph, GraphOptions, Precision, Profile};
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
 
@@ -30,6 +30,11 @@ pub enum ExportError {
         head: &'static str,
         weight: &'static str,
     },
+    #[error("{precision} weights are not available in the {profile} profile (they need ONNX Runtime's MatMulNBits: use --profile ort)")]
+    PrecisionUnavailable {
+        precision: &'static str,
+        profile: &'static str,
+    },
 }
 
 /// How to export.
@@ -37,6 +42,8 @@ pub enum ExportError {
 pub struct ExportOptions {
     pub graph: GraphOptions,
     pub profile: Profile,
+    /// How the block matrices are stored (`--quantize`); must fit the profile.
+    pub precision: Precision,
     /// Put weights in `<head>.onnx.data` even when the model would fit inline.
     pub force_external_data: bool,
 }
@@ -46,6 +53,7 @@ impl Default for ExportOptions {
         Self {
             graph: GraphOptions::default(),
             profile: Profile::Portable,
+            precision: Precision::Float32,
             force_external_data: false,
         }
     }
@@ -70,6 +78,12 @@ pub fn export(
     out_dir: &Path,
     opts: &ExportOptions,
 ) -> Result<Vec<Exported>, ExportError> {
+    if !opts.precision.fits(opts.profile) {
+        return Err(ExportError::PrecisionUnavailable {
+            precision: opts.precision.name(),
+            profile: opts.profile.name(),
+        });
+    }
     for &head in heads {
         if let Some(weight) = head.weight_name() {
             if ckpt.weights.get(weight).is_none() {
@@ -107,7 +121,7 @@ pub fn export(
         let mut staged: Vec<(Staged, Exported)> = Vec::with_capacity(heads.len());
         for (&head, target) in heads.iter().zip(&targets) {
             let start = Instant::now();
-            let built = graph::build(ckpt, head, opts.profile, opts.graph)?;
+            let built = graph::build_in(ckpt, head, opts.profile, opts.precision, opts.graph)?;
             let weight_bytes = built
                 .initializers
                 .iter()
@@ -194,6 +208,10 @@ fn provenance(
     }
     if carried_sums != "{}" {
         source.push(("igpt_onnx.carried_sha256", carried_sums.to_string()));
+    }
+    // Float32 graphs carry no precision entry.
+    if opts.precision != Precision::Float32 {
+        source.push(("igpt_onnx.precision", opts.precision.name().to_string()));
     }
     if head == Head::Classifier {
         source.push(("igpt_onnx.id2label", ckpt.config.id2label_json()));

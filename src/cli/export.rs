@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 
 use igpt_onnx::export::{self, ExportOptions};
-use igpt_onnx::graph::{GraphOptions, Profile};
+use igpt_onnx::graph::{GraphOptions, Precision, Profile};
 use igpt_onnx::{Checkpoint, Head, Variant};
 
 /// `--head`: one head, or every head the checkpoint has weights for.
@@ -72,6 +72,9 @@ pub struct Args {
     /// Store weights in <head>.onnx.data even when they would fit inline.
     #[arg(long)]
     external_data: bool,
+    /// Weight-only 8-bit block matrices (MatMulNBits; needs --profile ort).
+    #[arg(long, value_parser = ["int8"])]
+    quantize: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -101,6 +104,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             hidden_states: a.hidden_states,
         },
         profile: a.profile,
+        precision: match a.quantize {
+            Some(_) => Precision::Int8,
+            None => Precision::Float32,
+        },
         force_external_data: a.external_data,
     };
     let done = export::export(&ckpt, &heads, &a.out, &opts).context("export failed")?;

@@ -1,14 +1,16 @@
-//! ImageGPT as an ONNX graph: one trunk emitter ([`trunk`]) shared by every head, heads
-//! ([`heads`]) that add only their tail, and profiles ([`profile`]) as data the emitters read.
+//! ImageGPT as an ONNX graph: one trunk emitter ([`trunk`], with [`attention`]) shared by
+//! every head, heads ([`heads`]) that add only their tail, and profiles and precisions
+//! ([`profile`]) as data the emitters read.
 //! Math: HF `modeling_imagegpt.py` (DESIGN.md §2).
 
+pub mod attention;
 pub mod heads;
 pub mod profile;
 pub mod trunk;
 
-pub use profile::{Profile, ProfileSpec, PROFILES};
+pub use profile::{Precision, PrecisionSpec, Profile, ProfileSpec, PRECISIONS, PROFILES};
 
-use crate::checkpoint::source::Float32;
+use crate::checkpoint::source::{BlockPart, Float32, Int8Blocks};
 use crate::checkpoint::{Checkpoint, Head, WeightsError};
 use crate::onnx::proto::GraphProto;
 use crate::onnx::{DataType, Domain, GraphBuilder, Initializer};
@@ -35,6 +37,7 @@ pub struct Ctx<'a, 'w> {
     pub g: &'a mut GraphBuilder<'w>,
     pub ckpt: &'w Checkpoint,
     pub profile: &'static ProfileSpec,
+    pub precision: &'static PrecisionSpec,
     pub past: bool,
 }
 
@@ -49,6 +52,42 @@ impl<'w> Ctx<'_, 'w> {
         self.g
             .initializer(name, DataType::Float32, dims, Box::new(source))
     }
+
+    /// A Conv1D weight `[n_in, n_out]` as `MatMulNBits` 8-bit blocks: the quantised matrix
+    /// `[n_out, blocks, block]` (uint8, zero point 128) and its scales `[n_out, blocks]`.
+    pub fn int8_weight(
+        &mut self,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+        block: usize,
+    ) -> (String, String) {
+        let blocks = n_in.div_ceil(block);
+        let part = |part| {
+            Box::new(Int8Blocks {
+                store: &self.ckpt.weights,
+                name: name.to_string(),
+                n_in,
+                n_out,
+                block,
+                part,
+            })
+        };
+        let (q, scales) = (part(BlockPart::Quantized), part(BlockPart::Scales));
+        let q = self.g.initializer(
+            &format!("{name}.int8"),
+            DataType::UInt8,
+            &[n_out, blocks, block],
+            q,
+        );
+        let scales = self.g.initializer(
+            &format!("{name}.scales"),
+            DataType::Float32,
+            &[n_out, blocks],
+            scales,
+        );
+        (q, scales)
+    }
 }
 
 /// A graph ready for the writer: nodes and I/O, initializers streamed separately, and the
@@ -60,11 +99,23 @@ pub struct BuiltGraph<'w> {
     pub opsets: Vec<(&'static str, i64)>,
 }
 
-/// Emits `head` of `ckpt` in `profile`.
+/// Emits `head` of `ckpt` in `profile`, float32.
 pub fn build<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
     profile: Profile,
+    opts: GraphOptions,
+) -> Result<BuiltGraph<'w>, WeightsError> {
+    build_in(ckpt, head, profile, Precision::Float32, opts)
+}
+
+/// Emits `head` of `ckpt` in `profile` and `precision` (the caller checked that the two fit:
+/// [`Precision::fits`]).
+pub fn build_in<'w>(
+    ckpt: &'w Checkpoint,
+    head: Head,
+    profile: Profile,
+    precision: Precision,
     opts: GraphOptions,
 ) -> Result<BuiltGraph<'w>, WeightsError> {
     let spec = profile.spec();
@@ -73,6 +124,7 @@ pub fn build<'w>(
         g: &mut g,
         ckpt,
         profile: spec,
+        precision: precision.spec(),
         past: head == Head::Decoder,
     };
     let trunk = trunk::emit(&mut cx);

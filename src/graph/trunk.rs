@@ -1,12 +1,15 @@
 //! The trunk every head shares (HF `ImageGPTModel`): embeddings, `n_layer` pre-norm blocks,
-//! `ln_f`. Node and value names follow the checkpoint's (`h.3.attn.c_proj`).
+//! `ln_f`, the norms, Conv1D (float32 or 8-bit blocks) and the MLP; attention is in
+//! [`super::attention`]. Node and value names follow the checkpoint's (`h.3.attn.c_proj`).
 //!
 //! With a past (the decoder), the same emitters take `position_ids` and per-layer
 //! `past_key_values`, offset the causal mask by the past length and return the `present`
 //! key/values; without one, the graph is the plain forward.
 
+use super::attention::{attention, attention_bias, attention_bias_with_past};
+use super::profile::{ActivationForm, MatMulForm, NormForm};
 use super::{Ctx, BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUENCE};
-use crate::onnx::builder::{attr_int, attr_ints};
+use crate::onnx::builder::{attr_float, attr_int, attr_ints};
 use crate::onnx::{DataType, Dim, Op, Scope};
 
 /// What the trunk leaves for the heads.
@@ -20,8 +23,8 @@ pub struct Trunk {
     pub presents: Vec<(String, String)>,
 }
 
-/// The value torch writes for masked scores: `torch.finfo(float32).min`, not -inf.
-const MASK_VALUE: f32 = f32::MIN;
+/// quick_gelu's `x * sigmoid(alpha x)`.
+const QUICK_GELU_ALPHA: f32 = 1.702;
 
 /// Per-layer past inputs, when the trunk has a past.
 struct Past {
@@ -68,20 +71,30 @@ pub fn emit(cx: &mut Ctx<'_, '_>) -> Trunk {
             (x, attention_bias_with_past(cx, &seq, &mask))
         }
     };
+    // The residual stream `x` and, one step behind, the norm that reads it: every norm after
+    // the first also absorbs the residual add before it (fused in the ort profile).
     let mut states = vec![x.clone()];
     let mut presents = Vec::new();
     let mut x = x;
+    let mut normed = rms_norm(cx, &Scope::root("h").pp(0).pp("ln_1"), &x);
     for i in 0..c.n_layer {
         let layer_past = past.as_ref().map(|(_, p)| &p.keys_values[i]);
-        let (out, present) = block(cx, i, &x, &bias, layer_past);
-        x = out;
+        let s = Scope::root("h").pp(i);
+        let (attn, present) = attention(cx, i, &s.pp("attn"), &normed, &bias, layer_past);
         presents.extend(present);
+        let (h, ln_2) = add_norm(cx, &s.pp("ln_2"), &s.name("residual_attn"), &x, &attn);
+        let mlp = mlp(cx, &s.pp("mlp"), &ln_2);
+        let next = if i + 1 < c.n_layer {
+            Scope::root("h").pp(i + 1).pp("ln_1")
+        } else {
+            Scope::root("ln_f")
+        };
+        (x, normed) = add_norm(cx, &next, &s.name("out"), &h, &mlp);
         states.push(x.clone());
     }
-    let last = rms_norm(cx, &Scope::root("ln_f"), &x);
-    states[c.n_layer] = last.clone();
+    states[c.n_layer] = normed.clone();
     Trunk {
-        last_hidden_state: last,
+        last_hidden_state: normed,
         hidden_states: states,
         presents,
     }
@@ -121,8 +134,8 @@ fn embeddings(cx: &mut Ctx<'_, '_>, ids: &str, positions: Positions<'_>) -> Stri
 }
 
 /// The sequence length as a 1-D tensor, as `Slice` takes it.
-struct SeqLen {
-    as_1d: String,
+pub(super) struct SeqLen {
+    pub(super) as_1d: String,
 }
 
 fn sequence_length(cx: &mut Ctx<'_, '_>, ids: &str) -> SeqLen {
@@ -134,115 +147,24 @@ fn sequence_length(cx: &mut Ctx<'_, '_>, ids: &str) -> SeqLen {
     }
 }
 
-/// The additive attention bias `[batch, 1, seq, seq]`, computed once for all layers:
-/// `where(causal, 0, MIN) + (1 - mask) * MIN`.
-///
-/// HF computes `where(causal, w, MIN) + (1 - mask) * MIN` per layer. Adding one precomputed bias
-/// gives the same floats: a masked score `w + MIN` rounds to `MIN` (|w| is far below MIN's ulp),
-/// and a causally masked padded key is `MIN + MIN = -inf` either way. The causal part is sliced
-/// from a lower-triangular `[n_positions, n_positions]` bool constant, as HF slices its `bias`
-/// buffer: index arithmetic with `Range` on a symbolic length is mis-planned by tract 0.23.
-fn attention_bias(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
-    let s = Scope::root("attn_bias");
-    let tril = causal_constant(cx);
-    let g = &mut *cx.g;
-    let zeros = g.const_i64("const.zeros_2", &[2], &[0, 0]);
-    let axes = g.const_i64("const.axes_0_1", &[2], &[0, 1]);
-    let ends = g.op(
-        Op::Concat,
-        s.name("ends"),
-        &[&seq.as_1d, &seq.as_1d],
-        vec![attr_int("axis", 0)],
-    );
-    let allowed = g.op(
-        Op::Slice,
-        s.name("causal"),
-        &[&tril, &zeros, &ends, &axes],
-        vec![],
-    );
-    bias_from(cx, &s, &allowed, mask)
-}
-
-/// With a past: query `t` of this step is position `past + t` and sees keys `0..=past + t`.
-/// The rows `[total - seq, total)` and columns `[0, total)` of the triangle, where `total` is
-/// the mask's length (past + seq), again by `Slice`.
-fn attention_bias_with_past(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
-    let s = Scope::root("attn_bias");
-    let tril = causal_constant(cx);
-    let g = &mut *cx.g;
-    let mask_shape = g.op(Op::Shape, s.name("mask_shape"), &[mask], vec![]);
-    let one_1d = g.const_i64("const.one_1d", &[1], &[1]);
-    let total = g.op(
-        Op::Gather,
-        "total_sequence_length",
-        &[&mask_shape, &one_1d],
-        vec![],
-    );
-    let past = g.op(
-        Op::Sub,
-        "past_sequence_length",
-        &[&total, &seq.as_1d],
-        vec![],
-    );
-    let zero = g.const_i64("const.zero_1d", &[1], &[0]);
-    let starts = g.op(
-        Op::Concat,
-        s.name("starts"),
-        &[&past, &zero],
-        vec![attr_int("axis", 0)],
-    );
-    let ends = g.op(
-        Op::Concat,
-        s.name("ends"),
-        &[&total, &total],
-        vec![attr_int("axis", 0)],
-    );
-    let axes = g.const_i64("const.axes_0_1", &[2], &[0, 1]);
-    let allowed = g.op(
-        Op::Slice,
-        s.name("causal"),
-        &[&tril, &starts, &ends, &axes],
-        vec![],
-    );
-    bias_from(cx, &s, &allowed, mask)
-}
-
-/// The lower-triangular `[n_positions, n_positions]` bool constant.
-fn causal_constant(cx: &mut Ctx<'_, '_>) -> String {
-    let n = cx.ckpt.config.n_positions;
-    let tril: Vec<u8> = (0..n * n).map(|i| u8::from(i % n <= i / n)).collect();
-    cx.g.const_bool("causal_mask", &[n, n], tril)
-}
-
-/// `where(allowed, 0, MIN) + (1 - mask) * MIN`, the mask broadcast over heads and queries.
-fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> String {
-    let g = &mut *cx.g;
-    let fzero = g.const_f32("const.f_zero", &[], &[0.0]);
-    let fmin = g.const_f32("const.f_mask", &[], &[MASK_VALUE]);
-    let fone = g.const_f32("const.f_one", &[], &[1.0]);
-    let causal = g.op(
-        Op::Where,
-        s.name("causal_bias"),
-        &[allowed, &fzero, &fmin],
-        vec![],
-    );
-    let maskf = g.op(
-        Op::Cast,
-        s.name("mask_f32"),
-        &[mask],
-        vec![attr_int("to", DataType::Float32.onnx() as i64)],
-    );
-    let inv = g.op(Op::Sub, s.name("mask_inv"), &[&fone, &maskf], vec![]);
-    let pad = g.op(Op::Mul, s.name("pad"), &[&inv, &fmin], vec![]);
-    let axes12 = g.const_i64("const.axes_1_2", &[2], &[1, 2]);
-    let pad4 = g.op(Op::Unsqueeze, s.name("pad_4d"), &[&pad, &axes12], vec![]);
-    g.op(Op::Add, s.path().to_string(), &[&causal, &pad4], vec![])
-}
-
 /// ImageGPTLayerNorm: `x / sqrt(mean(x², -1) + eps) * weight` — RMS norm, no bias.
 fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let (d, eps) = (cx.ckpt.config.n_embd, cx.ckpt.config.layer_norm_epsilon);
     let weight = cx.weight(&s.name("weight"), &[d]);
+    if cx.profile.norm == NormForm::Fused {
+        let attrs = vec![
+            attr_int("axis", -1),
+            attr_float("epsilon", eps as f32),
+            attr_int("stash_type", 1),
+        ];
+        let g = &mut *cx.g;
+        return g.op(
+            Op::SimplifiedLayerNormalization,
+            s.path().to_string(),
+            &[x, &weight],
+            attrs,
+        );
+    }
     let g = &mut *cx.g;
     let eps = g.const_f32(&s.name("eps"), &[], &[eps as f32]);
     let sq = g.op(Op::Mul, s.name("square"), &[x, x], vec![]);
@@ -258,140 +180,73 @@ fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     g.op(Op::Mul, s.path().to_string(), &[&normed, &weight], vec![])
 }
 
-/// HF Conv1D: `x @ W + b` with W stored `[in, out]`.
-fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usize) -> String {
-    let weight = cx.weight(&s.name("weight"), &[n_in, n_out]);
-    let bias = cx.weight(&s.name("bias"), &[n_out]);
-    let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
-    cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
+/// `sum = residual + delta` (named `sum_name`) and the norm of it (named by `s`): one
+/// `SkipSimplifiedLayerNormalization` in the fused form, whose fourth output is the sum.
+fn add_norm(
+    cx: &mut Ctx<'_, '_>,
+    s: &Scope,
+    sum_name: &str,
+    residual: &str,
+    delta: &str,
+) -> (String, String) {
+    if cx.profile.norm == NormForm::Decomposed {
+        let sum = cx.g.op(Op::Add, sum_name, &[residual, delta], vec![]);
+        let normed = rms_norm(cx, s, &sum);
+        return (sum, normed);
+    }
+    let (d, eps) = (cx.ckpt.config.n_embd, cx.ckpt.config.layer_norm_epsilon);
+    let weight = cx.weight(&s.name("weight"), &[d]);
+    let outputs = [
+        s.path().to_string(),
+        String::new(),
+        String::new(),
+        sum_name.to_string(),
+    ];
+    cx.g.op_multi(
+        Op::SkipSimplifiedLayerNormalization,
+        s.path(),
+        &[delta, residual, &weight],
+        &outputs,
+        // The skip form has no axis or stash_type: last axis, float32 statistics always.
+        vec![attr_float("epsilon", eps as f32)],
+    );
+    (sum_name.to_string(), s.path().to_string())
 }
 
-/// One pre-norm block: `h = x + attn(ln_1(x)); out = h + mlp(ln_2(h))`. With a past, also
-/// the layer's present key and value.
-fn block(
+/// HF Conv1D: `x @ W + b` with W stored `[in, out]`; in 8-bit precision one `MatMulNBits`
+/// over the weight quantised in blocks along `in` (stored `[out, blocks, block]`).
+pub(super) fn conv1d(
     cx: &mut Ctx<'_, '_>,
-    layer: usize,
-    x: &str,
-    bias: &str,
-    past: Option<&(String, String)>,
-) -> (String, Option<(String, String)>) {
-    let s = Scope::root("h").pp(layer);
-    let ln_1 = rms_norm(cx, &s.pp("ln_1"), x);
-    let (attn, present) = attention(cx, layer, &s.pp("attn"), &ln_1, bias, past);
-    let h =
-        cx.g.op(Op::Add, s.name("residual_attn"), &[x, &attn], vec![]);
-    let ln_2 = rms_norm(cx, &s.pp("ln_2"), &h);
-    let mlp = mlp(cx, &s.pp("mlp"), &ln_2);
-    let out = cx.g.op(Op::Add, s.name("out"), &[&h, &mlp], vec![]);
-    (out, present)
-}
-
-/// Causal self-attention with the precomputed additive bias.
-fn attention(
-    cx: &mut Ctx<'_, '_>,
-    layer: usize,
     s: &Scope,
     x: &str,
-    bias: &str,
-    past: Option<&(String, String)>,
-) -> (String, Option<(String, String)>) {
-    let c = cx.ckpt.config.clone();
-    let (d, h, hd) = (c.n_embd, c.n_head, c.head_dim());
-    let qkv = conv1d(cx, &s.pp("c_attn"), x, d, 3 * d);
-    let g = &mut *cx.g;
-    let split = g.const_i64("const.split_qkv", &[3], &[d as i64; 3]);
-    let names = [s.name("q"), s.name("k"), s.name("v")];
-    g.op_multi(
-        Op::Split,
-        &s.name("split"),
-        &[&qkv, &split],
-        &names,
-        vec![attr_int("axis", 2)],
-    );
-    let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
-    // q and v to [b, h, s, hd]. Without a past, k goes straight to [b, h, hd, s] so q·kᵀ is a
-    // plain MatMul; with one, k stays [b, h, s, hd] (the cache layout) and is transposed after
-    // the past is prepended.
-    let k_perm = if past.is_some() {
-        [0, 2, 1, 3]
-    } else {
-        [0, 2, 3, 1]
-    };
-    let mut heads = Vec::with_capacity(3);
-    for (name, perm) in names.iter().zip([[0, 2, 1, 3], k_perm, [0, 2, 1, 3]]) {
-        let r = g.op(
-            Op::Reshape,
-            format!("{name}.heads"),
-            &[name, &heads_shape],
-            vec![],
-        );
-        heads.push(g.op(
-            Op::Transpose,
-            format!("{name}.transposed"),
-            &[&r],
-            vec![attr_ints("perm", &perm)],
-        ));
+    n_in: usize,
+    n_out: usize,
+) -> String {
+    let bias = |cx: &mut Ctx<'_, '_>| cx.weight(&s.name("bias"), &[n_out]);
+    match cx.precision.matmul {
+        MatMulForm::Float32 => {
+            let weight = cx.weight(&s.name("weight"), &[n_in, n_out]);
+            let bias = bias(cx);
+            let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
+            cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
+        }
+        MatMulForm::Blocks8 {
+            block_size,
+            accuracy_level,
+        } => {
+            let (q, scales) = cx.int8_weight(&s.name("weight"), n_in, n_out, block_size);
+            let bias = bias(cx);
+            let attrs = vec![
+                attr_int("K", n_in as i64),
+                attr_int("N", n_out as i64),
+                attr_int("bits", 8),
+                attr_int("block_size", block_size as i64),
+                attr_int("accuracy_level", accuracy_level),
+            ];
+            let inputs = [x, &q, &scales, "", "", &bias];
+            cx.g.op(Op::MatMulNBits, s.path().to_string(), &inputs, attrs)
+        }
     }
-    let mut present = None;
-    if let Some((past_k, past_v)) = past {
-        let key = g.op(
-            Op::Concat,
-            format!("present.{layer}.key"),
-            &[past_k, &heads[1]],
-            vec![attr_int("axis", 2)],
-        );
-        let value = g.op(
-            Op::Concat,
-            format!("present.{layer}.value"),
-            &[past_v, &heads[2]],
-            vec![attr_int("axis", 2)],
-        );
-        heads[1] = g.op(
-            Op::Transpose,
-            s.name("k.all_transposed"),
-            &[&key],
-            vec![attr_ints("perm", &[0, 1, 3, 2])],
-        );
-        heads[2] = value.clone();
-        present = Some((key, value));
-    }
-    let mut scores = g.op(
-        Op::MatMul,
-        s.name("scores"),
-        &[&heads[0], &heads[1]],
-        vec![],
-    );
-    // Two divisions, as HF does them, so the floats match.
-    if c.scale_attn_weights {
-        let k = g.const_f32("const.sqrt_head_dim", &[], &[(hd as f64).sqrt() as f32]);
-        scores = g.op(Op::Div, s.name("scaled"), &[&scores, &k], vec![]);
-    }
-    if c.scale_attn_by_inverse_layer_idx {
-        let k = g.const_f32(&s.name("layer_scale"), &[], &[(layer + 1) as f32]);
-        scores = g.op(Op::Div, s.name("layer_scaled"), &[&scores, &k], vec![]);
-    }
-    let masked = g.op(Op::Add, s.name("masked"), &[&scores, bias], vec![]);
-    let probs = g.op(
-        Op::Softmax,
-        s.name("probs"),
-        &[&masked],
-        vec![attr_int("axis", -1)],
-    );
-    let ctx = g.op(Op::MatMul, s.name("context"), &[&probs, &heads[2]], vec![]);
-    let ctx_t = g.op(
-        Op::Transpose,
-        s.name("context.transposed"),
-        &[&ctx],
-        vec![attr_ints("perm", &[0, 2, 1, 3])],
-    );
-    let merged_shape = g.const_i64("const.shape_merged", &[3], &[0, 0, d as i64]);
-    let merged = g.op(
-        Op::Reshape,
-        s.name("merged"),
-        &[&ctx_t, &merged_shape],
-        vec![],
-    );
-    (conv1d(cx, &s.pp("c_proj"), &merged, d, d), present)
 }
 
 /// `c_proj(quick_gelu(c_fc(x)))`, quick_gelu = `x * sigmoid(1.702 x)`.
@@ -399,9 +254,19 @@ fn mlp(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let (d, inner) = (cx.ckpt.config.n_embd, cx.ckpt.config.n_inner);
     let fc = conv1d(cx, &s.pp("c_fc"), x, d, inner);
     let g = &mut *cx.g;
-    let k = g.const_f32("const.quick_gelu", &[], &[1.702]);
-    let scaled = g.op(Op::Mul, s.name("act.scaled"), &[&fc, &k], vec![]);
-    let gate = g.op(Op::Sigmoid, s.name("act.gate"), &[&scaled], vec![]);
-    let act = g.op(Op::Mul, s.name("act"), &[&fc, &gate], vec![]);
+    let act = match cx.profile.activation {
+        ActivationForm::Decomposed => {
+            let k = g.const_f32("const.quick_gelu", &[], &[QUICK_GELU_ALPHA]);
+            let scaled = g.op(Op::Mul, s.name("act.scaled"), &[&fc, &k], vec![]);
+            let gate = g.op(Op::Sigmoid, s.name("act.gate"), &[&scaled], vec![]);
+            g.op(Op::Mul, s.name("act"), &[&fc, &gate], vec![])
+        }
+        ActivationForm::QuickGelu => g.op(
+            Op::QuickGelu,
+            s.name("act"),
+            &[&fc],
+            vec![attr_float("alpha", QUICK_GELU_ALPHA)],
+        ),
+    };
     conv1d(cx, &s.pp("c_proj"), &act, inner, d)
 }

@@ -54,12 +54,25 @@ pub enum Op {
     Transpose,
     Unsqueeze,
     Where,
+    // ONNX Runtime fused ops (DESIGN.md §7). `SimplifiedLayerNormalization` is registered in
+    // the default domain (opset 1), the rest in `com.microsoft`.
+    SimplifiedLayerNormalization,
+    SkipSimplifiedLayerNormalization,
+    QuickGelu,
+    MultiHeadAttention,
+    MatMulNBits,
 }
 
 impl Op {
     /// The domain the op belongs to.
     pub fn domain(self) -> Domain {
-        Domain::Onnx
+        match self {
+            Op::SkipSimplifiedLayerNormalization
+            | Op::QuickGelu
+            | Op::MultiHeadAttention
+            | Op::MatMulNBits => Domain::Microsoft,
+            _ => Domain::Onnx,
+        }
     }
 
     /// The ONNX `op_type`.
@@ -85,6 +98,11 @@ impl Op {
             Op::Transpose => "Transpose",
             Op::Unsqueeze => "Unsqueeze",
             Op::Where => "Where",
+            Op::SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
+            Op::SkipSimplifiedLayerNormalization => "SkipSimplifiedLayerNormalization",
+            Op::QuickGelu => "QuickGelu",
+            Op::MultiHeadAttention => "MultiHeadAttention",
+            Op::MatMulNBits => "MatMulNBits",
         }
     }
 }
@@ -285,6 +303,16 @@ pub fn attr_int(name: &str, v: i64) -> AttributeProto {
         name: name.into(),
         r#type: Some(attribute_type::INT),
         i: Some(v),
+        ..Default::default()
+    }
+}
+
+/// A FLOAT attribute.
+pub fn attr_float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: Some(attribute_type::FLOAT),
+        f: Some(v),
         ..Default::default()
     }
 }

@@ -1,0 +1,281 @@
+//! Causal self-attention (HF `ImageGPTAttention`): the additive bias every layer shares, and
+//! each layer's attention in the profile's form — MatMul/Softmax with standard ops, or ONNX
+//! Runtime's `MultiHeadAttention` (DESIGN.md §7) on the same bias and the same cache layout.
+
+use super::profile::AttentionForm;
+use super::trunk::{conv1d, SeqLen};
+use super::Ctx;
+use crate::onnx::builder::{attr_float, attr_int, attr_ints};
+use crate::onnx::{DataType, Op, Scope};
+
+/// The value torch writes for masked scores: `torch.finfo(float32).min`, not -inf.
+const MASK_VALUE: f32 = f32::MIN;
+/// The additive attention bias `[batch, 1, seq, seq]`, computed once for all layers:
+/// `where(causal, 0, MIN) + (1 - mask) * MIN`.
+///
+/// HF computes `where(causal, w, MIN) + (1 - mask) * MIN` per layer. Adding one precomputed bias
+/// gives the same floats: a masked score `w + MIN` rounds to `MIN` (|w| is far below MIN's ulp),
+/// and a causally masked padded key is `MIN + MIN = -inf` either way. The causal part is sliced
+/// from a lower-triangular `[n_positions, n_positions]` bool constant, as HF slices its `bias`
+/// buffer: index arithmetic with `Range` on a symbolic length is mis-planned by tract 0.23.
+pub(super) fn attention_bias(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
+    let s = Scope::root("attn_bias");
+    let tril = causal_constant(cx);
+    let g = &mut *cx.g;
+    let zeros = g.const_i64("const.zeros_2", &[2], &[0, 0]);
+    let axes = g.const_i64("const.axes_0_1", &[2], &[0, 1]);
+    let ends = g.op(
+        Op::Concat,
+        s.name("ends"),
+        &[&seq.as_1d, &seq.as_1d],
+        vec![attr_int("axis", 0)],
+    );
+    let allowed = g.op(
+        Op::Slice,
+        s.name("causal"),
+        &[&tril, &zeros, &ends, &axes],
+        vec![],
+    );
+    bias_from(cx, &s, &allowed, mask)
+}
+
+/// With a past: query `t` of this step is position `past + t` and sees keys `0..=past + t`.
+/// The rows `[total - seq, total)` and columns `[0, total)` of the triangle, where `total` is
+/// the mask's length (past + seq), again by `Slice`.
+pub(super) fn attention_bias_with_past(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
+    let s = Scope::root("attn_bias");
+    let tril = causal_constant(cx);
+    let g = &mut *cx.g;
+    let mask_shape = g.op(Op::Shape, s.name("mask_shape"), &[mask], vec![]);
+    let one_1d = g.const_i64("const.one_1d", &[1], &[1]);
+    let total = g.op(
+        Op::Gather,
+        "total_sequence_length",
+        &[&mask_shape, &one_1d],
+        vec![],
+    );
+    let past = g.op(
+        Op::Sub,
+        "past_sequence_length",
+        &[&total, &seq.as_1d],
+        vec![],
+    );
+    let zero = g.const_i64("const.zero_1d", &[1], &[0]);
+    let starts = g.op(
+        Op::Concat,
+        s.name("starts"),
+        &[&past, &zero],
+        vec![attr_int("axis", 0)],
+    );
+    let ends = g.op(
+        Op::Concat,
+        s.name("ends"),
+        &[&total, &total],
+        vec![attr_int("axis", 0)],
+    );
+    let axes = g.const_i64("const.axes_0_1", &[2], &[0, 1]);
+    let allowed = g.op(
+        Op::Slice,
+        s.name("causal"),
+        &[&tril, &starts, &ends, &axes],
+        vec![],
+    );
+    bias_from(cx, &s, &allowed, mask)
+}
+
+/// The lower-triangular `[n_positions, n_positions]` bool constant.
+fn causal_constant(cx: &mut Ctx<'_, '_>) -> String {
+    let n = cx.ckpt.config.n_positions;
+    let tril: Vec<u8> = (0..n * n).map(|i| u8::from(i % n <= i / n)).collect();
+    cx.g.const_bool("causal_mask", &[n, n], tril)
+}
+
+/// `where(allowed, 0, MIN) + (1 - mask) * MIN`, the mask broadcast over heads and queries.
+fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> String {
+    let g = &mut *cx.g;
+    let fzero = g.const_f32("const.f_zero", &[], &[0.0]);
+    let fmin = g.const_f32("const.f_mask", &[], &[MASK_VALUE]);
+    let fone = g.const_f32("const.f_one", &[], &[1.0]);
+    let causal = g.op(
+        Op::Where,
+        s.name("causal_bias"),
+        &[allowed, &fzero, &fmin],
+        vec![],
+    );
+    let maskf = g.op(
+        Op::Cast,
+        s.name("mask_f32"),
+        &[mask],
+        vec![attr_int("to", DataType::Float32.onnx() as i64)],
+    );
+    let inv = g.op(Op::Sub, s.name("mask_inv"), &[&fone, &maskf], vec![]);
+    let pad = g.op(Op::Mul, s.name("pad"), &[&inv, &fmin], vec![]);
+    let axes12 = g.const_i64("const.axes_1_2", &[2], &[1, 2]);
+    let pad4 = g.op(Op::Unsqueeze, s.name("pad_4d"), &[&pad, &axes12], vec![]);
+    g.op(Op::Add, s.path().to_string(), &[&causal, &pad4], vec![])
+}
+
+/// Causal self-attention with the precomputed additive bias.
+pub(super) fn attention(
+    cx: &mut Ctx<'_, '_>,
+    layer: usize,
+    s: &Scope,
+    x: &str,
+    bias: &str,
+    past: Option<&(String, String)>,
+) -> (String, Option<(String, String)>) {
+    let c = cx.ckpt.config.clone();
+    let (d, h, hd) = (c.n_embd, c.n_head, c.head_dim());
+    let qkv = conv1d(cx, &s.pp("c_attn"), x, d, 3 * d);
+    let g = &mut *cx.g;
+    let split = g.const_i64("const.split_qkv", &[3], &[d as i64; 3]);
+    let names = [s.name("q"), s.name("k"), s.name("v")];
+    g.op_multi(
+        Op::Split,
+        &s.name("split"),
+        &[&qkv, &split],
+        &names,
+        vec![attr_int("axis", 2)],
+    );
+    if cx.profile.attention == AttentionForm::MultiHead {
+        let ctx = fused_attention(cx, layer, s, &names, bias, past);
+        let out = conv1d(cx, &s.pp("c_proj"), &ctx.0, d, d);
+        return (out, ctx.1);
+    }
+    let g = &mut *cx.g;
+    let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
+    // q and v to [b, h, s, hd]. Without a past, k goes straight to [b, h, hd, s] so q·kᵀ is a
+    // plain MatMul; with one, k stays [b, h, s, hd] (the cache layout) and is transposed after
+    // the past is prepended.
+    let k_perm = if past.is_some() {
+        [0, 2, 1, 3]
+    } else {
+        [0, 2, 3, 1]
+    };
+    let mut heads = Vec::with_capacity(3);
+    for (name, perm) in names.iter().zip([[0, 2, 1, 3], k_perm, [0, 2, 1, 3]]) {
+        let r = g.op(
+            Op::Reshape,
+            format!("{name}.heads"),
+            &[name, &heads_shape],
+            vec![],
+        );
+        heads.push(g.op(
+            Op::Transpose,
+            format!("{name}.transposed"),
+            &[&r],
+            vec![attr_ints("perm", &perm)],
+        ));
+    }
+    let mut present = None;
+    if let Some((past_k, past_v)) = past {
+        let key = g.op(
+            Op::Concat,
+            format!("present.{layer}.key"),
+            &[past_k, &heads[1]],
+            vec![attr_int("axis", 2)],
+        );
+        let value = g.op(
+            Op::Concat,
+            format!("present.{layer}.value"),
+            &[past_v, &heads[2]],
+            vec![attr_int("axis", 2)],
+        );
+        heads[1] = g.op(
+            Op::Transpose,
+            s.name("k.all_transposed"),
+            &[&key],
+            vec![attr_ints("perm", &[0, 1, 3, 2])],
+        );
+        heads[2] = value.clone();
+        present = Some((key, value));
+    }
+    let mut scores = g.op(
+        Op::MatMul,
+        s.name("scores"),
+        &[&heads[0], &heads[1]],
+        vec![],
+    );
+    // Two divisions, as HF does them, so the floats match.
+    if c.scale_attn_weights {
+        let k = g.const_f32("const.sqrt_head_dim", &[], &[(hd as f64).sqrt() as f32]);
+        scores = g.op(Op::Div, s.name("scaled"), &[&scores, &k], vec![]);
+    }
+    if c.scale_attn_by_inverse_layer_idx {
+        let k = g.const_f32(&s.name("layer_scale"), &[], &[(layer + 1) as f32]);
+        scores = g.op(Op::Div, s.name("layer_scaled"), &[&scores, &k], vec![]);
+    }
+    let masked = g.op(Op::Add, s.name("masked"), &[&scores, bias], vec![]);
+    let probs = g.op(
+        Op::Softmax,
+        s.name("probs"),
+        &[&masked],
+        vec![attr_int("axis", -1)],
+    );
+    let ctx = g.op(Op::MatMul, s.name("context"), &[&probs, &heads[2]], vec![]);
+    let ctx_t = g.op(
+        Op::Transpose,
+        s.name("context.transposed"),
+        &[&ctx],
+        vec![attr_ints("perm", &[0, 2, 1, 3])],
+    );
+    let merged_shape = g.const_i64("const.shape_merged", &[3], &[0, 0, d as i64]);
+    let merged = g.op(
+        Op::Reshape,
+        s.name("merged"),
+        &[&ctx_t, &merged_shape],
+        vec![],
+    );
+    (conv1d(cx, &s.pp("c_proj"), &merged, d, d), present)
+}
+
+/// ONNX Runtime's `MultiHeadAttention` over the split q, k, v `[batch, seq, n_embd]`, with the
+/// precomputed additive bias (so masks mean exactly what they mean in the portable graph) and,
+/// with a past, BNSH `past_key`/`past_value` in and `present.{layer}.*` out: the portable
+/// decoder's cache layout, so the decoder's inputs and outputs do not change.
+fn fused_attention(
+    cx: &mut Ctx<'_, '_>,
+    layer: usize,
+    s: &Scope,
+    qkv: &[String; 3],
+    bias: &str,
+    past: Option<&(String, String)>,
+) -> (String, Option<(String, String)>) {
+    let c = &cx.ckpt.config;
+    // HF divides by sqrt(head_dim) and by (layer + 1) when asked; the op multiplies once.
+    let mut scale = 1.0f64;
+    if c.scale_attn_weights {
+        scale /= (c.head_dim() as f64).sqrt();
+    }
+    if c.scale_attn_by_inverse_layer_idx {
+        scale /= (layer + 1) as f64;
+    }
+    let attrs = vec![
+        attr_int("num_heads", c.n_head as i64),
+        attr_float("scale", scale as f32),
+    ];
+    let name = s.name("context");
+    let (past_k, past_v) = past.map_or(("", ""), |(k, v)| (k.as_str(), v.as_str()));
+    let present = past.map(|_| {
+        (
+            format!("present.{layer}.key"),
+            format!("present.{layer}.value"),
+        )
+    });
+    let outputs = match &present {
+        Some((k, v)) => vec![name.clone(), k.clone(), v.clone()],
+        None => vec![name.clone()],
+    };
+    let [q, k, v] = qkv;
+    // Inputs: q, k, v, (packed bias), (key_padding_mask), attention_bias, past_key, past_value.
+    let inputs = [q.as_str(), k, v, "", "", bias, past_k, past_v];
+    let used = if past.is_some() { 8 } else { 6 };
+    cx.g.op_multi(
+        Op::MultiHeadAttention,
+        &name,
+        &inputs[..used],
+        &outputs,
+        attrs,
+    );
+    (name, present)
+}
