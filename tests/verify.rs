@@ -781,3 +781,48 @@ fn a_decoder_that_misorders_its_cache_fails_the_stepwise_check() {
         );
     }
 }
+
+/// The ort profile's golden suite: every check passes on ONNX Runtime, and tract is reported
+/// as not applicable by name, never as a pass; int8 is judged by its own budget (cosine,
+/// argmax agreement, KL divergence of the logits).
+#[test]
+fn ort_profile_golden_suite_passes_and_tract_is_not_applicable() {
+    use igpt_onnx::graph::{Precision, Profile};
+    if common::open_runtime(igpt_onnx::runtime::RuntimeKind::OrtCpu, &Default::default()).is_none()
+    {
+        return;
+    }
+    for precision in [Precision::Float32, Precision::Int8] {
+        let opts = VerifyOptions {
+            profile: Profile::Ort,
+            precision,
+            ..Default::default()
+        };
+        let report = verify::golden_suite(&fixtures_root(), &opts).expect("suite");
+        assert_eq!(report.exit_code(), 0, "{}", report.to_text());
+        for c in &report.checks {
+            match c.runtime.as_str() {
+                "tract" => {
+                    assert_eq!(c.status, CheckStatus::NotApplicable);
+                    assert_eq!(c.error.as_deref(), Some("not applicable to profile ort"));
+                }
+                _ => assert_eq!(c.status, CheckStatus::Pass, "{} {}", c.case, c.head),
+            }
+        }
+        assert_eq!(report.summary.passed, 37);
+        assert_eq!(report.summary.not_applicable, 37);
+        let logits = report
+            .checks
+            .iter()
+            .flat_map(|c| &c.outputs)
+            .filter(|o| o.name == "logits")
+            .filter_map(|o| o.comparison.metrics.as_ref());
+        for m in logits {
+            let kl = m.kl_divergence.expect("kl measured for logits");
+            match precision {
+                Precision::Float32 => assert!(kl < 1e-9, "{kl}"),
+                _ => assert!(kl < 1e-3 && m.cosine > 0.999, "{kl} {}", m.cosine),
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
 use igpt_onnx::verify::{self, VerifyOptions};
 
@@ -17,6 +18,12 @@ pub struct Args {
     /// A graph to check (with --fixture or --random-inputs) instead of the golden suite.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Golden suite: export in this op profile (a given --model's profile is its own).
+    #[arg(long, value_enum, default_value = "portable")]
+    profile: Profile,
+    /// Golden suite: export with weight-only 8-bit matrices (needs --profile ort).
+    #[arg(long, value_parser = ["int8"])]
+    quantize: Option<String>,
     /// A case folder whose goldens --model is compared with.
     #[arg(long, requires = "model", conflicts_with = "random_inputs")]
     fixture: Option<PathBuf>,
@@ -69,6 +76,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         runtime: RuntimeOptions {
             ort_lib: a.ort_lib,
             allow_fallback: a.allow_fallback,
+        },
+        profile: a.profile,
+        precision: match a.quantize {
+            Some(_) => Precision::Int8,
+            None => Precision::Float32,
         },
     };
     let report = match (&a.model, &a.fixture, a.random_inputs) {

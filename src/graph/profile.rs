@@ -140,6 +140,14 @@ impl Precision {
         }
     }
 
+    /// Parses a name written by [`Precision::name`] (graph metadata).
+    pub fn parse(name: &str) -> Option<Precision> {
+        PRECISIONS
+            .iter()
+            .map(|p| p.precision)
+            .find(|p| p.name() == name)
+    }
+
     /// The precision's row.
     pub fn spec(self) -> &'static PrecisionSpec {
         // Every variant has a row: the test below checks it.

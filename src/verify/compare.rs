@@ -34,6 +34,9 @@ pub struct Metrics {
     /// For logits: the fraction of rows whose argmax agrees.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argmax_agreement: Option<f64>,
+    /// For logits: the mean over rows of KL(softmax(expected) ‖ softmax(actual)), in nats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kl_divergence: Option<f64>,
     /// Elements compared (padded positions excluded where the case says so).
     pub compared: usize,
     /// Elements outside tolerance.
@@ -80,6 +83,7 @@ pub fn compare(
     let mut acc = Acc::default();
     let mut rows_total = 0usize;
     let mut rows_agree = 0usize;
+    let mut kl_sum = 0f64;
     let last = es.len().saturating_sub(1);
     let per_position = es.len() >= 3;
     for (idx, (a_row, e_row)) in actual
@@ -104,9 +108,13 @@ pub fn compare(
         if opts.argmax {
             rows_total += 1;
             rows_agree += usize::from(argmax(a_row.iter()) == argmax(e_row.iter()));
+            kl_sum += kl(e_row.iter(), a_row.iter());
         }
     }
-    let metrics = acc.finish(opts.argmax.then(|| ratio(rows_agree, rows_total)));
+    let mut metrics = acc.finish(opts.argmax.then(|| ratio(rows_agree, rows_total)));
+    if opts.argmax {
+        metrics.kl_divergence = Some(ratio_f(kl_sum, rows_total));
+    }
     Comparison {
         status: if metrics.violations == 0 && metrics.compared > 0 {
             Status::Pass
@@ -165,6 +173,7 @@ impl Acc {
             mean_abs: ratio_f(self.sum_abs, self.n),
             cosine: if denom > 0.0 { self.dot / denom } else { 1.0 },
             argmax_agreement,
+            kl_divergence: None,
             compared: self.n,
             violations: self.violations,
         }
@@ -179,6 +188,26 @@ fn argmax<'a>(xs: impl Iterator<Item = &'a f32>) -> usize {
         }
     }
     best.0
+}
+
+/// KL(softmax(e) ‖ softmax(a)) of one row of logits, in float64 (0 for non-finite rows).
+fn kl<'a>(
+    e: impl Iterator<Item = &'a f32> + Clone,
+    a: impl Iterator<Item = &'a f32> + Clone,
+) -> f64 {
+    let log_softmax = |xs: Vec<f64>| -> Vec<f64> {
+        let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+        xs.iter().map(|x| x - lse).collect()
+    };
+    let le = log_softmax(e.map(|&x| f64::from(x)).collect());
+    let la = log_softmax(a.map(|&x| f64::from(x)).collect());
+    let d: f64 = le.iter().zip(&la).map(|(p, q)| p.exp() * (p - q)).sum();
+    if d.is_finite() {
+        d.max(0.0)
+    } else {
+        0.0
+    }
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -229,6 +258,17 @@ mod tests {
         assert_eq!(m.max_rel, 0.5 / REL_FLOOR);
         assert_eq!(m.argmax_agreement, Some(1.0));
         assert!((m.cosine - 2.0 / (2.25f64.sqrt() * 2f64.sqrt())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn kl_of_logit_rows() {
+        // softmax([0, ln 3]) = [1/4, 3/4]; against uniform: 1/4 ln(1/2) + 3/4 ln(3/2).
+        let e = t(&[1, 1, 2], vec![0.0, (3.0f32).ln()]);
+        let a = t(&[1, 1, 2], vec![0.0, 0.0]);
+        let c = compare(&a, &e, &opts());
+        let want = 0.25 * 0.5f64.ln() + 0.75 * 1.5f64.ln();
+        let got = c.metrics.expect("metrics").kl_divergence.expect("kl");
+        assert!((got - want).abs() < 1e-7, "{got} vs {want}");
     }
 
     #[test]

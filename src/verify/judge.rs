@@ -9,6 +9,7 @@ use ndarray::{Array2, ArrayD};
 use super::compare::{self, CompareOptions, Status};
 use super::fixture::Tolerance;
 use super::report::{Check, OutputCheck};
+use crate::graph::profile::Budget;
 use crate::runtime::NamedOutputs;
 
 /// How outputs are judged: the budget, which positions count, and the graph's declared output
@@ -19,6 +20,9 @@ pub(crate) struct Judge<'a> {
     /// `[batch, sequence]` mask of the positions that count, when padded ones are left out.
     pub positions: Option<&'a Array2<i64>>,
     pub dtypes: &'a BTreeMap<String, String>,
+    /// A reduced precision's budget beyond the elementwise one: cosine, argmax agreement and
+    /// KL divergence of the logits against the float32 goldens.
+    pub budget: Option<&'static Budget>,
 }
 
 impl Judge<'_> {
@@ -51,6 +55,15 @@ impl Judge<'_> {
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| "float32".into());
+            if let (Some(b), Some(m)) = (self.budget, c.metrics.as_ref()) {
+                let logits_ok = m
+                    .argmax_agreement
+                    .is_none_or(|a| a >= b.min_argmax_agreement)
+                    && m.kl_divergence.is_none_or(|k| k <= b.max_kl);
+                if c.status == Status::Pass && !(m.cosine >= b.min_cosine && logits_ok) {
+                    c.status = Status::Fail;
+                }
+            }
             let floating = dtype == "float32" || dtype == "float16";
             if !floating && c.status != Status::ShapeMismatch {
                 c.status = Status::DtypeMismatch;

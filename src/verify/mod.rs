@@ -28,7 +28,7 @@ use ndarray::{Array2, ArrayD};
 
 use crate::checkpoint::{Checkpoint, Head};
 use crate::export::{self, ExportOptions};
-use crate::graph::GraphOptions;
+use crate::graph::{GraphOptions, Precision, Profile};
 use crate::runtime::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
 use crate::runtime::{RuntimeOptions, Tensor};
 use fixture::{Case, FixtureError, Tolerance};
@@ -60,6 +60,9 @@ pub struct VerifyOptions {
     pub atol: Option<f64>,
     pub rtol: Option<f64>,
     pub runtime: RuntimeOptions,
+    /// The golden suite's exports: profile and precision (portable float32 by default).
+    pub profile: Profile,
+    pub precision: Precision,
 }
 
 impl Default for VerifyOptions {
@@ -70,11 +73,26 @@ impl Default for VerifyOptions {
             atol: None,
             rtol: None,
             runtime: RuntimeOptions::default(),
+            profile: Profile::Portable,
+            precision: Precision::Float32,
         }
     }
 }
 
 impl VerifyOptions {
+    /// The elementwise budget for a graph of `precision`: the case's for float32, the
+    /// precision's own otherwise; `--atol` / `--rtol` override either.
+    fn budget(&self, base: Tolerance, precision: Precision) -> Tolerance {
+        let base = match precision {
+            Precision::Float32 => base,
+            p => Tolerance {
+                atol: p.spec().budget.atol,
+                rtol: p.spec().budget.rtol,
+            },
+        };
+        self.tolerance(base)
+    }
+
     fn tolerance(&self, base: Tolerance) -> Tolerance {
         Tolerance {
             atol: self.atol.unwrap_or(base.atol),
@@ -115,6 +133,8 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 graph: GraphOptions {
                     hidden_states: hidden,
                 },
+                profile: opts.profile,
+                precision: opts.precision,
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[head], &dir, &opts_x)
@@ -126,7 +146,12 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
         }
         if case.manifest.outputs.contains_key(CAUSAL_LM) {
             let dir = work.path().join(name);
-            let done = export::export(&ckpt, &[Head::Decoder], &dir, &Default::default())
+            let opts_x = ExportOptions {
+                profile: opts.profile,
+                precision: opts.precision,
+                ..Default::default()
+            };
+            let done = export::export(&ckpt, &[Head::Decoder], &dir, &opts_x)
                 .map_err(|e| export_error(e.to_string()))?;
             for rt in &runtimes.open {
                 report
@@ -137,6 +162,11 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
     }
     report.finish();
     Ok(report)
+}
+
+/// The extra budget of a reduced precision (none for float32, judged elementwise alone).
+fn reduced(precision: Precision) -> Option<&'static crate::graph::profile::Budget> {
+    (precision != Precision::Float32).then(|| &precision.spec().budget)
 }
 
 /// The causal-LM goldens a decoder is checked against step by step.
@@ -166,6 +196,12 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
         .into_iter()
         .filter(|(n, _)| n == "logits")
         .collect();
+    let (profile, precision) =
+        GraphFile::read(model).map_or((Profile::Portable, Precision::Float32), |f| f.profile());
+    if let Some(why) = model::not_applicable(rt.kind(), profile) {
+        check.not_applicable(why);
+        return check;
+    }
     match rt.load(model) {
         Err(e) => check.error(e.to_string()),
         Ok(mut m) => {
@@ -173,9 +209,10 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
             match steps::prompt_then_steps(m.as_mut(), &ids, &mask) {
                 Err(e) => check.error(e),
                 Ok(out) => Judge {
-                    tolerance: opts.tolerance(case.manifest.tolerance),
+                    tolerance: opts.budget(case.manifest.tolerance, precision),
                     positions: case.position_mask(CAUSAL_LM).as_ref(),
                     dtypes: &BTreeMap::new(),
+                    budget: reduced(precision),
                 }
                 .judge(&mut check, &out, &expected),
             }
@@ -244,6 +281,7 @@ struct Graph<'a> {
     positions: Option<Array2<i64>>,
     dtypes: BTreeMap<String, String>,
     tolerance: Tolerance,
+    profile: (Profile, Precision),
 }
 
 impl<'a> Graph<'a> {
@@ -263,6 +301,7 @@ impl<'a> Graph<'a> {
         head: &'a str,
         opts: &VerifyOptions,
     ) -> Result<Self, VerifyError> {
+        let profile = file.profile();
         Ok(Graph {
             model,
             case,
@@ -271,7 +310,8 @@ impl<'a> Graph<'a> {
             expected: case.expected_outputs(head),
             positions: case.position_mask(head),
             dtypes: file.dtypes,
-            tolerance: opts.tolerance(case.manifest.tolerance),
+            tolerance: opts.budget(case.manifest.tolerance, profile.1),
+            profile,
         })
     }
 
@@ -285,6 +325,10 @@ impl<'a> Graph<'a> {
             "",
             self.model,
         );
+        if let Some(why) = model::not_applicable(rt.kind(), self.profile.0) {
+            check.not_applicable(why);
+            return check;
+        }
         match rt.load(self.model) {
             Err(e) => check.error(e.to_string()),
             Ok(mut m) => {
@@ -295,6 +339,7 @@ impl<'a> Graph<'a> {
                         tolerance: self.tolerance,
                         positions: self.positions.as_ref(),
                         dtypes: &self.dtypes,
+                        budget: reduced(self.profile.1),
                     }
                     .judge(&mut check, &out, &self.expected),
                 }
@@ -328,20 +373,28 @@ pub fn random_inputs(
         .map_err(|e| VerifyError::Model(format!("{}: {e}", model.display())))?;
     let runtimes = runtimes::open(opts)?;
     let mut report = Report::new(runtimes.info.clone());
-    let mut loaded: Vec<(RuntimeKind, Loaded)> = runtimes
-        .open
-        .iter()
-        .map(|rt| (rt.kind(), rt.load(model)))
-        .collect();
+    let (profile, precision) = file.profile();
+    let mut loaded: Vec<(RuntimeKind, Loaded)> = Vec::new();
+    for rt in &runtimes.open {
+        match model::not_applicable(rt.kind(), profile) {
+            Some(why) => {
+                let mut check = Check::new("random", "-", rt.kind(), "", model);
+                check.not_applicable(why);
+                report.checks.push(check);
+            }
+            None => loaded.push((rt.kind(), rt.load(model))),
+        }
+    }
     if loaded.len() < 2 {
         report
             .notes
             .push("only one runtime available: nothing to compare pairwise".into());
     }
     let judge = Judge {
-        tolerance: opts.tolerance(Tolerance::default()),
+        tolerance: opts.budget(Tolerance::default(), precision),
         positions: None,
         dtypes: &file.dtypes,
+        budget: reduced(precision),
     };
     for (set, feed) in feeds.iter().enumerate() {
         let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];

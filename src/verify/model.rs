@@ -7,8 +7,9 @@ use std::path::Path;
 
 use super::fixture::DECODER;
 use super::VerifyError;
+use crate::graph::{Precision, Profile};
 use crate::onnx::inspect::{self, ModelInfo};
-use crate::runtime::{self, IoSpec};
+use crate::runtime::{self, IoSpec, RuntimeKind};
 
 /// Largest vocabulary random inputs accept from metadata: ids are drawn below it and must stay
 /// exact as int64 and float32 alike.
@@ -62,6 +63,29 @@ impl GraphFile {
         Some(head.into())
     }
 
+    /// The profile and precision the export recorded (portable float32 for foreign graphs).
+    pub fn profile(&self) -> (Profile, Precision) {
+        let meta = &self.info.metadata;
+        let profile = meta
+            .get("igpt_onnx.profile")
+            .and_then(|p| Profile::parse(p))
+            .unwrap_or(Profile::Portable);
+        let precision = meta
+            .get("igpt_onnx.precision")
+            .and_then(|p| Precision::parse(p))
+            .unwrap_or(Precision::Float32);
+        (profile, precision)
+    }
+}
+
+/// Why `kind` does not run graphs of `profile` by design (tract and a runtime-specific
+/// profile), if so.
+pub(crate) fn not_applicable(kind: RuntimeKind, profile: Profile) -> Option<String> {
+    (kind == RuntimeKind::Tract && !profile.spec().tract)
+        .then(|| format!("not applicable to profile {}", profile.name()))
+}
+
+impl GraphFile {
     /// `(vocab_size, n_positions)` from the export metadata; the published defaults (513,
     /// 1024) when the graph carries no config at all. A config that lacks them, or gives a
     /// vocabulary without a token besides SOS, or absurd sizes, is an error naming the field.

@@ -67,6 +67,9 @@ pub enum CheckStatus {
     Fail,
     /// The graph did not load or run.
     Error,
+    /// The runtime does not run this graph by design (tract and a runtime-specific profile):
+    /// said by name, never counted as a pass.
+    NotApplicable,
 }
 
 /// One graph on one runtime against one reference.
@@ -109,6 +112,12 @@ impl Check {
         }
     }
 
+    /// The runtime does not run this graph by design; `why` says so by name.
+    pub fn not_applicable(&mut self, why: String) {
+        self.status = CheckStatus::NotApplicable;
+        self.error = Some(why);
+    }
+
     pub fn error(&mut self, message: String) {
         self.status = CheckStatus::Error;
         self.error = Some(message);
@@ -139,6 +148,8 @@ pub struct Summary {
     pub passed: usize,
     pub failed: usize,
     pub errors: usize,
+    /// Checks of a runtime that does not run the graph's profile.
+    pub not_applicable: usize,
     pub skipped_runtimes: usize,
 }
 
@@ -174,6 +185,7 @@ impl Report {
             passed: count(CheckStatus::Pass),
             failed: count(CheckStatus::Fail),
             errors: count(CheckStatus::Error),
+            not_applicable: count(CheckStatus::NotApplicable),
             skipped_runtimes: self.runtimes.iter().filter(|r| !r.available).count(),
         };
         self.verdict = if self.summary.failed + self.summary.errors == 0 && self.summary.passed > 0
@@ -219,6 +231,10 @@ impl Report {
                     e,
                 ]
             };
+            if c.status == CheckStatus::NotApplicable {
+                rows.push(base("(graph)".into(), "-", word_cells("n/a")));
+                continue;
+            }
             if c.error.is_some() {
                 rows.push(base("(graph)".into(), "✗", word_cells("error")));
                 continue;
@@ -253,7 +269,19 @@ impl Report {
                 .collect();
             let _ = writeln!(s, "{}", line.join("  ").trim_end());
         }
-        for c in self.checks.iter().filter(|c| c.status != CheckStatus::Pass) {
+        for c in self
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::NotApplicable)
+        {
+            let why = c.error.as_deref().unwrap_or("not applicable");
+            let _ = writeln!(s, "\n- {} {} on {}: {why}", c.case, c.head, c.runtime);
+        }
+        for c in self
+            .checks
+            .iter()
+            .filter(|c| !matches!(c.status, CheckStatus::Pass | CheckStatus::NotApplicable))
+        {
             let _ = writeln!(s, "\n✗ {} {} on {}:", c.case, c.head, c.runtime);
             if let Some(e) = &c.error {
                 let _ = writeln!(s, "  {e}");
@@ -278,7 +306,7 @@ impl Report {
         let v = &self.summary;
         let _ = writeln!(
             s,
-            "\nverify: {}: {} passed, {} failed, {} errors, {} runtimes skipped",
+            "\nverify: {}: {} passed, {} failed, {} errors, {} not applicable, {} runtimes skipped",
             if self.verdict == CheckStatus::Pass {
                 "PASS"
             } else {
@@ -287,6 +315,7 @@ impl Report {
             v.passed,
             v.failed,
             v.errors,
+            v.not_applicable,
             v.skipped_runtimes
         );
         s
@@ -332,6 +361,14 @@ impl Report {
                 );
                 match c.status {
                     CheckStatus::Pass => s.push_str("/>\n"),
+                    CheckStatus::NotApplicable => {
+                        let why = c.error.clone().unwrap_or_default();
+                        let _ = writeln!(
+                            s,
+                            ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                            xml(&why)
+                        );
+                    }
                     CheckStatus::Error => {
                         let e = c.error.clone().unwrap_or_default();
                         let _ = writeln!(
