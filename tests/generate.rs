@@ -162,7 +162,7 @@ fn the_cli_reproduces_the_reference_for_a_prompt_and_for_a_batch() {
         ]);
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(tokens_file(&out), run.tokens, "{runtime}");
-        // "SOS only, batch 1, fill n_positions": the default length fills n_positions.
+        // "SOS only, batch 1, a whole image": the default length generates to the end.
         let run = &runs[0];
         let out = tmp.path().join(format!("{runtime}-fill.json"));
         let (code, _, stderr) = cli(&[
@@ -219,7 +219,7 @@ fn seeded_sampling_is_reproducible_across_runs_and_runtimes() {
     let rows = &results[0];
     assert_eq!(rows.len(), 3);
     for row in rows {
-        assert_eq!(row.len(), 32);
+        assert_eq!(row.len(), 33);
         assert_eq!(row[0], 512);
         // Colour tokens only: the start token never comes out.
         assert!(row[1..].iter().all(|&t| (0..512).contains(&t)), "{row:?}");
@@ -265,7 +265,7 @@ fn bad_input_is_one_line_and_exit_2() {
     );
     refused(
         &[&base[..], &[model, "--max-new-tokens", "40"]].concat(),
-        "error: 1 prompt tokens + 40 new tokens exceed n_positions (32)",
+        "error: 1 prompt tokens + 40 new tokens exceed n_positions + 1 (33): the model has 32 positions",
     );
     refused(
         &[&base[..], &[model, "--batch", "0"]].concat(),
@@ -288,4 +288,91 @@ fn bad_input_is_one_line_and_exit_2() {
         stderr.starts_with(&format!("error: cannot write {}", out.display())),
         "{stderr}"
     );
+}
+
+/// The docs' showcase: the top rows of an image as the prompt, the rest generated, the result
+/// written as a PNG. Tokens equal the reference's (its PIL-backed processor and `generate`);
+/// the PNG's pixels are `rint(127.5 · (clusters[t] + 1))` of those tokens.
+#[test]
+fn an_image_prompt_completes_like_the_reference_and_writes_the_png() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out_dir = tmp.path().join("onnx");
+    let (code, _, stderr) = cli(&[
+        "export",
+        "--weights",
+        fixture("greedy").join("model").to_str().expect("utf-8"),
+        "--head",
+        "decoder",
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // export carried the processor beside the graph
+    assert!(out_dir.join("preprocessor_config.json").is_file());
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("greedy").join("generations.json")).expect("read"),
+    )
+    .expect("json");
+    let want = &json["image_prompt"];
+    let image = fixture("").join(want["image"].as_str().expect("image"));
+    let png = tmp.path().join("completion.png");
+    let tokens = tmp.path().join("t.json");
+    let (code, _, stderr) = cli(&[
+        "generate",
+        "--model",
+        out_dir.join("decoder.onnx").to_str().expect("utf-8"),
+        "--runtime",
+        "tract",
+        "--greedy",
+        "--prompt",
+        image.to_str().expect("utf-8"),
+        "--prompt-rows",
+        "2",
+        "--out",
+        png.to_str().expect("utf-8"),
+        "--tokens-out",
+        tokens.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let got = tokens_file(&tokens);
+    let expected: Vec<i64> =
+        serde_json::from_value(want["tokens"].clone()).expect("reference tokens");
+    assert_eq!(got, vec![expected.clone()]);
+
+    let conf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("preprocessor_config.json")).expect("read"),
+    )
+    .expect("json");
+    let clusters: Vec<Vec<f64>> =
+        serde_json::from_value(conf["clusters"].clone()).expect("clusters");
+    let decoded = image::open(&png).expect("png").to_rgb8();
+    assert_eq!(decoded.dimensions(), (8, 4));
+    for (i, px) in decoded.pixels().enumerate() {
+        let c = &clusters[expected[1 + i] as usize];
+        let want: Vec<u8> = c
+            .iter()
+            .map(|v| (127.5 * (v + 1.0)).round_ties_even() as u8)
+            .collect();
+        assert_eq!(px.0.to_vec(), want, "pixel {i}");
+    }
+
+    // Not a whole image: refused before anything runs or is written.
+    let (code, _, stderr) = cli(&[
+        "generate",
+        "--model",
+        out_dir.join("decoder.onnx").to_str().expect("utf-8"),
+        "--runtime",
+        "tract",
+        "--greedy",
+        "--max-new-tokens",
+        "5",
+        "--out",
+        tmp.path().join("partial.png").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr.trim_end(),
+        "error: --out needs whole 4x8 images: the start token then 32 tokens, but this run makes 5 after the first prompt token"
+    );
+    assert!(!tmp.path().join("partial.png").exists());
 }

@@ -23,7 +23,8 @@ pub struct Args {
     /// Sequences generated at once (each from the same prompt).
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Tokens to generate per sequence (default: fill n_positions).
+    /// Tokens to generate per sequence (default: to the end of the image, n_positions + 1
+    /// tokens in all).
     #[arg(long)]
     max_new_tokens: Option<usize>,
     /// Always take the most likely token.
@@ -43,8 +44,21 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Comma-separated prompt token ids (default: the start-of-image token alone).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "prompt")]
     prompt_ids: Vec<i64>,
+    /// An image whose top --prompt-rows rows prime the generation (the rest is generated).
+    #[arg(long, requires = "prompt_rows")]
+    prompt: Option<PathBuf>,
+    /// Pixel rows of --prompt kept (1..=the processor's height).
+    #[arg(long, requires = "prompt")]
+    prompt_rows: Option<usize>,
+    /// The image processor (`preprocessor_config.json`, or a folder with one; default: the one
+    /// export copied beside the model), for --prompt and --out.
+    #[arg(long)]
+    processor: Option<PathBuf>,
+    /// Write the generated images as one grid PNG (needs whole images: the default length).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Write `{"tokens": [[...], ...]}`: per sequence, the prompt then the generated tokens.
     #[arg(long)]
     tokens_out: Option<PathBuf>,
@@ -83,16 +97,44 @@ pub fn run(a: Args) -> Result<ExitCode> {
     )?;
     let mut model = rt.load(&a.model)?;
     let dims = decoder_dims(&a.model, model.inputs(), vocab_size, n_positions)?;
-    let prompt = if a.prompt_ids.is_empty() {
-        vec![dims.sos()]
-    } else {
-        a.prompt_ids.clone()
+    let processor = match (&a.prompt, &a.out) {
+        (None, None) => None,
+        _ => Some(open_processor(&a)?),
+    };
+    if let Some(p) = &processor {
+        if p.n_clusters() + 1 != dims.vocab_size {
+            bail!(
+                "{}: {} clusters, but the model's vocab_size is {} (clusters + the start token)",
+                p.source(),
+                p.n_clusters(),
+                dims.vocab_size
+            );
+        }
+    }
+    let prompt = match (&a.prompt, a.prompt_rows, &processor) {
+        (Some(image), Some(rows), Some(p)) => {
+            let mut ids = vec![dims.sos()];
+            ids.extend(igpt_onnx::image::prompt_tokens(p, image, rows)?);
+            ids
+        }
+        _ if a.prompt_ids.is_empty() => vec![dims.sos()],
+        _ => a.prompt_ids.clone(),
     };
     let new = a
         .max_new_tokens
-        .unwrap_or_else(|| dims.n_positions.saturating_sub(prompt.len()));
+        .unwrap_or_else(|| generate::max_new_tokens(&dims, prompt.len()));
     let prompts = vec![prompt; a.batch];
     generate::check_prompts(&dims, &prompts, new)?;
+    if let (Some(p), Some(_)) = (&processor, &a.out) {
+        let (h, w) = p.size();
+        let total = prompts[0].len() - 1 + new;
+        if prompts[0][0] != dims.sos() || total != h * w {
+            bail!(
+                "--out needs whole {h}x{w} images: the start token then {} tokens, but this run makes {total} after the first prompt token",
+                h * w
+            );
+        }
+    }
     let mut sampler = Sampler::new(strategy, a.seed);
     let mut bar = Progress::new(new * a.batch);
     let out = generate::generate(
@@ -104,6 +146,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
         &mut |done, _| bar.update(done * a.batch),
     )?;
     bar.finish();
+    if let (Some(p), Some(path)) = (&processor, &a.out) {
+        let images = out
+            .tokens
+            .iter()
+            .map(|row| p.decode_tokens(&row[1..]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cols = (images.len() as f64).sqrt().ceil() as usize;
+        igpt_onnx::image::write_grid_png(path, &images, cols.max(1))?;
+    }
     if let Some(path) = &a.tokens_out {
         let text = serde_json::to_string(&serde_json::json!({ "tokens": out.tokens }))? + "\n";
         write_atomic(path, text.as_bytes())?;
@@ -120,6 +171,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
         out.tokens_per_second()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--processor`, else the `preprocessor_config.json` export copied beside the model.
+fn open_processor(a: &Args) -> Result<igpt_onnx::image::Processor> {
+    let path = match &a.processor {
+        Some(p) => p.clone(),
+        None => {
+            let beside = a
+                .model
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("preprocessor_config.json");
+            if !beside.is_file() {
+                bail!(
+                    "--prompt and --out need the image processor: no preprocessor_config.json beside {} (pass --processor FILE)",
+                    a.model.display()
+                );
+            }
+            beside
+        }
+    };
+    Ok(igpt_onnx::image::Processor::open(&path)?)
 }
 
 /// Greedy, or sampling with the flags over generation_config.json over HF's defaults.

@@ -71,6 +71,12 @@ impl Generation {
     }
 }
 
+/// The most tokens that can follow a prompt of `prompt_len`: every fed token needs a
+/// position, the last sampled one does not (SOS + 1024 tokens on the published models).
+pub fn max_new_tokens(dims: &DecoderDims, prompt_len: usize) -> usize {
+    (dims.n_positions + 1).saturating_sub(prompt_len)
+}
+
 /// Checks the prompts against the model: equal lengths, ids in range, room to generate.
 pub fn check_prompts(
     dims: &DecoderDims,
@@ -106,10 +112,12 @@ pub fn check_prompts(
             ));
         }
     }
-    if first.len() + new_tokens > dims.n_positions {
+    // The last token is sampled, never fed back: positions stay below n_positions.
+    if first.len() + new_tokens > dims.n_positions + 1 {
         return bad(format!(
-            "{} prompt tokens + {new_tokens} new tokens exceed n_positions ({})",
+            "{} prompt tokens + {new_tokens} new tokens exceed n_positions + 1 ({}): the model has {} positions",
             first.len(),
+            dims.n_positions + 1,
             dims.n_positions
         ));
     }
