@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, Head};
-use crate::graph::{self, BuiltGraph, GraphOptions, Profile};
+use crate::graph::{self, BuiltGraph, GraphOptions, LogitsWidth, Profile};
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
 
@@ -39,6 +39,8 @@ pub struct ExportOptions {
     pub profile: Profile,
     /// Put weights in `<head>.onnx.data` even when the model would fit inline.
     pub force_external_data: bool,
+    /// The LM heads' logits width (the whole vocabulary for onnxruntime-genai).
+    pub logits: LogitsWidth,
 }
 
 impl Default for ExportOptions {
@@ -47,6 +49,7 @@ impl Default for ExportOptions {
             graph: GraphOptions::default(),
             profile: Profile::Portable,
             force_external_data: false,
+            logits: LogitsWidth::Colours,
         }
     }
 }
@@ -107,7 +110,7 @@ pub fn export(
         let mut staged: Vec<(Staged, Exported)> = Vec::with_capacity(heads.len());
         for (&head, target) in heads.iter().zip(&targets) {
             let start = Instant::now();
-            let built = graph::build(ckpt, head, opts.profile, opts.graph)?;
+            let built = graph::build_with(ckpt, head, opts.profile, opts.graph, opts.logits)?;
             let weight_bytes = built
                 .initializers
                 .iter()
@@ -197,6 +200,10 @@ fn provenance(
     }
     if head == Head::Classifier {
         source.push(("igpt_onnx.id2label", ckpt.config.id2label_json()));
+    }
+    // Recorded only when not the reference's width, so default exports stay byte-identical.
+    if opts.logits == LogitsWidth::Vocabulary && head.weight_name() == Some("lm_head.weight") {
+        source.push(("igpt_onnx.logits_width", ckpt.config.vocab_size.to_string()));
     }
     let mut entries = vec![
         ("igpt_onnx.config", config),

@@ -102,6 +102,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
         profile: a.profile,
         force_external_data: a.external_data,
+        ..Default::default()
     };
     let done = export::export(&ckpt, &heads, &a.out, &opts).context("export failed")?;
     println!(
