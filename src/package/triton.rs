@@ -248,6 +248,25 @@ pub fn triton_type(onnx_code: i32) -> Option<&'static str> {
     })
 }
 
+/// ONNX names of the element types [`triton_type`] refuses (the project's own [`DataType`]
+/// names only the types it emits).
+///
+/// [`DataType`]: crate::onnx::DataType
+fn onnx_type_name(onnx_code: i32) -> Option<&'static str> {
+    Some(match onnx_code {
+        14 => "complex64",
+        15 => "complex128",
+        17 => "float8e4m3fn",
+        18 => "float8e4m3fnuz",
+        19 => "float8e5m2",
+        20 => "float8e5m2fnuz",
+        21 => "uint4",
+        22 => "int4",
+        23 => "float4e2m1",
+        _ => return None,
+    })
+}
+
 /// The `config.pbtxt` text for a graph; an error names the tensor Triton cannot serve.
 pub fn config_pbtxt(
     name: &str,
@@ -271,7 +290,8 @@ pub fn config_pbtxt(
             let ty = triton_type(s.elem_code).ok_or_else(|| {
                 format!(
                     "{field} `{}` has element type {}, which Triton has no data type for",
-                    s.name, s.elem_type
+                    s.name,
+                    onnx_type_name(s.elem_code).unwrap_or(&s.elem_type)
                 )
             })?;
             let _ = writeln!(t, "  {{");
