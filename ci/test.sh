@@ -19,3 +19,5 @@ trap 'rm -rf "$ext"' EXIT
 . ci/lib.sh
 "$(igpt_bin)" export --weights fixtures/sharded/model --out "$ext" --external-data >/dev/null
 .venv/bin/python ci/check_graphs.py "$ext"
+echo "== engines: onnxruntime-genai generation and Triton configs (ci/engines_test.py)"
+.venv/bin/python ci/engines_test.py "$(igpt_bin)"

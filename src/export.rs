@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, Head};
-use crate::graph::{self, BuiltGraph, GraphOptions, Precision, Profile};
+use crate::graph::{self, BuiltGraph, GraphOptions, LogitsWidth, Precision, Profile};
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
 
@@ -46,6 +46,8 @@ pub struct ExportOptions {
     pub precision: Precision,
     /// Put weights in `<head>.onnx.data` even when the model would fit inline.
     pub force_external_data: bool,
+    /// The LM heads' logits width (the whole vocabulary for onnxruntime-genai).
+    pub logits: LogitsWidth,
 }
 
 impl Default for ExportOptions {
@@ -55,6 +57,7 @@ impl Default for ExportOptions {
             profile: Profile::Portable,
             precision: Precision::Float32,
             force_external_data: false,
+            logits: LogitsWidth::Colours,
         }
     }
 }
@@ -121,7 +124,13 @@ pub fn export(
         let mut staged: Vec<(Staged, Exported)> = Vec::with_capacity(heads.len());
         for (&head, target) in heads.iter().zip(&targets) {
             let start = Instant::now();
-            let built = graph::build_in(ckpt, head, opts.profile, opts.precision, opts.graph)?;
+            let built = graph::build_in(
+                ckpt,
+                head,
+                (opts.profile, opts.precision),
+                opts.graph,
+                opts.logits,
+            )?;
             let weight_bytes = built
                 .initializers
                 .iter()
@@ -216,6 +225,10 @@ fn provenance(
     if head == Head::Classifier {
         source.push(("igpt_onnx.id2label", ckpt.config.id2label_json()));
     }
+    // Recorded only when not the reference's width, so default exports stay byte-identical.
+    if opts.logits == LogitsWidth::Vocabulary && head.weight_name() == Some("lm_head.weight") {
+        source.push(("igpt_onnx.logits_width", ckpt.config.vocab_size.to_string()));
+    }
     let mut entries = vec![
         ("igpt_onnx.config", config),
         ("igpt_onnx.head", head.name().to_string()),
@@ -265,12 +278,24 @@ fn carried_files(
         let dest = out_dir.join(name);
         refuse_unless(&dest, || {
             let same = std::fs::read(&src).ok() == std::fs::read(&dest).ok();
-            same.then_some(())
-                .ok_or("it differs from the checkpoint's and was not written by this export")
+            (same || holds_our_graphs(out_dir)).then_some(()).ok_or(
+                "it differs from the checkpoint's and the folder holds no graph written by igpt-onnx",
+            )
         })?;
         out.push((src, dest));
     }
     Ok(out)
+}
+
+/// Whether `dir` holds a `.onnx` igpt-onnx wrote: then it is an export folder of ours, and the
+/// configs beside those graphs came from an earlier export.
+fn holds_our_graphs(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .any(|p| p.extension().is_some_and(|x| x == "onnx") && is_ours(&p))
+    })
 }
 
 /// `{"<file name>": "<sha256 hex>", ...}` over the source files.

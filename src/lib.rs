@@ -33,6 +33,7 @@ pub mod generate;
 pub mod graph;
 pub mod image;
 pub mod onnx;
+pub mod package;
 pub mod random;
 pub mod runtime;
 pub mod verify;

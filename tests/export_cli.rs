@@ -1357,3 +1357,21 @@ fn random_checkpoint_does_not_follow_a_planted_symlink() {
     assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
     assert!(out.join("model.safetensors").is_file());
 }
+
+#[test]
+fn a_foreign_config_where_a_carried_one_goes_is_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let foreign = out.join("generation_config.json");
+    std::fs::write(&foreign, b"{\"someone\": \"else\"}").expect("write");
+    let want = format!(
+        "error: export failed: refusing to replace {}: it differs from the checkpoint's and the folder holds no graph written by igpt-onnx",
+        show(&foreign)
+    );
+    assert_export_refused(&fixture_model("causal-lm"), &out, &[], &want);
+    assert_eq!(
+        std::fs::read(&foreign).expect("kept"),
+        b"{\"someone\": \"else\"}"
+    );
+}

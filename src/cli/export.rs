@@ -109,6 +109,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             None => Precision::Float32,
         },
         force_external_data: a.external_data,
+        ..Default::default()
     };
     let done = export::export(&ckpt, &heads, &a.out, &opts).context("export failed")?;
     println!(

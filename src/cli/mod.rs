@@ -7,6 +7,7 @@ pub mod encode;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod package;
 pub mod random;
 pub mod verify;
 
@@ -41,6 +42,8 @@ pub enum Command {
     Decode(decode::Args),
     /// Classify images with a classifier graph.
     Classify(classify::Args),
+    /// Ship to engines: a Triton model repository, or an onnxruntime-genai model folder.
+    Package(package::Args),
 }
 
 impl Command {
@@ -54,6 +57,7 @@ impl Command {
             Command::Encode(a) => encode::run(a),
             Command::Decode(a) => decode::run(a),
             Command::Classify(a) => classify::run(a),
+            Command::Package(a) => package::run(a),
         }
     }
 }

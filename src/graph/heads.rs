@@ -1,19 +1,20 @@
 //! Head tails on top of the trunk: each adds its projection and declares its outputs.
 
 use super::trunk::Trunk;
-use super::{Ctx, BATCH, SEQUENCE, TOTAL_SEQUENCE};
+use super::{Ctx, LogitsWidth, BATCH, SEQUENCE, TOTAL_SEQUENCE};
 use crate::checkpoint::source::Transposed;
 use crate::checkpoint::{Head, WeightsError};
 use crate::onnx::builder::{attr_int, attr_ints};
 use crate::onnx::{DataType, Dim, Op};
 
 /// Emits `head`'s tail and outputs; with `hidden_states` (base head only), also the
-/// `hidden_states.{0..n_layer}` outputs.
+/// `hidden_states.{0..n_layer}` outputs; `logits` sets the LM heads' width.
 pub fn emit(
     cx: &mut Ctx<'_, '_>,
     head: Head,
     trunk: &Trunk,
     hidden_states: bool,
+    logits: LogitsWidth,
 ) -> Result<(), WeightsError> {
     let c = cx.ckpt.config.clone();
     let x = trunk.last_hidden_state.as_str();
@@ -33,8 +34,22 @@ pub fn emit(
         }
         Head::CausalLm | Head::Decoder => {
             let w = transposed(cx, "lm_head.weight", c.lm_vocab(), c.n_embd)?;
-            cx.g.op(Op::MatMul, "logits", &[x, &w], vec![]);
-            cx.g.output("logits", DataType::Float32, &per_position(c.lm_vocab()));
+            let width = match logits {
+                LogitsWidth::Colours => {
+                    cx.g.op(Op::MatMul, "logits", &[x, &w], vec![]);
+                    c.lm_vocab()
+                }
+                LogitsWidth::Vocabulary => {
+                    let colours = cx.g.op(Op::MatMul, "logits.colours", &[x, &w], vec![]);
+                    // One column after the last axis's end (begins for 3 axes, then ends).
+                    let pads =
+                        cx.g.const_i64("const.pads_last_plus_1", &[6], &[0, 0, 0, 0, 0, 1]);
+                    let fill = cx.g.const_f32("const.start_token_logit", &[], &[f32::MIN]);
+                    cx.g.op(Op::Pad, "logits", &[&colours, &pads, &fill], vec![]);
+                    c.vocab_size
+                }
+            };
+            cx.g.output("logits", DataType::Float32, &per_position(width));
             let cache = [
                 Dim::Symbol(BATCH),
                 Dim::Fixed(c.n_head),

@@ -31,6 +31,18 @@ pub struct GraphOptions {
     pub hidden_states: bool,
 }
 
+/// How wide the language-model logits are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogitsWidth {
+    /// The 512 colour clusters, as the reference's `lm_head`.
+    #[default]
+    Colours,
+    /// The whole vocabulary (`vocab_size`, 513): the colour logits and a start-token column at
+    /// float32 min, which softmax maps to 0 and argmax never picks. onnxruntime-genai needs it:
+    /// it takes the logits' width as `vocab_size`, and its `eos_token_id` must lie inside.
+    Vocabulary,
+}
+
 /// What every emitter works with: the graph being built, the checkpoint, the profile, and
 /// whether the trunk has a past (the decoder).
 pub struct Ctx<'a, 'w> {
@@ -106,17 +118,24 @@ pub fn build<'w>(
     profile: Profile,
     opts: GraphOptions,
 ) -> Result<BuiltGraph<'w>, WeightsError> {
-    build_in(ckpt, head, profile, Precision::Float32, opts)
+    build_in(
+        ckpt,
+        head,
+        (profile, Precision::Float32),
+        opts,
+        LogitsWidth::Colours,
+    )
 }
 
-/// Emits `head` of `ckpt` in `profile` and `precision` (the caller checked that the two fit:
-/// [`Precision::fits`]).
+/// Emits `head` of `ckpt` in a profile and precision (the caller checked that the two fit:
+/// [`Precision::fits`]), with the LM heads' logits `logits` wide (the whole vocabulary for
+/// onnxruntime-genai; the other heads ignore it).
 pub fn build_in<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
-    profile: Profile,
-    precision: Precision,
+    (profile, precision): (Profile, Precision),
     opts: GraphOptions,
+    logits: LogitsWidth,
 ) -> Result<BuiltGraph<'w>, WeightsError> {
     let spec = profile.spec();
     let mut g = GraphBuilder::default();
@@ -128,7 +147,7 @@ pub fn build_in<'w>(
         past: head == Head::Decoder,
     };
     let trunk = trunk::emit(&mut cx);
-    heads::emit(&mut cx, head, &trunk, opts.hidden_states)?;
+    heads::emit(&mut cx, head, &trunk, opts.hidden_states, logits)?;
     let mut opsets = vec![(Domain::Onnx.as_str(), spec.opset)];
     if g.domains.contains(&Domain::Microsoft) {
         opsets.push((Domain::Microsoft.as_str(), spec.contrib_opset.unwrap_or(1)));

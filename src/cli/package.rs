@@ -1,0 +1,112 @@
+//! `igpt-onnx package`: ship to engines. `--triton DIR` turns an export folder into a Triton
+//! model repository; `--genai DIR` writes an onnxruntime-genai model folder from a checkpoint.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use igpt_onnx::export::ExportOptions;
+use igpt_onnx::package::{genai, triton};
+use igpt_onnx::{Checkpoint, Head};
+
+fn head(s: &str) -> Result<Head, String> {
+    Head::parse(s).ok_or_else(|| {
+        format!("unknown head `{s}` (expected base, causal-lm, classifier or decoder)")
+    })
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["triton", "genai"])))]
+pub struct Args {
+    /// Write a Triton model repository here (created if missing), from the export folder --from.
+    #[arg(long, value_name = "DIR")]
+    triton: Option<PathBuf>,
+    /// Write an onnxruntime-genai model folder here (must not exist), from the checkpoint
+    /// --weights.
+    #[arg(long, value_name = "DIR")]
+    genai: Option<PathBuf>,
+    /// Triton: the export folder holding <head>.onnx (and preprocessor_config.json).
+    #[arg(long, default_value = "out")]
+    from: PathBuf,
+    /// Triton: comma-separated heads to package (default: every head the export folder has).
+    #[arg(long, value_delimiter = ',', value_parser = head)]
+    heads: Vec<Head>,
+    /// Triton: max_batch_size, with dynamic batching (0: no batching, dims include the batch).
+    #[arg(long, default_value_t = 8)]
+    max_batch: u32,
+    /// Triton: GPU instances with the TensorRT accelerator instead of CPU instances.
+    #[arg(long)]
+    gpus: bool,
+    /// Triton: model names are <prefix>-<head>.
+    #[arg(long, default_value = "imagegpt")]
+    name_prefix: String,
+    /// genai: the checkpoint folder (config.json + weights) or weights file.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// genai: config.json to use instead of the one beside the weights.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// genai: store the decoder's weights in decoder.onnx.data even when they would fit inline.
+    #[arg(long)]
+    external_data: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if let Some(repo) = &a.triton {
+        if a.weights.is_some() || a.config.is_some() || a.external_data {
+            bail!("--weights, --config and --external-data belong to --genai; --triton packages the export folder --from");
+        }
+        // Names become folder names and Triton model names.
+        let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if a.name_prefix.is_empty()
+            || !a.name_prefix.chars().all(ok)
+            || a.name_prefix.starts_with('.')
+        {
+            bail!(
+                "--name-prefix `{}`: use letters, digits, `-`, `_` and `.` (not first)",
+                a.name_prefix
+            );
+        }
+        let opts = triton::TritonOptions {
+            heads: a.heads.clone(),
+            max_batch: a.max_batch,
+            gpus: a.gpus,
+            prefix: a.name_prefix.clone(),
+        };
+        let models = triton::write(&a.from, repo, &opts).context("Triton packaging failed")?;
+        for m in &models {
+            println!(
+                "{:<10} {} -> {}",
+                m.head.name(),
+                m.source.display(),
+                m.dir.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(dir) = &a.genai else {
+        bail!("one of --triton DIR or --genai DIR is required");
+    };
+    if !a.heads.is_empty() || a.gpus || a.max_batch != 8 || a.name_prefix != "imagegpt" {
+        bail!("--heads, --max-batch, --gpus and --name-prefix belong to --triton; --genai packages the decoder");
+    }
+    let Some(weights) = &a.weights else {
+        bail!("--genai needs --weights (the checkpoint folder or weights file)");
+    };
+    let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
+        .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
+    let opts = ExportOptions {
+        force_external_data: a.external_data,
+        ..Default::default()
+    };
+    let pkg = genai::write(&ckpt, dir, &opts).context("onnxruntime-genai packaging failed")?;
+    println!(
+        "genai      {}  decoder.onnx ({} logits) + {}  {:.1} MB",
+        pkg.dir.display(),
+        ckpt.config.vocab_size,
+        genai::CONFIG_FILE,
+        pkg.decoder.bytes as f64 / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,158 @@
+//! What ships to engines: an onnxruntime-genai model folder ([`genai`]) and a Triton Inference
+//! Server model repository ([`triton`]). Both are written as whole folders, staged under a
+//! temporary name beside their destination and renamed into place, so a failure leaves nothing
+//! half-written and never touches an existing folder.
+
+pub mod genai;
+pub mod triton;
+
+use std::path::{Path, PathBuf};
+
+use crate::export::ExportError;
+
+/// A packaging failure; each names the file, tensor or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("refusing to write {}: {why}", path.display())]
+    Refused { path: PathBuf, why: String },
+    /// A graph, file or field that cannot be packaged, and why.
+    #[error("{}: {why}", path.display())]
+    Invalid { path: PathBuf, why: String },
+}
+
+impl PackageError {
+    pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| PackageError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(path: &Path, why: impl Into<String>) -> Self {
+        PackageError::Invalid {
+            path: path.to_path_buf(),
+            why: why.into(),
+        }
+    }
+}
+
+/// A folder being written under a temporary name in its destination's parent (same file
+/// system, so the final rename is atomic). Dropped without [`StagedDir::commit`], it is removed.
+#[derive(Debug)]
+pub struct StagedDir {
+    tmp: tempfile::TempDir,
+    dest: PathBuf,
+}
+
+impl StagedDir {
+    /// Stages `dest`, which must not exist or be an empty folder (rename replaces only an
+    /// empty folder, and an existing package is never merged into).
+    pub fn new(dest: &Path) -> Result<Self, PackageError> {
+        refuse_existing(dest)?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| PackageError::Refused {
+                path: dest.to_path_buf(),
+                why: "it names no folder".into(),
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(PackageError::io("create folder", &parent))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.partial-"))
+            .tempdir_in(&parent)
+            .map_err(PackageError::io("create a folder in", &parent))?;
+        Ok(StagedDir {
+            tmp,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    /// Where to write the folder's contents meanwhile.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Puts the folder in place.
+    pub fn commit(self) -> Result<PathBuf, PackageError> {
+        // Checked again: something may have appeared while we wrote.
+        refuse_existing(&self.dest)?;
+        let staged = self.tmp.keep();
+        std::fs::rename(&staged, &self.dest).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staged);
+            PackageError::io("rename into place", &self.dest)(e)
+        })?;
+        Ok(self.dest)
+    }
+}
+
+fn refuse_existing(dest: &Path) -> Result<(), PackageError> {
+    let Ok(meta) = std::fs::symlink_metadata(dest) else {
+        return Ok(());
+    };
+    let empty = meta.is_dir()
+        && std::fs::read_dir(dest)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+    if empty {
+        return Ok(());
+    }
+    Err(PackageError::Refused {
+        path: dest.to_path_buf(),
+        why: "it already exists (remove it first; packages are never merged)".into(),
+    })
+}
+
+/// Hard-links `src` to `dest` (a multi-GB graph costs nothing), copying when the file system
+/// cannot link.
+pub(crate) fn link_or_copy(src: &Path, dest: &Path) -> Result<(), PackageError> {
+    if std::fs::hard_link(src, dest).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(src, dest)
+        .map(|_| ())
+        .map_err(PackageError::io("copy", src))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_dir_appears_only_on_commit_and_never_over_a_package() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dest = root.path().join("pkg");
+        let st = StagedDir::new(&dest).expect("stage");
+        std::fs::write(st.path().join("a"), b"x").expect("write");
+        assert!(!dest.exists());
+        st.commit().expect("commit");
+        assert_eq!(std::fs::read(dest.join("a")).expect("read"), b"x");
+        let err = StagedDir::new(&dest).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing to write {}: it already exists (remove it first; packages are never merged)",
+                dest.display()
+            )
+        );
+        // A dropped stage leaves nothing behind.
+        let other = root.path().join("other");
+        drop(StagedDir::new(&other).expect("stage"));
+        let left: Vec<_> = std::fs::read_dir(root.path()).expect("ls").collect();
+        assert_eq!(left.len(), 1);
+    }
+}
