@@ -12,6 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Instant;
 
+use common::Rng;
 use igpt_onnx::onnx::inspect::inspect;
 use igpt_onnx::onnx::proto::{data_type, GraphProto, ModelProto, TensorProto};
 use igpt_onnx::runtime::{self, Runtime, RuntimeKind, RuntimeOptions};
@@ -21,21 +22,6 @@ use prost::Message;
 const ITERATIONS: usize = 1000;
 /// Peak resident memory allowed for the whole run (the runtimes themselves take ~200 MB).
 const MAX_PEAK_KB: u64 = 1536 * 1024;
-
-/// xorshift64*: a fixed sequence, independent of the library's own generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// A protobuf varint.
 fn varint(mut v: u64) -> Vec<u8> {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::fixture;
 use igpt_onnx::image::{self, load_rgb, resample, Filter, Processor, Rgb8};
@@ -232,14 +231,11 @@ struct Run {
 }
 
 fn igpt(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_igpt-onnx"))
-        .args(args)
-        .output()
-        .expect("binary runs");
+    let (code, stdout, stderr) = common::cli(args);
     Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code,
+        stdout,
+        stderr,
     }
 }
 

@@ -160,3 +160,21 @@ pub fn write_safetensors(
         .collect();
     safetensors::serialize_to_file(views, None, path).expect("write safetensors");
 }
+
+/// xorshift64*: a fixed sequence for the seeded mutation fuzzers, the same on every run and
+/// machine, independent of the library's own generator.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
