@@ -5,14 +5,15 @@
 //! checkpoints are fixture copies rewritten with the `safetensors` crate or damaged byte-wise.
 //! The positive cases check bytes, file lists, dtypes and provenance, never just "it ran".
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use igpt_onnx::onnx::proto::{data_type, ModelProto, TensorProto};
 use prost::Message;
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
+use safetensors::tensor::Dtype;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -145,31 +146,18 @@ fn f32_tensor(shape: &[usize], values: &[f32]) -> Tensor {
 }
 
 fn load_tensors(path: &Path) -> BTreeMap<String, Tensor> {
-    let bytes = std::fs::read(path).expect("read safetensors");
-    let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    st.tensors()
+    common::read_safetensors(path)
         .into_iter()
-        .map(|(name, view)| {
-            let t = Tensor {
-                dtype: view.dtype(),
-                shape: view.shape().to_vec(),
-                data: view.data().to_vec(),
-            };
-            (name, t)
-        })
+        .map(|(name, dtype, shape, data)| (name, Tensor { dtype, shape, data }))
         .collect()
 }
 
 fn save_tensors(path: &Path, tensors: &BTreeMap<String, Tensor>) {
-    let views: Vec<(String, TensorView<'_>)> = tensors
+    let flat: Vec<_> = tensors
         .iter()
-        .map(|(name, t)| {
-            let view = TensorView::new(t.dtype, t.shape.clone(), &t.data).expect("tensor view");
-            (name.clone(), view)
-        })
+        .map(|(n, t)| (n.clone(), t.dtype, t.shape.clone(), t.data.clone()))
         .collect();
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(meta), path).expect("write safetensors");
+    common::write_safetensors(path, &flat);
 }
 
 /// A copy of a fixture's model folder under a fresh temp dir: (guard, model dir, out dir).
