@@ -609,3 +609,50 @@ fn decode_drops_a_leading_start_token_as_generated_rows_have() {
     let img = load_rgb(&out.join("0.png")).expect("png");
     assert_eq!(sha(&img.data), case["cluster_image_sha256"]);
 }
+
+/// `--processor org/name` finds the processor in the local Hugging Face cache as `--weights`
+/// finds a checkpoint (refs/main → snapshots/<commit>/), and encodes like the file itself;
+/// an id that is not cached is one error line naming where it looked.
+#[test]
+fn a_processor_given_by_hub_id_comes_from_the_local_cache() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("models--someone--imagegpt-tiny");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    std::fs::write(repo.join("refs/main"), commit).expect("ref");
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).expect("snapshot");
+    std::fs::copy(
+        images_dir().join("preprocessor_config.json"),
+        snap.join("preprocessor_config.json"),
+    )
+    .expect("copy");
+    let image = images_dir().join("inputs").join("wide.png");
+    let run = |processor: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_igpt-onnx"))
+            .args(["encode", "--processor", processor, s(&image)])
+            .env("HF_HUB_CACHE", tmp.path())
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let by_file = run(s(&images_dir().join("preprocessor_config.json")));
+    let by_id = run("someone/imagegpt-tiny");
+    assert_eq!(by_id.0, Some(0), "{}", by_id.2);
+    assert_eq!(by_id.1, by_file.1);
+    let missing = run("someone/not-cached");
+    assert_eq!(missing.0, Some(2));
+    assert!(
+        missing
+            .2
+            .starts_with("error: processor someone/not-cached: ")
+            && missing.2.contains("models--someone--not-cached"),
+        "{}",
+        missing.2
+    );
+    assert_eq!(missing.2.lines().count(), 1);
+}

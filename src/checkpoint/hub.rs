@@ -123,6 +123,22 @@ fn check(repo: &str, revision: &str) -> Result<(), HubError> {
 
 /// The snapshot of `repo` at `revision` in `cache`, if it is there with weights.
 pub fn resolve_in(cache: &Path, repo: &str, revision: &str) -> Result<Snapshot, HubError> {
+    let snapshot = snapshot_in(cache, repo, revision)?;
+    let dir = &snapshot.dir;
+    if !WEIGHT_CHOICES.iter().any(|w| dir.join(w).is_file()) {
+        return Err(HubError::NoWeights {
+            repo: repo.into(),
+            revision: revision.into(),
+            dir: dir.display().to_string(),
+            choices: WEIGHT_CHOICES.join(", "),
+        });
+    }
+    Ok(snapshot)
+}
+
+/// The snapshot folder of `repo` at `revision` in `cache`, whatever files it holds (a
+/// processor config needs no weights).
+pub fn snapshot_in(cache: &Path, repo: &str, revision: &str) -> Result<Snapshot, HubError> {
     check(repo, revision)?;
     let root = cache.join(repo_folder(repo));
     let not_cached = || HubError::NotCached {
@@ -144,14 +160,6 @@ pub fn resolve_in(cache: &Path, repo: &str, revision: &str) -> Result<Snapshot, 
     let dir = root.join("snapshots").join(&commit);
     if !dir.is_dir() {
         return Err(not_cached());
-    }
-    if !WEIGHT_CHOICES.iter().any(|w| dir.join(w).is_file()) {
-        return Err(HubError::NoWeights {
-            repo: repo.into(),
-            revision: revision.into(),
-            dir: dir.display().to_string(),
-            choices: WEIGHT_CHOICES.join(", "),
-        });
     }
     Ok(Snapshot {
         dir,

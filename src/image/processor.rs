@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::load::load_rgb;
 use super::resample::{resize, Filter, Rgb8};
 use super::ImageError;
+use crate::checkpoint::hub;
 
 /// The file name a checkpoint folder stores the processor config under.
 pub const CONFIG_NAME: &str = "preprocessor_config.json";
@@ -41,6 +42,18 @@ pub struct Processor {
 impl Processor {
     /// Reads a `preprocessor_config.json`, or the one inside a checkpoint folder.
     pub fn open(path: &Path) -> Result<Processor, ImageError> {
+        // A hub id (`openai/imagegpt-small`) that names nothing on disk: its snapshot in the
+        // local Hugging Face cache, found the way `--weights` finds it.
+        let resolved;
+        let path = match path.to_str().filter(|s| hub::looks_like_id(s)) {
+            Some(id) => {
+                resolved = hub::snapshot_in(&hub::cache_dir(), id, "main")
+                    .map_err(|e| ImageError::Usage(format!("processor {id}: {e}")))?
+                    .dir;
+                resolved.as_path()
+            }
+            None => path,
+        };
         let file: PathBuf = if path.is_dir() {
             path.join(CONFIG_NAME)
         } else {
