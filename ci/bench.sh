@@ -32,11 +32,15 @@ for py in "$PY" "$TORCH_PY"; do
   fi
 done
 
-echo "== cargo build --release (igpt-onnx, forward_bench)"
-cargo build --release --quiet --bin igpt-onnx --example forward_bench
-target=${CARGO_TARGET_DIR:-$root/target}
-bin=$target/release/igpt-onnx
-tract_bench=$target/release/examples/forward_bench
+# The dev profile by default, the one the README commands build: every dependency (ONNX Runtime
+# is a prebuilt library; tract is a dependency) is optimised there; PROFILE=release for a
+# release build.
+PROFILE=${PROFILE:-dev}
+echo "== cargo build ($PROFILE: igpt-onnx, forward_bench)"
+. ci/lib.sh
+bin=$(igpt_bin "$PROFILE")
+cargo build --quiet --profile "$PROFILE" --example forward_bench
+tract_bench=$(dirname "$bin")/examples/forward_bench
 
 mkdir -p "$BENCH_DIR"
 ckpt=$BENCH_DIR/small

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayD, IxDyn};
 
-use crate::runtime::{LoadedModel, RuntimeError, Tensor};
+use crate::runtime::{Cache, LoadedModel, RuntimeError, Tensor};
 pub use sampling::{Sampler, Strategy};
 
 /// Why generation could not run.
@@ -139,10 +139,8 @@ pub fn generate(
     let prompt_len = prompts[0].len();
     let mut tokens: Vec<Vec<i64>> = prompts.to_vec();
     let empty = ArrayD::<f32>::zeros(IxDyn(&[batch, dims.n_head, 0, dims.head_dim]));
-    let mut past: Vec<Tensor> = (0..2 * dims.n_layer)
-        .map(|_| Tensor::F32(empty.clone()))
-        .collect();
     let names = cache_names(dims.n_layer);
+    let mut cache = Cache::Host(names.iter().map(|_| Tensor::F32(empty.clone())).collect());
     let mut ids = Array2::<i64>::zeros((batch, prompt_len));
     for (b, p) in prompts.iter().enumerate() {
         ids.row_mut(b).iter_mut().zip(p).for_each(|(d, s)| *d = *s);
@@ -161,14 +159,19 @@ pub fn generate(
             Array2::from_shape_fn((batch, seq), |(_, s)| (past_len + s) as i64).into_dyn(),
         );
         let start = Instant::now();
-        let mut feed: Vec<(&str, &Tensor)> = vec![
+        let feed: Vec<(&str, &Tensor)> = vec![
             ("input_ids", &ids),
             ("attention_mask", &mask),
             ("position_ids", &positions),
         ];
-        feed.extend(names.iter().map(String::as_str).zip(past.iter()));
-        let outputs = model.run(&feed)?;
-        let (logits, presents) = split_outputs(outputs, &names)?;
+        // The runtime keeps the cache between steps where it can (no copy per step).
+        let logits = model.step(&feed, &names, &mut cache)?.to_f32();
+        if logits.ndim() != 3 || logits.shape()[1] != seq {
+            return Err(GenerateError::Graph(format!(
+                "`logits` has shape {:?}, expected [batch, {seq}, vocab]",
+                logits.shape()
+            )));
+        }
         let mut next = Array2::<i64>::zeros((batch, 1));
         for b in 0..batch {
             let row: Vec<f32> = logits
@@ -188,7 +191,6 @@ pub fn generate(
             step_seconds += took;
         }
         steps += 1;
-        past = presents;
         ids = Tensor::I64(next.into_dyn());
         progress(step + 1, new_tokens);
     }
@@ -210,44 +212,4 @@ fn cache_names(n_layer: usize) -> Vec<String> {
             ]
         })
         .collect()
-}
-
-/// The logits `[batch, seq, vocab]` and the presents in the order of `past` names.
-fn split_outputs(
-    outputs: Vec<(String, Tensor)>,
-    past_names: &[String],
-) -> Result<(ArrayD<f32>, Vec<Tensor>), GenerateError> {
-    let mut logits = None;
-    let mut presents: Vec<Option<Tensor>> = past_names.iter().map(|_| None).collect();
-    for (name, t) in outputs {
-        if name == "logits" {
-            logits = Some(t.to_f32());
-        } else if let Some(rest) = name.strip_prefix("present.") {
-            let want = format!("past_key_values.{rest}");
-            if let Some(i) = past_names.iter().position(|n| *n == want) {
-                presents[i] = Some(t);
-            }
-        }
-    }
-    let logits =
-        logits.ok_or_else(|| GenerateError::Graph("the decoder gave no `logits`".into()))?;
-    if logits.ndim() != 3 {
-        return Err(GenerateError::Graph(format!(
-            "`logits` has shape {:?}, expected [batch, sequence, vocab]",
-            logits.shape()
-        )));
-    }
-    let presents = presents
-        .into_iter()
-        .zip(past_names)
-        .map(|(p, n)| {
-            p.ok_or_else(|| {
-                GenerateError::Graph(format!(
-                    "the decoder gave no `{}`",
-                    n.replace("past_key_values.", "present.")
-                ))
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((logits, presents))
 }

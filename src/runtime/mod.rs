@@ -112,6 +112,57 @@ pub trait LoadedModel {
     /// graph's order and element type (types other than float32 / float16 / int64 come back as
     /// float32, so a comparison can still measure them).
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<NamedOutputs, RuntimeError>;
+
+    /// One decoder step: the step's `inputs` (ids, mask, positions) plus the past from `cache`
+    /// (as `past_key_values.*`, in the order of `cache_names`); returns `logits`, and `cache`
+    /// receives this step's `present.*` in the same order. The default goes through [`run`],
+    /// the cache as host tensors; a runtime that can feed its own outputs back as inputs keeps
+    /// them ([`Cache::Held`]) and copies nothing per step.
+    ///
+    /// [`run`]: LoadedModel::run
+    fn step(
+        &mut self,
+        inputs: &[(&str, &Tensor)],
+        cache_names: &[String],
+        cache: &mut Cache,
+    ) -> Result<Tensor, RuntimeError> {
+        let Cache::Host(past) = cache else {
+            return Err(RuntimeError::Run {
+                runtime: "decoder".into(),
+                reason: "the cache is held by another runtime".into(),
+            });
+        };
+        let mut feed: Vec<(&str, &Tensor)> = inputs.to_vec();
+        feed.extend(cache_names.iter().map(String::as_str).zip(past.iter()));
+        let mut out = self.run(&feed)?;
+        let missing = |name: &str| RuntimeError::Run {
+            runtime: "decoder".into(),
+            reason: format!("the graph gave no `{name}`"),
+        };
+        let mut presents = Vec::with_capacity(cache_names.len());
+        for name in cache_names {
+            let present = name.replacen("past_key_values.", "present.", 1);
+            let at = out
+                .iter()
+                .position(|(n, _)| *n == present)
+                .ok_or_else(|| missing(&present))?;
+            presents.push(out.swap_remove(at).1);
+        }
+        let (_, logits) = out
+            .into_iter()
+            .find(|(n, _)| n == "logits")
+            .ok_or_else(|| missing("logits"))?;
+        *cache = Cache::Host(presents);
+        Ok(logits)
+    }
+}
+
+/// A decoder's key/value cache between steps.
+pub enum Cache {
+    /// Host tensors, fed by reference and replaced by each step's presents.
+    Host(Vec<Tensor>),
+    /// Values a runtime keeps in its own memory (ONNX Runtime's outputs, fed back as inputs).
+    Held(Box<dyn std::any::Any + Send>),
 }
 
 thread_local! {

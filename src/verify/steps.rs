@@ -7,7 +7,7 @@
 
 use ndarray::{concatenate, s, Array2, ArrayD, Axis, IxDyn};
 
-use crate::runtime::{DimSpec, LoadedModel, NamedOutputs, Tensor};
+use crate::runtime::{Cache, DimSpec, LoadedModel, NamedOutputs, Tensor};
 
 /// Single-token steps after the prompt (fewer when the sequence is shorter).
 pub const STEPS: usize = 4;
@@ -48,10 +48,13 @@ pub fn prompt_then_steps(
     if cache.is_empty() {
         return Err("the graph has no past_key_values inputs: not a decoder".into());
     }
-    let mut past: Vec<Tensor> = cache
-        .iter()
-        .map(|(_, shape)| Tensor::F32(ArrayD::zeros(IxDyn(shape))))
-        .collect();
+    let names: Vec<String> = cache.iter().map(|(n, _)| n.clone()).collect();
+    let mut past = Cache::Host(
+        cache
+            .iter()
+            .map(|(_, shape)| Tensor::F32(ArrayD::zeros(IxDyn(shape))))
+            .collect(),
+    );
     let mut logits = Vec::with_capacity(k + 1);
     let mut start = 0;
     for len in std::iter::once(seq - k).chain(std::iter::repeat_n(1, k)) {
@@ -61,28 +64,16 @@ pub fn prompt_then_steps(
         let positions = Tensor::I64(
             Array2::from_shape_fn((batch, len), |(_, t)| (start + t) as i64).into_dyn(),
         );
-        let mut feed: Vec<(&str, &Tensor)> = vec![
+        let feed: Vec<(&str, &Tensor)> = vec![
             ("input_ids", &step_ids),
             ("attention_mask", &step_mask),
             ("position_ids", &positions),
         ];
-        feed.extend(cache.iter().map(|(n, _)| n.as_str()).zip(past.iter()));
-        let mut out = model.run(&feed).map_err(|e| e.to_string())?;
-        let mut next = Vec::with_capacity(cache.len());
-        for (name, _) in &cache {
-            let present = name.replace("past_key_values.", "present.");
-            let at = out
-                .iter()
-                .position(|(n, _)| *n == present)
-                .ok_or_else(|| format!("the decoder gave no `{present}`"))?;
-            next.push(out.swap_remove(at).1);
-        }
-        let (_, l) = out
-            .into_iter()
-            .find(|(n, _)| n == "logits")
-            .ok_or("the decoder gave no `logits`")?;
+        // The same path `generate` takes: the runtime keeps the cache between steps.
+        let l = model
+            .step(&feed, &names, &mut past)
+            .map_err(|e| e.to_string())?;
         logits.push(l.to_f32());
-        past = next;
         start = end;
     }
     let views: Vec<_> = logits.iter().map(|l| l.view()).collect();

@@ -21,7 +21,7 @@ use ort::value::{DynValue, TensorRef};
 pub use library::discover_library;
 
 use super::{
-    check_input_names, graph_io, IoSpec, LoadedModel, NamedOutputs, Runtime, RuntimeError,
+    check_input_names, graph_io, Cache, IoSpec, LoadedModel, NamedOutputs, Runtime, RuntimeError,
     RuntimeKind, RuntimeOptions, Tensor,
 };
 
@@ -308,6 +308,78 @@ impl OrtModel {
 }
 
 impl LoadedModel for OrtModel {
+    /// The presents stay ONNX Runtime values and go back in as the next step's past by
+    /// reference: no copy out of and into the runtime per step (the cache grows to 100 MB for
+    /// a whole small-size image).
+    fn step(
+        &mut self,
+        inputs: &[(&str, &Tensor)],
+        cache_names: &[String],
+        cache: &mut Cache,
+    ) -> Result<Tensor, RuntimeError> {
+        let contiguous: Vec<(&str, Contiguous<'_>)> = inputs
+            .iter()
+            .map(|(n, t)| (*n, Contiguous::of(t)))
+            .collect();
+        let host_past: Vec<Contiguous<'_>> = match &*cache {
+            Cache::Host(past) => past.iter().map(Contiguous::of).collect(),
+            Cache::Held(_) => vec![],
+        };
+        let held: Option<&Vec<DynValue>> = match &*cache {
+            Cache::Held(b) => b.downcast_ref::<Vec<DynValue>>(),
+            Cache::Host(_) => None,
+        };
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::new();
+        for spec in &self.inputs {
+            let name = spec.name.as_str();
+            let value = if let Some((_, c)) = contiguous.iter().find(|(n, _)| *n == name) {
+                c.value()
+                    .map_err(|e| self.run_error(format!("input `{name}`: {e}")))?
+            } else if let Some(i) = cache_names.iter().position(|n| n == name) {
+                match (held, host_past.get(i)) {
+                    (Some(h), _) => match h.get(i) {
+                        Some(v) => SessionInputValue::from(v),
+                        None => return Err(self.run_error(format!("no cached `{name}`"))),
+                    },
+                    (None, Some(c)) => c
+                        .value()
+                        .map_err(|e| self.run_error(format!("input `{name}`: {e}")))?,
+                    (None, None) => return Err(self.run_error(format!("no cached `{name}`"))),
+                }
+            } else {
+                return Err(self.run_error(format!("missing input `{name}`")));
+            };
+            values.push((Cow::Borrowed(name), value));
+        }
+        let file = &self.file;
+        let kind = self.kind;
+        let run_error = |reason: String| RuntimeError::Run {
+            runtime: kind.name().into(),
+            reason: format!("{file}: {reason}"),
+        };
+        let mut results = self
+            .session
+            .run(values)
+            .map_err(|e| run_error(e.to_string()))?;
+        let logits = results
+            .get("logits")
+            .ok_or_else(|| run_error("output `logits` missing from the results".into()))
+            .and_then(|v| {
+                output_tensor(v).map_err(|e| run_error(format!("output `logits` {e}")))
+            })?;
+        let mut presents = Vec::with_capacity(cache_names.len());
+        for name in cache_names {
+            let present = name.replacen("past_key_values.", "present.", 1);
+            presents.push(results.remove(&present).ok_or_else(|| {
+                run_error(format!("output `{present}` missing from the results"))
+            })?);
+        }
+        drop(results);
+        drop(host_past);
+        *cache = Cache::Held(Box::new(presents));
+        Ok(logits)
+    }
+
     fn inputs(&self) -> &[IoSpec] {
         &self.inputs
     }
