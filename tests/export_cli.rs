@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use igpt_onnx::onnx::proto::{data_type, ModelProto, TensorProto};
+use igpt_onnx::onnx::DataType;
 use prost::Message;
 use safetensors::tensor::Dtype;
 use sha2::{Digest, Sha256};
@@ -861,6 +862,14 @@ fn head_all_writes_the_heads_the_checkpoint_has() {
 // ---------------------------------------------------------------------------------------------
 // Determinism, re-export, layouts, dtypes
 
+/// An initializer's data size by its declared type and dims (the library's one width table).
+fn byte_len(t: &TensorProto) -> u64 {
+    let dtype = DataType::from_onnx(t.data_type.unwrap_or(0))
+        .unwrap_or_else(|| panic!("{}: unexpected type {:?}", t.name, t.data_type));
+    let numel = igpt_onnx::onnx::dtype::numel(&t.dims).expect("sane dims");
+    dtype.byte_len(numel).expect("no overflow")
+}
+
 /// What `--head all` writes for a causal-LM checkpoint: its graphs, and the generation
 /// defaults carried beside them.
 fn lm_files() -> Vec<String> {
@@ -1018,18 +1027,7 @@ fn half_precision_checkpoints_export_float32_initializers() {
         // Every checkpoint tensor (trunk + lm_head) made it into the graph.
         assert_eq!(from_checkpoint, source.len(), "{case}");
         // inspect sizes initializers by their declared type: float32 everywhere.
-        let total: u64 = inits
-            .iter()
-            .map(|t| {
-                let n: i64 = t.dims.iter().product();
-                let width = match t.data_type {
-                    Some(data_type::INT64) => 8,
-                    Some(data_type::BOOL | data_type::UINT8) => 1,
-                    _ => 4,
-                };
-                n as u64 * width
-            })
-            .sum();
+        let total: u64 = inits.iter().map(byte_len).sum();
         let weights: u64 = source.values().map(|t| 2 * t.data.len() as u64).sum();
         assert!(
             total > weights,
@@ -1194,14 +1192,7 @@ fn external_data_is_written_beside_and_referenced() {
     let source = load_tensors(&model_dir.join("model.safetensors"));
     let (mut external, mut weights, mut data_end) = (0, 0, 0);
     for t in initializers(&model) {
-        let n: i64 = t.dims.iter().product();
-        let width = match t.data_type {
-            Some(data_type::FLOAT) => 4,
-            Some(data_type::BOOL) => 1,
-            Some(data_type::INT64) => 8,
-            other => panic!("{}: unexpected type {other:?}", t.name),
-        };
-        let len = n as usize * width;
+        let len = byte_len(t) as usize;
         // Tensors of 1 KiB and more go to the data file; shape constants and norm weights stay.
         let bytes: &[u8] = if t.data_location == Some(1) {
             assert!(len >= 1024, "{}: {len} bytes external", t.name);
