@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use igpt_onnx::generate::{self, DecoderDims, Sampler, Strategy};
+use igpt_onnx::graph::Profile;
 use igpt_onnx::onnx::inspect;
 use igpt_onnx::runtime::{self, DimSpec, IoSpec, RuntimeKind, RuntimeOptions};
 
@@ -81,6 +82,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--batch must be at least 1");
     }
     let info = inspect::inspect(&a.model).map_err(anyhow::Error::msg)?;
+    let profile = info
+        .metadata
+        .get("igpt_onnx.profile")
+        .and_then(|p| Profile::parse(p))
+        .unwrap_or(Profile::Portable);
+    if kind == RuntimeKind::Tract && !profile.spec().tract {
+        bail!(
+            "{} uses profile {}, which tract does not run (export with --profile portable, or use --runtime ort-cpu)",
+            a.model.display(),
+            profile.name()
+        );
+    }
     let (vocab_size, n_positions) = config_dims(&info.metadata).with_context(|| {
         format!(
             "{}: no igpt_onnx.config metadata (vocab_size, n_positions): export it with igpt-onnx",
