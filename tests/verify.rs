@@ -826,3 +826,40 @@ fn ort_profile_golden_suite_passes_and_tract_is_not_applicable() {
         }
     }
 }
+
+/// `--random-inputs` on a decoder compares the runtimes on a random single step (random past)
+/// and step by step: a random sequence as a prompt plus single steps, each runtime feeding back
+/// its own cache.
+#[test]
+fn random_inputs_compare_a_decoder_step_by_step() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = export_head(
+        &fixture("kv-cache").join("model"),
+        Head::Decoder,
+        tmp.path(),
+        false,
+    );
+    let report = verify::random_inputs(&path, 2, &VerifyOptions::default()).expect("runs");
+    require_ort_under_ci(&report);
+    let runtimes = report.runtimes.iter().filter(|r| r.available).count();
+    if runtimes < 2 {
+        return;
+    }
+    let cases: Vec<&str> = report.checks.iter().map(|c| c.case.as_str()).collect();
+    assert_eq!(
+        cases,
+        [
+            "random-0",
+            "random-0 decoder (28 + 4 steps)",
+            "random-1",
+            "random-1 decoder (28 + 4 steps)"
+        ]
+    );
+    assert_eq!(report.exit_code(), 0, "{}", report.to_text());
+    for c in report.checks.iter().filter(|c| c.case.contains("steps")) {
+        assert_eq!(c.reference, "ort-cpu");
+        let m = c.outputs[0].comparison.metrics.as_ref().expect("metrics");
+        assert_eq!(m.compared, 2 * 32 * 512);
+        assert!(m.max_abs < 1e-4, "{}", m.max_abs);
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array2, ArrayD, IxDyn};
 
 use crate::onnx::DataType;
 use crate::random::SplitMix64;
@@ -147,4 +147,19 @@ fn shape_of(spec: &IoSpec, symbols: &BTreeMap<String, usize>) -> Result<Vec<usiz
         ));
     }
     Ok(shape)
+}
+
+/// A seeded token sequence for a decoder run step by step: batch 2, SOS first, colour tokens
+/// after, at most [`MAX_SEQUENCE`] (and `n_positions`) long, every position attended.
+pub(crate) fn sequence(seed: u64, vocab: u64, n_positions: u64) -> (Array2<i64>, Array2<i64>) {
+    let seq = n_positions.clamp(1, MAX_SEQUENCE) as usize;
+    let mut rng = SplitMix64::new(0x5eed_0000 + seed);
+    let ids = Array2::from_shape_fn((2, seq), |(_, t)| {
+        if t == 0 {
+            (vocab - 1) as i64
+        } else {
+            (rng.next_u64() % (vocab - 1)) as i64
+        }
+    });
+    (ids, Array2::ones((2, seq)))
 }

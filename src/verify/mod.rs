@@ -396,6 +396,13 @@ pub fn random_inputs(
         dtypes: &file.dtypes,
         budget: reduced(precision),
     };
+    // A decoder is also run step by step: a random sequence as a prompt and single-token
+    // steps, each runtime feeding back its own cache, the logits of every position compared.
+    let decoder = file.dtypes.contains_key("logits")
+        && file
+            .inputs
+            .iter()
+            .any(|i| i.name.starts_with("past_key_values."));
     for (set, feed) in feeds.iter().enumerate() {
         let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];
         for (kind, m) in loaded.iter_mut() {
@@ -408,28 +415,62 @@ pub fn random_inputs(
             };
             results.push((*kind, r.0, r.1));
         }
-        // Every pair, as Polygraphy compares runtimes: the earlier one is the reference.
-        let pairs = (0..results.len()).flat_map(|i| (i + 1..results.len()).map(move |j| (i, j)));
-        for (i, j) in pairs {
-            let (ref_kind, _, ref_out) = &results[i];
-            let (kind, provider, out) = &results[j];
-            let start = Instant::now();
-            let mut check = Check::new(&format!("random-{set}"), "-", *kind, provider, model);
-            check.reference = ref_kind.name().to_string();
-            match (ref_out, out) {
-                (Ok(r), Ok(o)) => {
-                    let expected = r.iter().map(|(n, t)| (n.clone(), t.to_f32())).collect();
-                    judge.judge(&mut check, o, &expected);
-                }
-                (Err(e), _) => check.error(format!("{} failed: {e}", ref_kind.name())),
-                (_, Err(e)) => check.error(e.clone()),
+        pairwise(
+            &mut report,
+            &format!("random-{set}"),
+            &results,
+            &judge,
+            model,
+        );
+        if decoder {
+            let (ids, mask) = inputs::sequence(set as u64, vocab, n_pos);
+            let label = steps::label(ids.ncols());
+            let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];
+            for (kind, m) in loaded.iter_mut() {
+                let r = match m {
+                    Ok(m) => (
+                        m.provider(),
+                        steps::prompt_then_steps(m.as_mut(), &ids, &mask),
+                    ),
+                    Err(e) => (String::new(), Err(e.to_string())),
+                };
+                results.push((*kind, r.0, r.1));
             }
-            check.seconds = start.elapsed().as_secs_f64();
-            report.checks.push(check);
+            let case = format!("random-{set} {label}");
+            pairwise(&mut report, &case, &results, &judge, model);
         }
     }
     report.finish();
     Ok(report)
+}
+
+/// Every pair of runtimes' results, as Polygraphy compares runtimes: the earlier one is the
+/// reference.
+fn pairwise(
+    report: &mut Report,
+    case: &str,
+    results: &[(RuntimeKind, String, RunResult)],
+    judge: &Judge<'_>,
+    model: &Path,
+) {
+    let pairs = (0..results.len()).flat_map(|i| (i + 1..results.len()).map(move |j| (i, j)));
+    for (i, j) in pairs {
+        let (ref_kind, _, ref_out) = &results[i];
+        let (kind, provider, out) = &results[j];
+        let start = Instant::now();
+        let mut check = Check::new(case, "-", *kind, provider, model);
+        check.reference = ref_kind.name().to_string();
+        match (ref_out, out) {
+            (Ok(r), Ok(o)) => {
+                let expected = r.iter().map(|(n, t)| (n.clone(), t.to_f32())).collect();
+                judge.judge(&mut check, o, &expected);
+            }
+            (Err(e), _) => check.error(format!("{} failed: {e}", ref_kind.name())),
+            (_, Err(e)) => check.error(e.clone()),
+        }
+        check.seconds = start.elapsed().as_secs_f64();
+        report.checks.push(check);
+    }
 }
 
 /// Where the golden suite looks by default: `./fixtures`, else the crate's own.
