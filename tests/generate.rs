@@ -117,67 +117,50 @@ fn the_cli_reproduces_the_reference_for_a_prompt_and_for_a_batch() {
         }
         // "5-token prompt, batch 1"
         let run = &runs[1];
-        let out = tmp.path().join(format!("{runtime}-prompt.json"));
         let prompt: Vec<String> = run.prompt[0].iter().map(i64::to_string).collect();
-        let (code, stdout, stderr) = cli(&[
-            "generate",
-            "--model",
+        let new = run.new_tokens.to_string();
+        let (tokens, stdout) = generate_cli(
+            tmp.path(),
             model,
-            "--runtime",
             runtime,
-            "--greedy",
-            "--max-new-tokens",
-            &run.new_tokens.to_string(),
-            "--prompt-ids",
-            &prompt.join(","),
-            "--tokens-out",
-            out.to_str().expect("utf-8"),
-        ]);
-        assert_eq!(code, 0, "{stderr}");
-        assert_eq!(tokens_file(&out), run.tokens, "{runtime}");
-        assert!(
-            stdout.contains(&format!(
-                "generated 1 x {} tokens on {runtime}",
-                run.new_tokens
-            )),
-            "{stdout}"
+            &["--max-new-tokens", &new, "--prompt-ids", &prompt.join(",")],
         );
+        assert_eq!(tokens, run.tokens, "{runtime}");
+        let summary = format!("generated 1 x {} tokens on {runtime}", run.new_tokens);
+        assert!(stdout.contains(&summary), "{stdout}");
         assert!(stdout.contains(" ms/step, "), "{stdout}");
         // "SOS only, batch 4": the default prompt, --batch, and max-new-tokens given.
         let run = &runs[3];
-        let out = tmp.path().join(format!("{runtime}-batch.json"));
-        let (code, _, stderr) = cli(&[
-            "generate",
-            "--model",
+        let new = run.new_tokens.to_string();
+        let (tokens, _) = generate_cli(
+            tmp.path(),
             model,
-            "--runtime",
             runtime,
-            "--greedy",
-            "--batch",
-            "4",
-            "--max-new-tokens",
-            &run.new_tokens.to_string(),
-            "--tokens-out",
-            out.to_str().expect("utf-8"),
-        ]);
-        assert_eq!(code, 0, "{stderr}");
-        assert_eq!(tokens_file(&out), run.tokens, "{runtime}");
+            &["--batch", "4", "--max-new-tokens", &new],
+        );
+        assert_eq!(tokens, run.tokens, "{runtime}");
         // "SOS only, batch 1, a whole image": the default length generates to the end.
-        let run = &runs[0];
-        let out = tmp.path().join(format!("{runtime}-fill.json"));
-        let (code, _, stderr) = cli(&[
-            "generate",
-            "--model",
-            model,
-            "--runtime",
-            runtime,
-            "--greedy",
-            "--tokens-out",
-            out.to_str().expect("utf-8"),
-        ]);
-        assert_eq!(code, 0, "{stderr}");
-        assert_eq!(tokens_file(&out), run.tokens, "{runtime}");
+        let (tokens, _) = generate_cli(tmp.path(), model, runtime, &[]);
+        assert_eq!(tokens, runs[0].tokens, "{runtime}");
     }
+}
+
+/// `generate --model M --runtime R --greedy EXTRA --tokens-out F`: (tokens, stdout).
+fn generate_cli(dir: &Path, model: &str, runtime: &str, extra: &[&str]) -> (Vec<Vec<i64>>, String) {
+    let out = dir.join("tokens.json");
+    let mut args = vec![
+        "generate",
+        "--model",
+        model,
+        "--runtime",
+        runtime,
+        "--greedy",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--tokens-out", out.to_str().expect("utf-8")]);
+    let (code, stdout, stderr) = cli(&args);
+    assert_eq!(code, 0, "{stderr}");
+    (tokens_file(&out), stdout)
 }
 
 #[test]
