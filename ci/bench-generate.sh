@@ -5,8 +5,8 @@
 #
 #   ci/bench-generate.sh            # SIZE=small BATCHES=1,8 NEW=64 THREADS=2 REPEAT=3
 #
-# Every figure is the median of REPEAT runs (the reference's too): on a 2-core machine a single
-# run moves by a quarter with whatever else runs.
+# Every figure is the median of REPEAT runs (the reference's too), our decoders' rounds
+# interleaved: on a 2-core machine a single run moves by a quarter with whatever else runs.
 #
 # Needs the reference environment (bash fixtures/setup.sh). Prints ms/step for each batch size,
 # the ratio (reference / ours, higher is better), whether the greedy tokens agree, and the
@@ -46,15 +46,15 @@ weights=$(stat -c %s "$work/ckpt/model.safetensors")
 echo "== reference generate (transformers, $THREADS threads)"
 "$py" ci/bench_generate.py "$work/ckpt" "$THREADS" "$NEW" "$BATCHES" "$REPEAT" >"$work/ref.jsonl"
 
-echo "== igpt-onnx generate (ort-cpu)"
-for v in $VARIANTS; do
-  for b in ${BATCHES//,/ }; do
-    : >"$work/ours-${v/:/-}-$b.txt"
-    for _ in $(seq "$REPEAT"); do
+echo "== igpt-onnx generate (ort-cpu), rounds interleaved across decoders"
+for r in $(seq "$REPEAT"); do
+  for v in $VARIANTS; do
+    for b in ${BATCHES//,/ }; do
+      [ "$r" = 1 ] && : >"$work/ours-${v/:/-}-$b.txt"
       "$bin" generate --model "$work/onnx-${v/:/-}/decoder.onnx" --greedy --batch "$b" \
         --max-new-tokens "$NEW" --tokens-out "$work/ours-${v/:/-}-$b.json" >>"$work/ours-${v/:/-}-$b.txt"
+      echo "round $r $v: $(tail -n1 "$work/ours-${v/:/-}-$b.txt")"
     done
-    echo "$v: $(tail -n1 "$work/ours-${v/:/-}-$b.txt")"
   done
 done
 
