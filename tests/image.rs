@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::fixture;
+use common::{fixture, listing};
 use igpt_onnx::image::{self, load_rgb, resample, Filter, Processor, Rgb8};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -252,15 +252,6 @@ fn assert_refused(run: &Run, expected: &str) {
     );
     assert_eq!(run.stderr.trim_end(), format!("error: {expected}"));
     assert_eq!(run.stderr.lines().count(), 1);
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! The streaming writer on its own: byte counts checked against the framing, sizes that
 //! overflow, unpredictable temporary names, and heads committed all or none.
 
+mod common;
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use common::listing;
 use igpt_onnx::checkpoint::{SourceError, TensorSource};
 use igpt_onnx::onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto};
 use igpt_onnx::onnx::writer::{commit_all, write_model, Staged, WriteError};
@@ -50,15 +53,6 @@ fn write_one(
     })
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn a_source_writing_the_wrong_byte_count_is_an_error_naming_the_tensor() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -68,11 +62,7 @@ fn a_source_writing_the_wrong_byte_count_is_an_error_naming_the_tensor() {
         err.to_string(),
         "initializer `w`: its source wrote 20 bytes, its type and shape call for 24"
     );
-    assert!(
-        files_in(tmp.path()).is_empty(),
-        "{:?}",
-        files_in(tmp.path())
-    );
+    assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
 }
 
 #[test]
@@ -84,7 +74,7 @@ fn an_initializer_whose_size_overflows_is_refused() {
         err.to_string(),
         "initializer `w` has dims [1099511627776, 1099511627776]: its size overflows"
     );
-    assert!(files_in(tmp.path()).is_empty());
+    assert!(listing(tmp.path()).is_empty());
 }
 
 #[cfg(unix)]
@@ -102,7 +92,7 @@ fn temporary_names_are_unpredictable_and_exclusive() {
     staged.commit().expect("commits");
     assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
     assert_eq!(
-        files_in(&out),
+        listing(&out),
         vec![
             planted
                 .file_name()
@@ -133,7 +123,7 @@ fn heads_are_committed_all_or_none() {
     );
     // a is back as it was, and no temporary is left beside it.
     assert_eq!(std::fs::read(&a).expect("a"), b"old a");
-    assert_eq!(files_in(tmp.path()), vec!["a.onnx", "moved"]);
+    assert_eq!(listing(tmp.path()), vec!["a.onnx", "moved"]);
 }
 
 #[test]
@@ -153,5 +143,5 @@ fn a_destination_that_became_a_folder_is_refused_before_anything_moves() {
         )
     );
     assert_eq!(std::fs::read(&a).expect("a"), b"old a");
-    assert_eq!(files_in(tmp.path()), vec!["a.onnx", "b.onnx"]);
+    assert_eq!(listing(tmp.path()), vec!["a.onnx", "b.onnx"]);
 }

@@ -141,7 +141,7 @@ pub trait LoadedModel {
         };
         let mut presents = Vec::with_capacity(cache_names.len());
         for name in cache_names {
-            let present = name.replacen("past_key_values.", "present.", 1);
+            let present = present_name(name);
             let at = out
                 .iter()
                 .position(|(n, _)| *n == present)
@@ -155,6 +155,12 @@ pub trait LoadedModel {
         *cache = Cache::Host(presents);
         Ok(logits)
     }
+}
+
+/// The output a decoder step gives for the past input `past` (`past_key_values.3.key` →
+/// `present.3.key`).
+pub fn present_name(past: &str) -> String {
+    past.replacen("past_key_values.", "present.", 1)
 }
 
 /// A decoder's key/value cache between steps.

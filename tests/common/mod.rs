@@ -178,3 +178,13 @@ impl Rng {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// The names in a folder, sorted (hidden ones included, so stray temporaries show).
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}

@@ -369,7 +369,7 @@ impl LoadedModel for OrtModel {
             })?;
         let mut presents = Vec::with_capacity(cache_names.len());
         for name in cache_names {
-            let present = name.replacen("past_key_values.", "present.", 1);
+            let present = super::present_name(name);
             presents.push(results.remove(&present).ok_or_else(|| {
                 run_error(format!("output `{present}` missing from the results"))
             })?);
