@@ -183,13 +183,15 @@ def test_triton(tmp):
 
 
 def foreign_graph(path, head, elem_type):
-    """A one-node graph with our head metadata and an input of `elem_type`."""
+    """A one-node graph with an export card of `head` (a default config) and an input of
+    `elem_type`; no card at all when `head` is None."""
     x = helper.make_tensor_value_info("input_ids", elem_type, ["batch", "sequence"])
     y = helper.make_tensor_value_info("logits", elem_type, ["batch", "sequence"])
     g = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["logits"])], "g", [x], [y])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     if head is not None:
-        helper.set_model_props(m, {"igpt_onnx.head": head})
+        helper.set_model_props(m, {"igpt_onnx.head": head, "igpt_onnx.config": "{}",
+                                   "igpt_onnx.profile": "portable", "igpt_onnx.version": "test"})
     onnx.save(m, path)
 
 
@@ -209,7 +211,7 @@ def test_refusals(tmp):
             "input `input_ids` has element type complex64, which Triton has no data type for", repo)
     foreign_graph(bad / "causal-lm.onnx", "causal-lm-genai", TensorProto.FLOAT)
     refused(["package", "--triton", repo, "--from", bad],
-            "head `causal-lm-genai` is not one Triton packaging supports", repo)
+            "metadata igpt_onnx.head: `causal-lm-genai` is none of base, causal-lm, classifier or decoder", repo)
     foreign_graph(bad / "causal-lm.onnx", None, TensorProto.FLOAT)
     refused(["package", "--triton", repo, "--from", bad], "not a graph igpt-onnx exported", repo)
     refused(["package", "--triton", repo, "--from", bad, "--heads", "decoder"],

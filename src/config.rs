@@ -48,8 +48,8 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
-    #[error("unknown variant `{0}` (expected small, medium, large or tiny)")]
-    UnknownVariant(String),
+    #[error("unknown variant `{name}` (expected small, medium, large or tiny)")]
+    UnknownVariant { name: String },
     #[error(
         "--variant {variant} contradicts the checkpoint's config: `{field}` is {checkpoint} in the checkpoint, {expected} for {variant}"
     )]
@@ -262,7 +262,9 @@ impl Variant {
             "small" => Ok(Self::Small),
             "medium" => Ok(Self::Medium),
             "large" => Ok(Self::Large),
-            other => Err(ConfigError::UnknownVariant(other.to_string())),
+            other => Err(ConfigError::UnknownVariant {
+                name: other.to_string(),
+            }),
         }
     }
 

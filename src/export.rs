@@ -8,8 +8,11 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{Checkpoint, Head};
-use crate::graph::{self, BuiltGraph, GraphOptions, LogitsWidth, Precision, Profile};
+use crate::base::files::FileError;
+use crate::checkpoint::Checkpoint;
+use crate::graph::{
+    self, BuiltGraph, ExportCard, GraphOptions, Head, LogitsWidth, Precision, Profile, Provenance,
+};
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
 
@@ -23,8 +26,12 @@ pub enum ExportError {
     Write(#[from] WriteError),
     #[error(transparent)]
     Weights(#[from] crate::checkpoint::WeightsError),
-    #[error("{0}")]
-    Output(String),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("output path {path} is a file, not a folder")]
+    NotAFolder { path: String },
+    #[error("refusing to replace {path}: {why}")]
+    Refused { path: String, why: &'static str },
     #[error("the checkpoint has no weights for the {head} head (missing `{weight}`)")]
     HeadUnavailable {
         head: &'static str,
@@ -111,15 +118,14 @@ pub fn export(
             .iter()
             .map(|(src, _)| src.clone())
             .collect::<Vec<_>>(),
-    )
-    .map_err(|e| ExportError::Output(format!("cannot read {e}")))?;
+    )?;
 
     let files: Vec<PathBuf> = ckpt.weights.file_paths().map(Path::to_path_buf).collect();
     std::thread::scope(|scope| {
         // The checksum reads the source files once, on the other core, while the first head
         // streams; every head's metadata waits for it only at the very end of its file.
         let hasher = scope.spawn(move || sha256_files(&files));
-        let mut hashes: Option<Result<String, String>> = None;
+        let mut hashes: Option<String> = None;
         let mut hasher = Some(hasher);
         let mut staged: Vec<(Staged, Exported)> = Vec::with_capacity(heads.len());
         for (&head, target) in heads.iter().zip(&targets) {
@@ -142,12 +148,19 @@ pub fn export(
             }
             let header = model_header(opts.profile, &built);
             let mut metadata = || {
-                let h = hashes.get_or_insert_with(|| match hasher.take().map(|t| t.join()) {
-                    Some(Ok(r)) => r,
-                    _ => Err("checksum thread failed".to_string()),
-                });
-                let sums = h.clone().map_err(WriteError::Refused)?;
-                Ok(provenance(ckpt, head, opts, &sums, &carried_sums))
+                if hashes.is_none() {
+                    let joined = hasher.take().map(|t| t.join());
+                    let sums = match joined {
+                        Some(Ok(sums)) => sums.map_err(|e| WriteError::Checksum(Box::new(e)))?,
+                        _ => {
+                            let e = std::io::Error::other("the checksum thread stopped");
+                            return Err(WriteError::Checksum(Box::new(e)));
+                        }
+                    };
+                    hashes = Some(sums);
+                }
+                let sums = hashes.as_deref().unwrap_or_default();
+                Ok(card(ckpt, head, opts, sums, &carried_sums))
             };
             let st = writer::write_model(
                 target,
@@ -201,53 +214,35 @@ fn model_header(profile: Profile, built: &BuiltGraph<'_>) -> ModelProto {
     }
 }
 
-fn provenance(
+/// The card this export writes into `head`'s graph.
+fn card(
     ckpt: &Checkpoint,
     head: Head,
     opts: &ExportOptions,
     sums: &str,
     carried_sums: &str,
 ) -> Vec<StringStringEntryProto> {
-    let config = serde_json::to_string(&ckpt.config).unwrap_or_default();
-    let mut source: Vec<(&str, String)> =
-        vec![("igpt_onnx.source_format", ckpt.weights.format.clone())];
-    if let Some(o) = &ckpt.origin {
-        source.push(("igpt_onnx.source_hub_id", o.repo.clone()));
-        source.push(("igpt_onnx.source_hub_commit", o.commit.clone()));
-    }
-    if carried_sums != "{}" {
-        source.push(("igpt_onnx.carried_sha256", carried_sums.to_string()));
-    }
-    // Float32 graphs carry no precision entry.
-    if opts.precision != Precision::Float32 {
-        source.push(("igpt_onnx.precision", opts.precision.name().to_string()));
-    }
-    if head == Head::Classifier {
-        source.push(("igpt_onnx.id2label", ckpt.config.id2label_json()));
-    }
-    // Recorded only when not the reference's width, so default exports stay byte-identical.
-    if opts.logits == LogitsWidth::Vocabulary && head.weight_name() == Some("lm_head.weight") {
-        source.push(("igpt_onnx.logits_width", ckpt.config.vocab_size.to_string()));
-    }
-    let mut entries = vec![
-        ("igpt_onnx.config", config),
-        ("igpt_onnx.head", head.name().to_string()),
-        (
-            "igpt_onnx.hidden_states",
-            (opts.graph.hidden_states && head == Head::Base).to_string(),
-        ),
-        ("igpt_onnx.profile", opts.profile.name().to_string()),
-        ("igpt_onnx.source_sha256", sums.to_string()),
-        ("igpt_onnx.version", env!("CARGO_PKG_VERSION").to_string()),
-    ];
-    entries.extend(source);
-    entries.sort_by_key(|&(k, _)| k);
-    entries
+    let card = ExportCard {
+        head,
+        profile: opts.profile,
+        precision: opts.precision,
+        config: ckpt.config.clone(),
+        hidden_states: opts.graph.hidden_states,
+        logits: opts.logits,
+        provenance: Provenance {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            source_sha256: sums.to_string(),
+            source_format: ckpt.weights.format.clone(),
+            hub: ckpt
+                .origin
+                .as_ref()
+                .map(|o| (o.repo.clone(), o.commit.clone())),
+            carried_sha256: (carried_sums != "{}").then(|| carried_sums.to_string()),
+        },
+    };
+    card.to_metadata()
         .into_iter()
-        .map(|(k, v)| StringStringEntryProto {
-            key: k.into(),
-            value: v,
-        })
+        .map(|(key, value)| StringStringEntryProto { key, value })
         .collect()
 }
 
@@ -299,16 +294,14 @@ fn holds_our_graphs(dir: &Path) -> bool {
 }
 
 /// `{"<file name>": "<sha256 hex>", ...}` over the source files.
-fn sha256_files(files: &[PathBuf]) -> Result<String, String> {
+fn sha256_files(files: &[PathBuf]) -> Result<String, FileError> {
     let mut out = BTreeMap::new();
     let mut buf = vec![0u8; 4 << 20];
     for path in files {
-        let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut f = std::fs::File::open(path).map_err(FileError::at("read", path))?;
         let mut h = Sha256::new();
         loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let n = f.read(&mut buf).map_err(FileError::at("read", path))?;
             if n == 0 {
                 break;
             }
@@ -321,22 +314,17 @@ fn sha256_files(files: &[PathBuf]) -> Result<String, String> {
         let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         out.insert(name, hex);
     }
-    serde_json::to_string(&out).map_err(|e| e.to_string())
+    // A map of strings always serialises.
+    Ok(serde_json::to_string(&out).unwrap_or_default())
 }
 
 fn prepare_out_dir(dir: &Path) -> Result<(), ExportError> {
     if dir.exists() && !dir.is_dir() {
-        return Err(ExportError::Output(format!(
-            "output path {} is a file, not a folder",
-            dir.display()
-        )));
+        return Err(ExportError::NotAFolder {
+            path: dir.display().to_string(),
+        });
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        ExportError::Output(format!(
-            "cannot create output folder {}: {e}",
-            dir.display()
-        ))
-    })
+    std::fs::create_dir_all(dir).map_err(|e| FileError::at("create output folder", dir)(e).into())
 }
 
 /// An existing `<head>.onnx` is replaced only when igpt-onnx wrote it.
@@ -372,8 +360,9 @@ fn refuse_unless(
     } else {
         Err("it is not a regular file")
     };
-    verdict.map_err(|why| {
-        ExportError::Output(format!("refusing to replace {}: {why}", path.display()))
+    verdict.map_err(|why| ExportError::Refused {
+        path: path.display().to_string(),
+        why,
     })
 }
 

@@ -26,6 +26,7 @@
 
 #![warn(clippy::unwrap_used)]
 
+pub mod base;
 pub mod checkpoint;
 pub mod config;
 pub mod export;
@@ -38,5 +39,6 @@ pub mod random;
 pub mod runtime;
 pub mod verify;
 
-pub use checkpoint::{Checkpoint, Head};
+pub use checkpoint::Checkpoint;
 pub use config::{ImageGptConfig, Variant};
+pub use graph::Head;

@@ -9,6 +9,8 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // An interrupted command leaves no half-written file behind.
+    igpt_onnx::base::files::remove_on_interrupt();
     let parsed = match cli::Cli::try_parse() {
         Ok(c) => c,
         // Help and version go to stdout as clap prints them.

@@ -8,14 +8,23 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, View};
 
+use crate::base::files::{self, FileError};
 use crate::checkpoint::expected_tensors;
 use crate::config::ImageGptConfig;
 
 /// A random-checkpoint failure.
 #[derive(Debug, thiserror::Error)]
 pub enum RandomError {
-    #[error("cannot write {path}: {reason}")]
-    Write { path: String, reason: String },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("cannot write {path}: it is a file, not a folder")]
+    NotAFolder { path: String },
+    #[error("cannot write {path}: {source}")]
+    Serialize {
+        path: String,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
 }
 
 /// A tensor whose values are drawn when the serializer asks for its bytes.
@@ -94,14 +103,12 @@ pub fn write_random_checkpoint(
     seed: u64,
     out: &Path,
 ) -> Result<PathBuf, RandomError> {
-    let err = |path: &Path, reason: String| RandomError::Write {
-        path: path.display().to_string(),
-        reason,
-    };
     if out.exists() && !out.is_dir() {
-        return Err(err(out, "it is a file, not a folder".into()));
+        return Err(RandomError::NotAFolder {
+            path: out.display().to_string(),
+        });
     }
-    std::fs::create_dir_all(out).map_err(|e| err(out, e.to_string()))?;
+    std::fs::create_dir_all(out).map_err(FileError::at("write", out))?;
     let tensors: Vec<(String, RandomTensor)> = expected_tensors(cfg)
         .into_iter()
         .filter(|(name, _)| name != "score.weight")
@@ -117,19 +124,18 @@ pub fn write_random_checkpoint(
     let weights = out.join("model.safetensors");
     // An unpredictable name created exclusively beside the destination: a planted file or
     // symlink at a fixed temporary name cannot redirect the write.
-    let tmp = tempfile::Builder::new()
-        .prefix(".model.safetensors.")
-        .suffix(".tmp")
-        .tempfile_in(out)
-        .map_err(|e| err(&weights, e.to_string()))?
-        .into_temp_path();
+    let (file, tmp) = files::temp_file_beside(&weights)?;
+    drop(file);
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(tensors, Some(meta), &tmp)
-        .map_err(|e| err(&weights, e.to_string()))?;
-    tmp.persist(&weights)
-        .map_err(|e| err(&weights, e.error.to_string()))?;
+    safetensors::serialize_to_file(tensors, Some(meta), tmp.path()).map_err(|source| {
+        RandomError::Serialize {
+            path: weights.display().to_string(),
+            source,
+        }
+    })?;
+    tmp.rename_to(&weights)?;
     let config = out.join("config.json");
     let text = serde_json::to_string_pretty(&cfg.to_hf_json()).unwrap_or_default() + "\n";
-    std::fs::write(&config, text).map_err(|e| err(&config, e.to_string()))?;
+    files::write_atomic(&config, text.as_bytes())?;
     Ok(weights)
 }

@@ -1300,7 +1300,7 @@ fn provenance_names_the_source_checksum_and_head() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hardening (issue 8): each of these failed before the writer's rework.
+// Hardening: each of these failed before the writer's rework.
 
 #[test]
 fn inline_re_export_keeps_a_data_file_the_old_model_did_not_reference() {

@@ -166,7 +166,11 @@ fn mutated_graphs_never_panic_or_balloon() {
             let mutant = mutate(&mut rng, &bytes);
             let path = dir.path().join(format!("mutant-{i}.onnx"));
             std::fs::write(&path, &mutant).expect("write mutant");
-            one_line("inspect", &path, || inspect(&path).map(|_| inspected += 1));
+            one_line("inspect", &path, || {
+                inspect(&path)
+                    .map(|_| inspected += 1)
+                    .map_err(|e| e.to_string())
+            });
             for (rt, n) in runtimes.iter().zip(loaded.iter_mut()) {
                 let e = one_line(rt.kind().name(), &path, || {
                     rt.load(&path).map(|_| *n += 1).map_err(|e| e.to_string())

@@ -53,10 +53,9 @@ fn greedy_decoder(dir: &Path) -> PathBuf {
     export_head(&fixture("greedy").join("model"), Head::Decoder, dir, false)
 }
 
+/// The greedy fixture's vocabulary and positions (its cache layout the session reads from the
+/// graph).
 const DIMS: DecoderDims = DecoderDims {
-    n_layer: 3,
-    n_head: 4,
-    head_dim: 12,
     vocab_size: 513,
     n_positions: 32,
 };

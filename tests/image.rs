@@ -481,7 +481,9 @@ fn classify_matches_the_reference_logits_on_ort_and_tract() {
     let mut ran = Vec::new();
     for kind in [RuntimeKind::OrtCpu, RuntimeKind::Tract] {
         match runtime::open(kind, &RuntimeOptions::default()) {
-            Err(RuntimeError::Unavailable { reason, .. }) if std::env::var_os("CI").is_none() => {
+            Err(RuntimeError::Unavailable { source: reason, .. })
+                if std::env::var_os("CI").is_none() =>
+            {
                 eprintln!("skipping {}: {reason}", kind.name());
                 continue;
             }

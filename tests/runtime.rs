@@ -165,7 +165,9 @@ fn non_onnx_file_is_a_load_error(kind: RuntimeKind) {
     std::fs::write(&path, b"this is not a protobuf \xff\xff\xff\xff").expect("write");
     match rt.load(&path) {
         Err(RuntimeError::Load {
-            path: p, reason, ..
+            path: p,
+            source: reason,
+            ..
         }) => {
             assert!(p.contains("not-a-model.onnx"), "{p}");
             println!("{}: {reason}", kind.name());
@@ -183,7 +185,8 @@ fn wrong_input_names_are_a_run_error(kind: RuntimeKind) {
     let mut model = rt.load(&path).expect("graph loads");
     let ids = Tensor::from(ArrayD::<i64>::zeros(IxDyn(&[1, 4])));
     match model.run(&[("tokens", &ids), ("attention_mask", &ids)]) {
-        Err(RuntimeError::Run { reason, .. }) => {
+        Err(RuntimeError::Run { source, .. }) => {
+            let reason = source.to_string();
             assert!(
                 reason.contains("tokens") && reason.contains("input_ids"),
                 "{reason}"
@@ -204,7 +207,7 @@ fn out_of_range_token_is_a_run_error(kind: RuntimeKind) {
     let ids = Tensor::from(ArrayD::<i64>::from_elem(IxDyn(&[1, 4]), 100_000));
     let mask = Tensor::from(ArrayD::<i64>::ones(IxDyn(&[1, 4])));
     match model.run(&[("input_ids", &ids), ("attention_mask", &mask)]) {
-        Err(RuntimeError::Run { reason, .. }) => println!("{}: {reason}", kind.name()),
+        Err(RuntimeError::Run { source, .. }) => println!("{}: {source}", kind.name()),
         Err(e) => panic!("expected a Run error, got {e}"),
         Ok(_) => panic!("ran with token ids past the vocabulary"),
     }
@@ -233,7 +236,10 @@ fn wrong_input_type_is_a_run_error(kind: RuntimeKind) {
         ),
     ] {
         match model.run(&feed) {
-            Err(RuntimeError::Run { reason, .. }) => assert!(reason.ends_with(want), "{reason}"),
+            Err(RuntimeError::Run { source, .. }) => {
+                let reason = source.to_string();
+                assert!(reason.ends_with(want), "{reason}")
+            }
             Err(e) => panic!("expected a Run error, got {e}"),
             Ok(_) => panic!("ran with a wrong input"),
         }
@@ -333,8 +339,8 @@ fn transpose_with_repeated_axis_is_refused(kind: RuntimeKind) {
         g.output(&t, DataType::Float32, &bs);
     });
     match rt.load(&path) {
-        Err(RuntimeError::Load { reason, .. }) => assert_eq!(
-            reason,
+        Err(RuntimeError::Load { source, .. }) => assert_eq!(
+            source.to_string(),
             "malformed graph: node `t` (Transpose): perm [0, 0] is not a permutation of 0..2"
         ),
         Err(e) => panic!("expected a Load error, got {e}"),
@@ -420,7 +426,9 @@ fn explicit_library_path_that_is_missing_is_reported() {
         ort_lib: Some(PathBuf::from("/nonexistent/libonnxruntime.so")),
         ..Default::default()
     };
-    let err = runtime::ort::discover_library(&opts).expect_err("a missing file is an error");
+    let err = runtime::ort::discover_library(&opts)
+        .expect_err("a missing file is an error")
+        .to_string();
     assert!(
         err.contains("--ort-lib") && err.contains("/nonexistent/libonnxruntime.so"),
         "{err}"

@@ -34,7 +34,7 @@ fn torch_case(name: &str) -> PathBuf {
 /// provenance entries, bytes of that model re-encoded).
 fn exported(model: &Path, out: &Path) -> (String, Vec<(String, Vec<u8>)>) {
     let ckpt = Checkpoint::open(model, None, None).expect("checkpoint opens");
-    let heads = ckpt.available_heads();
+    let heads = igpt_onnx::Head::available(&ckpt);
     let done = export(&ckpt, &heads, out, &ExportOptions::default()).expect("export");
     let graphs = done
         .iter()
@@ -81,7 +81,7 @@ fn provenance_names_the_torch_format() {
     let ckpt = Checkpoint::open(&torch_case("base-hidden-legacy"), None, None).expect("opens");
     let done = export(
         &ckpt,
-        &ckpt.available_heads(),
+        &igpt_onnx::Head::available(&ckpt),
         tmp.path(),
         &ExportOptions::default(),
     )

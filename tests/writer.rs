@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use common::listing;
-use igpt_onnx::checkpoint::{SourceError, TensorSource};
+use igpt_onnx::base::{SourceError, TensorSource};
 use igpt_onnx::onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto};
 use igpt_onnx::onnx::writer::{commit_all, write_model, Staged, WriteError};
 use igpt_onnx::onnx::{DataType, GraphBuilder};

@@ -19,29 +19,30 @@ pub fn open(path: &Path) -> Result<WeightStore, WeightsError> {
         }
         return match torch::resolve_files(path)? {
             Some(files) => torch::open(&files),
-            None => Err(WeightsError::NotFound(format!(
-                "no model.safetensors, model.safetensors.index.json, {} or {} in {}",
-                torch::WEIGHTS,
-                torch::INDEX,
-                path.display()
-            ))),
+            None => Err(WeightsError::NoWeights {
+                dir: path.display().to_string(),
+                expected: format!(
+                    "model.safetensors, model.safetensors.index.json, {} or {}",
+                    torch::WEIGHTS,
+                    torch::INDEX
+                ),
+            }),
         };
     }
     if !path.is_file() {
-        return Err(WeightsError::NotFound(format!(
-            "weights path {} does not exist",
-            path.display()
-        )));
+        return Err(WeightsError::NoPath {
+            path: path.display().to_string(),
+        });
     }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     if name.ends_with(".bin.index.json") {
-        return torch::open(&super::shard_files(path)?);
+        return torch::open(&super::index::shard_files(path)?);
     }
     if name.ends_with(".index.json") {
-        let files = super::shard_files(path)?;
+        let files = super::index::shard_files(path)?;
         let mut store = WeightStore::new("safetensors");
         for p in files {
             let (file, tensors) = safetensors::read_header(&p)?;

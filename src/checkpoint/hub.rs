@@ -274,7 +274,9 @@ pub fn download_in(
     for weights in WEIGHT_CHOICES {
         if let Some(path) = fetch(weights)? {
             if weights.ends_with(".index.json") {
-                for shard in super::shard_files(&path).map_err(|e| err(weights, e.to_string()))? {
+                for shard in
+                    super::index::shard_files(&path).map_err(|e| err(weights, e.to_string()))?
+                {
                     let name = shard.file_name().map(|n| n.to_string_lossy().into_owned());
                     if let Some(name) = name {
                         if fetch(&name)?.is_none() {

@@ -5,6 +5,7 @@
 
 mod format;
 pub mod hub;
+pub(crate) mod index;
 
 pub mod safetensors;
 pub mod source;
@@ -13,53 +14,10 @@ pub mod torch;
 
 use std::path::{Path, PathBuf};
 
-pub use source::{SourceError, TensorSource};
+pub use format::open as open_weights;
 pub use store::{TensorMeta, WeightStore, WeightsError};
 
 use crate::config::{ConfigError, ImageGptConfig, Variant};
-
-/// Heads an export can produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum Head {
-    /// `ImageGPTModel`: last_hidden_state (and optionally every hidden state).
-    Base,
-    /// `ImageGPTForCausalImageModeling`: next-token logits over the 512 colour clusters.
-    CausalLm,
-    /// `ImageGPTForImageClassification`: mean-pooled features through `score`.
-    Classifier,
-    /// The causal LM with a KV cache: `past_key_values` in, `present` out, one graph for the
-    /// prompt and every generation step.
-    Decoder,
-}
-
-impl Head {
-    /// All heads, in a stable order.
-    pub const ALL: [Head; 4] = [Head::Base, Head::CausalLm, Head::Classifier, Head::Decoder];
-
-    /// The name used for files and reports (`causal-lm`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Head::Base => "base",
-            Head::CausalLm => "causal-lm",
-            Head::Classifier => "classifier",
-            Head::Decoder => "decoder",
-        }
-    }
-
-    /// Parses a head name.
-    pub fn parse(name: &str) -> Option<Head> {
-        Head::ALL.into_iter().find(|h| h.name() == name)
-    }
-
-    /// The weight this head adds to the trunk, if any.
-    pub fn weight_name(self) -> Option<&'static str> {
-        match self {
-            Head::Base => None,
-            Head::CausalLm | Head::Decoder => Some("lm_head.weight"),
-            Head::Classifier => Some("score.weight"),
-        }
-    }
-}
 
 /// Anything that stops a checkpoint from opening.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +26,10 @@ pub enum CheckpointError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Weights(#[from] WeightsError),
-    #[error("{0}")]
-    NoConfig(String),
+    #[error(
+        "no config.json beside {weights}: pass --config FILE or --variant tiny|small|medium|large"
+    )]
+    NoConfig { weights: String },
 }
 
 /// A checkpoint ready to export.
@@ -94,10 +54,9 @@ impl Checkpoint {
     ) -> Result<Self, CheckpointError> {
         // Said first: otherwise a mistyped path reads as a missing config.json.
         if !weights.exists() {
-            return Err(WeightsError::NotFound(format!(
-                "weights path {} does not exist",
-                weights.display()
-            ))
+            return Err(WeightsError::NoPath {
+                path: weights.display().to_string(),
+            }
             .into());
         }
         let folder = if weights.is_dir() {
@@ -113,16 +72,15 @@ impl Checkpoint {
             (None, Some(path), _) => ImageGptConfig::from_file(&path)?,
             (None, None, Some(v)) => v.config(),
             (None, None, None) => {
-                return Err(CheckpointError::NoConfig(format!(
-                "no config.json beside {}: pass --config FILE or --variant tiny|small|medium|large",
-                weights.display()
-            )))
+                return Err(CheckpointError::NoConfig {
+                    weights: weights.display().to_string(),
+                })
             }
         };
         if let Some(v) = variant {
             v.check(&cfg)?;
         }
-        let store = WeightStore::open(weights)?;
+        let store = format::open(weights)?;
         let ckpt = Self {
             config: cfg,
             weights: store,
@@ -133,23 +91,12 @@ impl Checkpoint {
         Ok(ckpt)
     }
 
-    /// Heads this checkpoint has weights for (`base` always).
-    pub fn available_heads(&self) -> Vec<Head> {
-        Head::ALL
-            .into_iter()
-            .filter(|h| {
-                h.weight_name()
-                    .is_none_or(|w| self.weights.get(w).is_some())
-            })
-            .collect()
-    }
-
     /// Every trunk tensor present with the right shape and a float dtype; head tensors, when
     /// present, shaped right; nothing else but the legacy attention buffers.
     fn validate(&self) -> Result<(), WeightsError> {
         let expected = expected_tensors(&self.config);
         for (name, shape) in &expected {
-            let is_head = Head::ALL.iter().any(|h| h.weight_name() == Some(name));
+            let is_head = HEAD_WEIGHTS.contains(&name.as_str());
             if self.weights.get(name).is_none() {
                 if is_head {
                     continue;
@@ -174,38 +121,6 @@ impl Checkpoint {
     }
 }
 
-/// The shard files a `*.index.json` names (`weight_map` values), beside the index.
-pub(crate) fn shard_files(index: &Path) -> Result<Vec<PathBuf>, WeightsError> {
-    let err = |reason: String| WeightsError::Index {
-        path: index.display().to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(index).map_err(|e| err(e.to_string()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| err("no `weight_map` object".into()))?;
-    let dir = index.parent().unwrap_or(Path::new("."));
-    let mut names: Vec<&str> = Vec::with_capacity(map.len());
-    for (tensor, file) in map {
-        let file = file
-            .as_str()
-            .ok_or_else(|| err(format!("`{tensor}` maps to a non-string")))?;
-        // Shards live beside the index: refuse anything that would escape the folder.
-        if file.contains('/') || file.contains('\\') || file == ".." || file.is_empty() {
-            return Err(err(format!("shard name `{file}` is not a plain file name")));
-        }
-        names.push(file);
-    }
-    names.sort_unstable();
-    names.dedup();
-    if names.is_empty() {
-        return Err(err("`weight_map` is empty".into()));
-    }
-    Ok(names.into_iter().map(|n| dir.join(n)).collect())
-}
-
 /// `h.N.attn.bias` (the uint8 causal mask) and `h.N.attn.masked_bias` for a layer N the config
 /// has: buffers the published checkpoints carry that hold no learned weights. One for a layer
 /// beyond `n_layer` means the weights are not this config's, and stays an error.
@@ -219,6 +134,10 @@ fn is_legacy_buffer(name: &str, n_layer: usize) -> bool {
     layer.parse::<usize>().is_ok_and(|l| l < n_layer)
         && matches!(tail, "attn.bias" | "attn.masked_bias")
 }
+
+/// The weights only a head needs: a checkpoint may lack them (a bare `ImageGPTModel`, an LM
+/// without a classifier).
+pub const HEAD_WEIGHTS: [&str; 2] = ["lm_head.weight", "score.weight"];
 
 /// Canonical name and shape of every tensor a checkpoint of this config may hold.
 pub fn expected_tensors(c: &ImageGptConfig) -> Vec<(String, Vec<usize>)> {

@@ -9,7 +9,7 @@ use ::safetensors::tensor::Dtype;
 use ::safetensors::SafeTensors;
 
 use super::store::{Layout, SourceFile, TensorMeta, WeightStore, WeightsError};
-use crate::onnx::DataType;
+use crate::base::DataType;
 
 /// The weight files a path resolves to: the file itself, the shards an index names, or the
 /// folder's `model.safetensors`.
@@ -18,23 +18,22 @@ pub fn resolve_files(path: &Path) -> Result<Vec<PathBuf>, WeightsError> {
         return Ok(vec![path.to_path_buf()]);
     }
     if !path.is_dir() {
-        return Err(WeightsError::NotFound(format!(
-            "weights path {} does not exist",
-            path.display()
-        )));
+        return Err(WeightsError::NoPath {
+            path: path.display().to_string(),
+        });
     }
     let index = path.join("model.safetensors.index.json");
     if index.is_file() {
-        return super::shard_files(&index);
+        return super::index::shard_files(&index);
     }
     let single = path.join("model.safetensors");
     if single.is_file() {
         return Ok(vec![single]);
     }
-    Err(WeightsError::NotFound(format!(
-        "no model.safetensors or model.safetensors.index.json in {}",
-        path.display()
-    )))
+    Err(WeightsError::NoWeights {
+        dir: path.display().to_string(),
+        expected: "model.safetensors or model.safetensors.index.json".into(),
+    })
 }
 
 /// Opens every file `path` resolves to and validates its header.

@@ -14,8 +14,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::source::SourceError;
-use crate::onnx::DataType;
+use crate::base::{DataType, SourceError};
 
 /// The prefix head checkpoints put before trunk tensor names.
 pub const TRUNK_PREFIX: &str = "transformer.";
@@ -35,8 +34,10 @@ pub enum WeightsError {
     },
     #[error("invalid shard index {path}: {reason}")]
     Index { path: String, reason: String },
-    #[error("{0}")]
-    NotFound(String),
+    #[error("weights path {path} does not exist")]
+    NoPath { path: String },
+    #[error("no {expected} in {dir}")]
+    NoWeights { dir: String, expected: String },
     #[error("tensor `{0}` appears twice in the checkpoint (with and without the `transformer.` prefix, or in two shards)")]
     Duplicate(String),
     #[error("missing tensor `{0}`")]
@@ -178,11 +179,6 @@ impl WeightStore {
         }
     }
 
-    /// Opens a model folder or a weights file in any supported format.
-    pub fn open(path: &Path) -> Result<Self, WeightsError> {
-        super::format::open(path)
-    }
-
     /// Adds a file and its tensors. Every tensor must lie inside the file, and no canonical
     /// name may repeat.
     pub fn add_file(
@@ -282,11 +278,15 @@ impl WeightStore {
     /// Contiguous float32 goes file to file (`copy_file_range` through `std::io::copy`);
     /// float16 / bfloat16 are widened in chunks; strided views are gathered.
     pub fn write_f32(&self, name: &str, out: &mut io::BufWriter<File>) -> Result<u64, SourceError> {
-        let meta = self.meta(name)?;
-        match (&meta.layout, meta.dtype) {
+        let meta = self.meta(name).map_err(SourceError::input)?;
+        let written = match (&meta.layout, meta.dtype) {
             (Layout::Contiguous { offset }, DataType::Float32) => self.copy_raw(meta, *offset, out),
             _ => self.convert_f32(meta, out),
-        }
+        };
+        written.map_err(|e| match e {
+            Fail::Weights(w) => SourceError::input(w),
+            Fail::Output(o) => SourceError::Output(o),
+        })
     }
 
     /// Reads a whole float tensor as float32 (for small tensors that are reshaped at export).
@@ -294,9 +294,9 @@ impl WeightStore {
         let meta = self.meta(name)?;
         let mut bytes = Vec::with_capacity(meta.numel() * 4);
         self.convert_f32(meta, &mut bytes).map_err(|e| match e {
-            SourceError::Weights(w) => w,
+            Fail::Weights(w) => w,
             // Writing into a Vec cannot fail.
-            SourceError::Output(source) => WeightsError::Io {
+            Fail::Output(source) => WeightsError::Io {
                 path: "memory".into(),
                 source,
             },
@@ -307,8 +307,8 @@ impl WeightStore {
             .collect())
     }
 
-    fn io_error(&self, meta: &TensorMeta, source: io::Error) -> SourceError {
-        SourceError::Weights(WeightsError::Io {
+    fn io_error(&self, meta: &TensorMeta, source: io::Error) -> Fail {
+        Fail::Weights(WeightsError::Io {
             path: self.files[meta.file].path.display().to_string(),
             source,
         })
@@ -319,12 +319,12 @@ impl WeightStore {
         meta: &TensorMeta,
         offset: u64,
         out: &mut io::BufWriter<File>,
-    ) -> Result<u64, SourceError> {
+    ) -> Result<u64, Fail> {
         let len = meta.extent().unwrap_or(0);
         let mut file = &self.files[meta.file].file;
         file.seek(io::SeekFrom::Start(offset))
             .map_err(|e| self.io_error(meta, e))?;
-        let copied = io::copy(&mut file.take(len), out).map_err(SourceError::Output)?;
+        let copied = io::copy(&mut file.take(len), out).map_err(Fail::Output)?;
         if copied != len {
             let e = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -339,16 +339,16 @@ impl WeightStore {
     }
 
     /// Reads the tensor's elements in row-major order, in chunks, converting each to float32.
-    fn convert_f32(&self, meta: &TensorMeta, out: &mut dyn Write) -> Result<u64, SourceError> {
+    fn convert_f32(&self, meta: &TensorMeta, out: &mut dyn Write) -> Result<u64, Fail> {
         let widen = widener(meta)?;
         let src = &self.files[meta.file];
         let size = meta.dtype.byte_len(1).unwrap_or(4) as usize;
         let mut written = 0u64;
         let mut converted: Vec<u8> = Vec::new();
-        let mut emit = |chunk: &[u8], out: &mut dyn Write| -> Result<(), SourceError> {
+        let mut emit = |chunk: &[u8], out: &mut dyn Write| -> Result<(), Fail> {
             converted.clear();
             widen(chunk, &mut converted);
-            out.write_all(&converted).map_err(SourceError::Output)?;
+            out.write_all(&converted).map_err(Fail::Output)?;
             written += converted.len() as u64;
             Ok(())
         };
@@ -374,7 +374,7 @@ impl WeightStore {
                 let span = meta.extent().unwrap_or(0) as usize;
                 let needed = meta.numel().saturating_mul(size);
                 if span > needed.saturating_mul(4).saturating_add(1 << 20) {
-                    return Err(SourceError::Weights(WeightsError::Corrupt {
+                    return Err(Fail::Weights(WeightsError::Corrupt {
                         path: src.path.display().to_string(),
                         format: "weights",
                         reason: format!(
@@ -398,6 +398,12 @@ impl WeightStore {
     }
 }
 
+/// Why streaming a tensor stopped: its input (named) or the output.
+enum Fail {
+    Weights(WeightsError),
+    Output(io::Error),
+}
+
 /// Float types a weight may have.
 fn is_float_weight(t: DataType) -> bool {
     matches!(
@@ -408,13 +414,13 @@ fn is_float_weight(t: DataType) -> bool {
 
 type Widen = fn(&[u8], &mut Vec<u8>);
 
-fn widener(meta: &TensorMeta) -> Result<Widen, SourceError> {
+fn widener(meta: &TensorMeta) -> Result<Widen, Fail> {
     Ok(match meta.dtype {
         DataType::Float32 => |src, out| out.extend_from_slice(src),
         DataType::Float16 => |src, out| half_to_f32_le(false, src, out),
         DataType::BFloat16 => |src, out| half_to_f32_le(true, src, out),
         other => {
-            return Err(SourceError::Weights(WeightsError::Dtype {
+            return Err(Fail::Weights(WeightsError::Dtype {
                 name: meta.stored_name.clone(),
                 dtype: other.to_string(),
             }))

@@ -1,17 +1,22 @@
-//! `igpt-onnx classify`: images → class probabilities with an exported classifier graph
-//! (issue 11). The graph is fed the processor's tokens *without* SOS, exactly as transformers'
+//! `igpt-onnx classify`: images → class probabilities with an exported classifier graph.
+//! The graph is fed the processor's tokens *without* SOS, exactly as transformers'
 //! `ImageGPTForImageClassification` example does (`model(**image_processor(images))`); labels
-//! come from the checkpoint's `id2label`, which the export records in `igpt_onnx.id2label`,
-//! else HF's `LABEL_{id}`.
+//! come from the checkpoint's `id2label`, which the export card records, else HF's
+//! `LABEL_{id}`. A graph without a card (another tool's) is classified with HF's names.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use igpt_onnx::image::{write_atomic, Processor};
+use igpt_onnx::base::files::write_atomic;
+use igpt_onnx::base::values::ChoiceParser;
+use igpt_onnx::graph::io::{ATTENTION_MASK, INPUT_IDS, LOGITS};
+use igpt_onnx::graph::{ExportCard, Head};
+use igpt_onnx::image::Processor;
 use igpt_onnx::runtime::{self, LoadedModel, RuntimeKind, RuntimeOptions, Tensor};
+use igpt_onnx::ImageGptConfig;
 use ndarray::{Array2, ArrayD, Ix2};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// `classify` options.
 #[derive(clap::Args)]
@@ -31,24 +36,29 @@ pub struct Args {
     /// Also write `{"images": [{"path", "logits", "top": [{"id", "label", "probability"}]}]}`.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// ort-cpu, ort-cuda, ort-tensorrt or tract.
-    #[arg(long, default_value = "ort-cpu")]
-    pub runtime: String,
+    /// The runtime to classify on.
+    #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
+    pub runtime: RuntimeKind,
     /// ONNX Runtime shared library (first in the discovery order).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let kind = RuntimeKind::parse(&args.runtime).with_context(|| {
-        format!(
-            "unknown runtime `{}` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)",
-            args.runtime
-        )
-    })?;
+    let kind = args.runtime;
     let processor = Processor::open(&args.processor)?;
-    let config = graph_config(&args.model)?;
-    check_fits(&processor, &config, &args.model)?;
+    let config = match ExportCard::read(&args.model)? {
+        Some(card) if card.head != Head::Classifier => bail!(
+            "{} is a {} graph; classify needs `export --head classifier`",
+            args.model.display(),
+            card.head.name()
+        ),
+        Some(card) => Some(card.config),
+        None => None,
+    };
+    if let Some(config) = &config {
+        check_fits(&processor, config, &args.model)?;
+    }
     let rows = args
         .images
         .iter()
@@ -61,7 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let rt = runtime::open(kind, &opts)?;
     let mut model = rt.load(&args.model)?;
     let logits = run_classifier(model.as_mut(), &rows)?;
-    let labels = labels(&config, logits.ncols());
+    let labels = labels(config.as_ref(), logits.ncols());
 
     let mut out = Vec::new();
     for (path, row) in args.images.iter().zip(logits.rows()) {
@@ -96,12 +106,12 @@ fn run_classifier(model: &mut dyn LoadedModel, rows: &[Vec<i64>]) -> Result<Arra
     let flat: Vec<i64> = rows.concat();
     let ids = Tensor::I64(ArrayD::from_shape_vec(vec![batch, seq], flat)?);
     let mask = Tensor::I64(ArrayD::ones(vec![batch, seq]));
-    let mut inputs: Vec<(&str, &Tensor)> = vec![("input_ids", &ids)];
-    if model.inputs().iter().any(|i| i.name == "attention_mask") {
-        inputs.push(("attention_mask", &mask));
+    let mut inputs: Vec<(&str, &Tensor)> = vec![(INPUT_IDS, &ids)];
+    if model.inputs().iter().any(|i| i.name == ATTENTION_MASK) {
+        inputs.push((ATTENTION_MASK, &mask));
     }
     let outputs = model.run(&inputs)?;
-    let Some((_, logits)) = outputs.into_iter().find(|(n, _)| n == "logits") else {
+    let Some((_, logits)) = outputs.into_iter().find(|(n, _)| n == LOGITS) else {
         bail!("the graph has no `logits` output: is it a classifier?");
     };
     logits
@@ -110,69 +120,34 @@ fn run_classifier(model: &mut dyn LoadedModel, rows: &[Vec<i64>]) -> Result<Arra
         .context("`logits` is not [batch, num_labels]: is the graph a classifier head?")
 }
 
-/// The checkpoint config the export recorded (`igpt_onnx.config`), `{}` for foreign graphs.
-fn graph_config(model: &std::path::Path) -> Result<Value> {
-    let info = igpt_onnx::onnx::inspect::inspect(model).map_err(anyhow::Error::msg)?;
-    if let Some(head) = info.metadata.get("igpt_onnx.head") {
-        if head != "classifier" {
-            bail!(
-                "{} is a {head} graph; classify needs `export --head classifier`",
-                model.display()
-            );
-        }
-    }
-    let mut config: Value = info
-        .metadata
-        .get("igpt_onnx.config")
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or(Value::Null);
-    // The export records the checkpoint's label names in their own entry.
-    let id2label: Option<Value> = info
-        .metadata
-        .get("igpt_onnx.id2label")
-        .and_then(|m| serde_json::from_str(m).ok());
-    if let (Some(map), Some(obj)) = (id2label, config.as_object_mut()) {
-        obj.insert("id2label".into(), map);
-    }
-    Ok(config)
-}
-
 /// The processor's tokens must be the model's: n_clusters + 1 = vocab_size, H·W ≤ n_positions.
-fn check_fits(p: &Processor, config: &Value, model: &std::path::Path) -> Result<()> {
+fn check_fits(p: &Processor, config: &ImageGptConfig, model: &std::path::Path) -> Result<()> {
     let (h, w) = p.size();
-    if let Some(vocab) = config.get("vocab_size").and_then(Value::as_u64) {
-        if p.n_clusters() as u64 + 1 != vocab {
-            bail!(
-                "{}: has {} clusters but {} has vocab_size {vocab} (expected clusters + 1 for SOS)",
-                p.source(),
-                p.n_clusters(),
-                model.display()
-            );
-        }
+    let vocab = config.vocab_size;
+    if p.n_clusters() + 1 != vocab {
+        bail!(
+            "{}: has {} clusters but {} has vocab_size {vocab} (expected clusters + 1 for SOS)",
+            p.source(),
+            p.n_clusters(),
+            model.display()
+        );
     }
-    if let Some(n) = config.get("n_positions").and_then(Value::as_u64) {
-        if (h * w) as u64 > n {
-            bail!(
-                "{}: makes {h}x{w} = {} tokens but {} has n_positions {n}",
-                p.source(),
-                h * w,
-                model.display()
-            );
-        }
+    let n = config.n_positions;
+    if h * w > n {
+        bail!(
+            "{}: makes {h}x{w} = {} tokens but {} has n_positions {n}",
+            p.source(),
+            h * w,
+            model.display()
+        );
     }
     Ok(())
 }
 
-/// `id2label[id]` when the config has it, else HF's default `LABEL_{id}`.
-fn labels(config: &Value, n: usize) -> Vec<String> {
+/// The config's label names (`id2label`), else HF's default `LABEL_{id}`.
+fn labels(config: Option<&ImageGptConfig>, n: usize) -> Vec<String> {
     (0..n)
-        .map(|i| {
-            config
-                .get("id2label")
-                .and_then(|m| m.get(i.to_string()))
-                .and_then(Value::as_str)
-                .map_or_else(|| format!("LABEL_{i}"), str::to_string)
-        })
+        .map(|i| config.map_or_else(|| format!("LABEL_{i}"), |c| c.label(i)))
         .collect()
 }
 
@@ -192,9 +167,12 @@ mod tests {
 
     #[test]
     fn labels_fall_back_to_hf_defaults() {
-        let cfg = json!({"id2label": {"0": "cat", "2": "dog"}});
-        assert_eq!(labels(&cfg, 3), ["cat", "LABEL_1", "dog"]);
-        assert_eq!(labels(&Value::Null, 2), ["LABEL_0", "LABEL_1"]);
+        let raw: igpt_onnx::config::RawConfig =
+            serde_json::from_value(json!({"num_labels": 3, "id2label": {"0": "cat", "2": "dog"}}))
+                .expect("raw");
+        let cfg = ImageGptConfig::from_raw(&raw).expect("config");
+        assert_eq!(labels(Some(&cfg), 3), ["cat", "LABEL_1", "dog"]);
+        assert_eq!(labels(None, 2), ["LABEL_0", "LABEL_1"]);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! `igpt-onnx decode`: token rows → one PNG per row, through the processor's clusters
-//! (`rint(127.5 · (c + 1))`, the model docs' inverse; issue 11).
+//! (`rint(127.5 · (c + 1))`, the model docs' inverse).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use igpt_onnx::image::{png, write_atomic, Processor};
+use igpt_onnx::base::files::write_atomic;
+use igpt_onnx::image::{png, Processor};
 use serde_json::Value;
 
 /// `decode` options.

@@ -1,11 +1,12 @@
-//! `igpt-onnx encode`: images → ImageGPT tokens with the reference's processor (issue 11),
+//! `igpt-onnx encode`: images → ImageGPT tokens with the reference's processor,
 //! written as `{"input_ids": [[...], ...]}`, one row per image in argument order.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use igpt_onnx::image::{write_atomic, Processor};
+use igpt_onnx::base::files::write_atomic;
+use igpt_onnx::image::Processor;
 
 /// `encode` options.
 #[derive(clap::Args)]

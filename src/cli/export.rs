@@ -4,40 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 
+use igpt_onnx::base::values::{ChoiceParser, OneOrAll};
 use igpt_onnx::export::{self, ExportOptions};
+use igpt_onnx::graph::profile::Quantization;
 use igpt_onnx::graph::{GraphOptions, Precision, Profile};
 use igpt_onnx::{Checkpoint, Head, Variant};
-
-/// `--head`: one head, or every head the checkpoint has weights for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HeadChoice {
-    Base,
-    CausalLm,
-    Classifier,
-    Decoder,
-    All,
-}
-
-impl HeadChoice {
-    fn head(self) -> Option<Head> {
-        match self {
-            HeadChoice::Base => Some(Head::Base),
-            HeadChoice::CausalLm => Some(Head::CausalLm),
-            HeadChoice::Classifier => Some(Head::Classifier),
-            HeadChoice::Decoder => Some(Head::Decoder),
-            HeadChoice::All => None,
-        }
-    }
-}
-
-/// Clap's own message for a bad value spans several lines; ours is one.
-fn head_choice(s: &str) -> Result<HeadChoice, String> {
-    HeadChoice::from_str(s, false).map_err(|_| {
-        format!("unknown head `{s}` (expected base, causal-lm, classifier, decoder or all)")
-    })
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,8 +30,8 @@ pub struct Args {
     #[arg(long, value_enum)]
     variant: Option<Variant>,
     /// Which head(s) to write; `all` writes every head the checkpoint has weights for.
-    #[arg(long, default_value = "all", value_parser = head_choice)]
-    head: HeadChoice,
+    #[arg(long, default_value = "all", value_parser = ChoiceParser::<OneOrAll<Head>>::new())]
+    head: OneOrAll<Head>,
     /// Output folder.
     #[arg(long, default_value = "out")]
     out: PathBuf,
@@ -67,14 +39,14 @@ pub struct Args {
     #[arg(long)]
     hidden_states: bool,
     /// Op profile.
-    #[arg(long, value_enum, default_value = "portable")]
+    #[arg(long, default_value = "portable", value_parser = ChoiceParser::<Profile>::new())]
     profile: Profile,
     /// Store weights in <head>.onnx.data even when they would fit inline.
     #[arg(long)]
     external_data: bool,
-    /// Weight-only 8-bit block matrices (MatMulNBits; needs --profile ort).
-    #[arg(long, value_parser = ["int8"])]
-    quantize: Option<String>,
+    /// Weight-only quantised block matrices (MatMulNBits; needs --profile ort).
+    #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
+    quantize: Option<Quantization>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -95,19 +67,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut ckpt = Checkpoint::open(&weights, a.config.as_deref(), a.variant)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
     ckpt.origin = origin;
-    let heads = match a.head.head() {
-        Some(h) => vec![h],
-        None => ckpt.available_heads(),
+    let heads = match a.head {
+        OneOrAll::One(h) => vec![h],
+        OneOrAll::All => Head::available(&ckpt),
     };
     let opts = ExportOptions {
         graph: GraphOptions {
             hidden_states: a.hidden_states,
         },
         profile: a.profile,
-        precision: match a.quantize {
-            Some(_) => Precision::Int8,
-            None => Precision::Float32,
-        },
+        precision: a.quantize.map_or(Precision::Float32, |q| q.0),
         force_external_data: a.external_data,
         ..Default::default()
     };

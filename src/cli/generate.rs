@@ -1,26 +1,27 @@
 //! `igpt-onnx generate`: token generation with a decoder graph on any runtime, with a progress
 //! line on a terminal and a summary line always.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use igpt_onnx::base::files::write_atomic;
+use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::generate::{self, DecoderDims, Sampler, Strategy};
-use igpt_onnx::graph::Profile;
-use igpt_onnx::onnx::inspect;
-use igpt_onnx::runtime::{self, DimSpec, IoSpec, RuntimeKind, RuntimeOptions};
+use igpt_onnx::graph::{ExportCard, Head};
+use igpt_onnx::runtime::{self, RuntimeKind, RuntimeOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The decoder graph (`decoder.onnx`, from `export --head decoder` or `--head all`).
     #[arg(long)]
     model: PathBuf,
-    /// ort-cpu, ort-cuda, ort-tensorrt or tract.
-    #[arg(long, default_value = "ort-cpu")]
-    runtime: String,
+    /// The runtime to generate on.
+    #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
+    runtime: RuntimeKind,
     /// Sequences generated at once (each from the same prompt).
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -63,6 +64,10 @@ pub struct Args {
     /// Write `{"tokens": [[...], ...]}`: per sequence, the prompt then the generated tokens.
     #[arg(long)]
     tokens_out: Option<PathBuf>,
+    /// Write the run's figures as JSON (`-` for stdout): load, prompt and step times, tokens/s,
+    /// the tokens; for benchmarks and scripts.
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// ONNX Runtime shared library.
     #[arg(long)]
     ort_lib: Option<PathBuf>,
@@ -72,34 +77,26 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let kind = RuntimeKind::parse(&a.runtime).with_context(|| {
-        format!(
-            "unknown runtime `{}` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)",
-            a.runtime
-        )
-    })?;
+    let started = Instant::now();
+    let kind = a.runtime;
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let info = inspect::inspect(&a.model).map_err(anyhow::Error::msg)?;
-    let profile = info
-        .metadata
-        .get("igpt_onnx.profile")
-        .and_then(|p| Profile::parse(p))
-        .unwrap_or(Profile::Portable);
-    if kind == RuntimeKind::Tract && !profile.spec().tract {
+    let card = ExportCard::require(&a.model)?;
+    if card.head != Head::Decoder {
+        bail!(
+            "{} is not a decoder graph: it has no past_key_values inputs (export one with --head decoder)",
+            a.model.display()
+        );
+    }
+    if kind == RuntimeKind::Tract && !card.profile.spec().tract {
         bail!(
             "{} uses profile {}, which tract does not run (export with --profile portable, or use --runtime ort-cpu)",
             a.model.display(),
-            profile.name()
+            card.profile.name()
         );
     }
-    let (vocab_size, n_positions) = config_dims(&info.metadata).with_context(|| {
-        format!(
-            "{}: no igpt_onnx.config metadata (vocab_size, n_positions): export it with igpt-onnx",
-            a.model.display()
-        )
-    })?;
+    let dims = DecoderDims::of(&card);
     let strategy = strategy(&a, &a.model)?;
     let rt = runtime::open(
         kind,
@@ -109,7 +106,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
     )?;
     let mut model = rt.load(&a.model)?;
-    let dims = decoder_dims(&a.model, model.inputs(), vocab_size, n_positions)?;
+    let load_seconds = started.elapsed().as_secs_f64();
     let processor = match (&a.prompt, &a.out) {
         (None, None) => None,
         _ => Some(open_processor(&a)?),
@@ -172,7 +169,33 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let text = serde_json::to_string(&serde_json::json!({ "tokens": out.tokens }))? + "\n";
         write_atomic(path, text.as_bytes())?;
     }
-    println!(
+    if let Some(path) = &a.json {
+        let figures = serde_json::json!({
+            "model": a.model.display().to_string(),
+            "runtime": kind.name(),
+            "provider": model.provider(),
+            "profile": card.profile.name(),
+            "precision": card.precision.name(),
+            "batch": a.batch,
+            "prompt_tokens": prompts[0].len(),
+            "new_tokens": new,
+            "steps": out.steps,
+            "load_seconds": load_seconds,
+            "prompt_seconds": out.prompt_seconds,
+            "step_seconds": out.step_seconds,
+            "ms_per_step": out.ms_per_step(),
+            "tokens_per_second": out.tokens_per_second(),
+            "total_seconds": started.elapsed().as_secs_f64(),
+            "tokens": out.tokens,
+        });
+        let text = serde_json::to_string(&figures)? + "\n";
+        if path.as_os_str() == "-" {
+            print!("{text}");
+        } else {
+            write_atomic(path, text.as_bytes())?;
+        }
+    }
+    let summary = format!(
         "generated {} x {} tokens on {} ({}): {} steps, prompt {:.1} ms, {:.2} ms/step, {:.1} tokens/s",
         a.batch,
         new,
@@ -183,6 +206,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         out.ms_per_step(),
         out.tokens_per_second()
     );
+    // With the JSON on stdout, the line for people goes to stderr.
+    if a.json.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+        eprintln!("{summary}");
+    } else {
+        println!("{summary}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -257,72 +286,6 @@ fn strategy(a: &Args, model: &Path) -> Result<Strategy> {
         top_k,
         top_p,
     })
-}
-
-fn config_dims(meta: &std::collections::BTreeMap<String, String>) -> Option<(usize, usize)> {
-    let cfg: serde_json::Value = serde_json::from_str(meta.get("igpt_onnx.config")?).ok()?;
-    let get = |k: &str| cfg.get(k)?.as_u64().map(|v| v as usize);
-    Some((get("vocab_size")?, get("n_positions")?))
-}
-
-/// Layers, heads and head size from the past inputs; a graph without them is not a decoder.
-fn decoder_dims(
-    path: &Path,
-    inputs: &[IoSpec],
-    vocab_size: usize,
-    n_positions: usize,
-) -> Result<DecoderDims> {
-    let keys: Vec<&IoSpec> = inputs
-        .iter()
-        .filter(|i| i.name.starts_with("past_key_values.") && i.name.ends_with(".key"))
-        .collect();
-    let Some(first) = keys.first() else {
-        bail!(
-            "{} is not a decoder graph: it has no past_key_values inputs (export one with --head decoder)",
-            path.display()
-        );
-    };
-    let fixed = |d: Option<&DimSpec>| match d {
-        Some(DimSpec::Fixed(n)) => Some(*n),
-        _ => None,
-    };
-    let (Some(n_head), Some(head_dim)) = (fixed(first.dims.get(1)), fixed(first.dims.get(3)))
-    else {
-        bail!(
-            "{}: `{}` is not [batch, n_head, past_sequence, head_dim] with fixed heads and head size",
-            path.display(),
-            first.name
-        );
-    };
-    if vocab_size < 2 {
-        bail!(
-            "{}: vocab_size {vocab_size} in its metadata leaves no colour tokens",
-            path.display()
-        );
-    }
-    Ok(DecoderDims {
-        n_layer: keys.len(),
-        n_head,
-        head_dim,
-        vocab_size,
-        n_positions,
-    })
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// A one-line progress bar with tokens/s on stderr, drawn only on a terminal.

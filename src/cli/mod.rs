@@ -68,7 +68,7 @@ impl Command {
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        let text = igpt_onnx::runtime::model::one_line(&cause.to_string());
         if line.ends_with(&text) {
             continue;
         }

@@ -6,15 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::ExportOptions;
 use igpt_onnx::package::{genai, triton};
 use igpt_onnx::{Checkpoint, Head};
-
-fn head(s: &str) -> Result<Head, String> {
-    Head::parse(s).ok_or_else(|| {
-        format!("unknown head `{s}` (expected base, causal-lm, classifier or decoder)")
-    })
-}
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["triton", "genai"])))]
@@ -30,7 +25,7 @@ pub struct Args {
     #[arg(long, default_value = "out")]
     from: PathBuf,
     /// Triton: comma-separated heads to package (default: every head the export folder has).
-    #[arg(long, value_delimiter = ',', value_parser = head)]
+    #[arg(long, value_delimiter = ',', value_parser = ChoiceParser::<Head>::new())]
     heads: Vec<Head>,
     /// Triton: max_batch_size, with dynamic batching (0: no batching, dims include the batch).
     #[arg(long, default_value_t = 8)]

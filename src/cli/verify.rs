@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
+use igpt_onnx::base::files::write_atomic;
+use igpt_onnx::base::values::{Choice, ChoiceParser, Unknown};
+use igpt_onnx::graph::profile::Quantization;
 use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
 use igpt_onnx::verify::{self, VerifyOptions};
@@ -19,18 +22,18 @@ pub struct Args {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Golden suite: export in this op profile (a given --model's profile is its own).
-    #[arg(long, value_enum, default_value = "portable")]
+    #[arg(long, default_value = "portable", value_parser = ChoiceParser::<Profile>::new())]
     profile: Profile,
-    /// Golden suite: export with weight-only 8-bit matrices (needs --profile ort).
-    #[arg(long, value_parser = ["int8"])]
-    quantize: Option<String>,
+    /// Golden suite: export with quantised block matrices (needs --profile ort).
+    #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
+    quantize: Option<Quantization>,
     /// A case folder whose goldens --model is compared with.
     #[arg(long, requires = "model", conflicts_with = "random_inputs")]
     fixture: Option<PathBuf>,
     /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
     #[arg(long, value_name = "N", requires = "model")]
     random_inputs: Option<usize>,
-    /// Comma-separated runtimes: ort-cpu, ort-cuda, ort-tensorrt, tract.
+    /// Comma-separated runtimes (ort-cpu, ort-cuda, ort-tensorrt, tract).
     #[arg(long, value_delimiter = ',', default_value = "ort-cpu,tract", value_parser = runtime_kind)]
     runtimes: Vec<Option<RuntimeKind>>,
     /// A runtime that must be available (repeatable); otherwise a missing one is skipped.
@@ -57,13 +60,11 @@ pub struct Args {
 }
 
 /// A runtime name; an empty item (`--runtimes tract,`) is skipped.
-fn runtime_kind(name: &str) -> Result<Option<RuntimeKind>, String> {
+fn runtime_kind(name: &str) -> Result<Option<RuntimeKind>, Unknown> {
     if name.is_empty() {
         return Ok(None);
     }
-    RuntimeKind::parse(name).map(Some).ok_or_else(|| {
-        format!("unknown runtime `{name}` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)")
-    })
+    RuntimeKind::parse_or_err(name).map(Some)
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -78,10 +79,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             allow_fallback: a.allow_fallback,
         },
         profile: a.profile,
-        precision: match a.quantize {
-            Some(_) => Precision::Int8,
-            None => Precision::Float32,
-        },
+        precision: a.quantize.map_or(Precision::Float32, |q| q.0),
     };
     let report = match (&a.model, &a.fixture, a.random_inputs) {
         (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,
@@ -95,11 +93,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     print!("{}", report.to_text());
     if let Some(p) = &a.json {
         let text = serde_json::to_string_pretty(&report)? + "\n";
-        std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+        write_atomic(p, text.as_bytes())?;
     }
     if let Some(p) = &a.junit {
-        std::fs::write(p, report.to_junit())
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        write_atomic(p, report.to_junit().as_bytes())?;
     }
     Ok(ExitCode::from(report.exit_code()))
 }

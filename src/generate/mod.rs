@@ -1,39 +1,65 @@
 //! The decoding loop over any runtime: the prompt goes through the decoder graph once (past
-//! length 0), then one token per step with the `present` key/values fed back as the next
-//! `past_key_values`. Token choice is [`sampling`]; images from tokens are the image module's.
+//! length 0), then one token per step, the cache kept by the [`session`]. Token choice is
+//! [`sampling`]; images from tokens are the image module's.
 
 pub mod sampling;
+pub mod session;
 
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayD, IxDyn};
+use ndarray::{Array2, Axis};
 
-use crate::runtime::{Cache, LoadedModel, RuntimeError, Tensor};
+use crate::graph::ExportCard;
+use crate::runtime::LoadedModel;
 pub use sampling::{Sampler, Strategy};
+pub use session::{DecoderSession, SessionError};
 
 /// Why generation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    #[error("{0}")]
-    Input(String),
-    #[error("{0}")]
-    Graph(String),
+    #[error("batch must be at least 1")]
+    NoRows,
+    #[error("the prompt is empty: it needs at least the start token")]
+    EmptyPrompt,
+    #[error("prompts of different lengths: every row needs the same length")]
+    Ragged,
+    #[error("the prompt has {len} tokens, more than n_positions ({n_positions})")]
+    PromptTooLong { len: usize, n_positions: usize },
+    #[error("prompt token {id} (row {row}, position {position}) is out of range [0, {vocab_size}) (vocab_size)")]
+    TokenOutOfRange {
+        id: i64,
+        row: usize,
+        position: usize,
+        vocab_size: usize,
+    },
+    #[error("{prompt} prompt tokens + {new} new tokens exceed n_positions + 1 ({}): the model has {n_positions} positions", n_positions + 1)]
+    TooLong {
+        prompt: usize,
+        new: usize,
+        n_positions: usize,
+    },
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
+    Session(#[from] SessionError),
 }
 
-/// The decoder's dimensions, from its inputs and export metadata.
+/// What generation needs beyond the graph's own I/O: the vocabulary (start token included)
+/// and the positions, from the export card.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderDims {
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub head_dim: usize,
     /// Including the start token (`vocab_size - 1`).
     pub vocab_size: usize,
     pub n_positions: usize,
 }
 
 impl DecoderDims {
+    /// The dims an export recorded.
+    pub fn of(card: &ExportCard) -> Self {
+        DecoderDims {
+            vocab_size: card.config.vocab_size,
+            n_positions: card.config.n_positions,
+        }
+    }
+
     /// The start-of-image token.
     pub fn sos(&self) -> i64 {
         self.vocab_size as i64 - 1
@@ -83,43 +109,42 @@ pub fn check_prompts(
     prompts: &[Vec<i64>],
     new_tokens: usize,
 ) -> Result<(), GenerateError> {
-    let bad = |m: String| Err(GenerateError::Input(m));
     let Some(first) = prompts.first() else {
-        return bad("batch must be at least 1".into());
+        return Err(GenerateError::NoRows);
     };
     if first.is_empty() {
-        return bad("the prompt is empty: it needs at least the start token".into());
+        return Err(GenerateError::EmptyPrompt);
     }
     if prompts.iter().any(|p| p.len() != first.len()) {
-        return bad("prompts of different lengths: every row needs the same length".into());
+        return Err(GenerateError::Ragged);
     }
     if first.len() > dims.n_positions {
-        return bad(format!(
-            "the prompt has {} tokens, more than n_positions ({})",
-            first.len(),
-            dims.n_positions
-        ));
+        return Err(GenerateError::PromptTooLong {
+            len: first.len(),
+            n_positions: dims.n_positions,
+        });
     }
     for (row, p) in prompts.iter().enumerate() {
-        if let Some((i, id)) = p
+        if let Some((position, &id)) = p
             .iter()
             .enumerate()
             .find(|(_, &id)| id < 0 || id >= dims.vocab_size as i64)
         {
-            return bad(format!(
-                "prompt token {id} (row {row}, position {i}) is out of range [0, {}) (vocab_size)",
-                dims.vocab_size
-            ));
+            return Err(GenerateError::TokenOutOfRange {
+                id,
+                row,
+                position,
+                vocab_size: dims.vocab_size,
+            });
         }
     }
     // The last token is sampled, never fed back: positions stay below n_positions.
     if first.len() + new_tokens > dims.n_positions + 1 {
-        return bad(format!(
-            "{} prompt tokens + {new_tokens} new tokens exceed n_positions + 1 ({}): the model has {} positions",
-            first.len(),
-            dims.n_positions + 1,
-            dims.n_positions
-        ));
+        return Err(GenerateError::TooLong {
+            prompt: first.len(),
+            new: new_tokens,
+            n_positions: dims.n_positions,
+        });
     }
     Ok(())
 }
@@ -138,45 +163,21 @@ pub fn generate(
     let batch = prompts.len();
     let prompt_len = prompts[0].len();
     let mut tokens: Vec<Vec<i64>> = prompts.to_vec();
-    let empty = ArrayD::<f32>::zeros(IxDyn(&[batch, dims.n_head, 0, dims.head_dim]));
-    let names = cache_names(dims.n_layer);
-    let mut cache = Cache::Host(names.iter().map(|_| Tensor::F32(empty.clone())).collect());
+    let mut session = DecoderSession::new(model, batch)?;
     let mut ids = Array2::<i64>::zeros((batch, prompt_len));
     for (b, p) in prompts.iter().enumerate() {
         ids.row_mut(b).iter_mut().zip(p).for_each(|(d, s)| *d = *s);
     }
-    let mut ids = Tensor::I64(ids.into_dyn());
-    let mut steps = 0;
     let (mut prompt_seconds, mut step_seconds) = (0.0, 0.0);
     for step in 0..new_tokens {
-        let (past_len, seq) = if step == 0 {
-            (0, prompt_len)
-        } else {
-            (prompt_len + step - 1, 1)
-        };
-        let mask = Tensor::I64(ArrayD::ones(IxDyn(&[batch, past_len + seq])));
-        let positions = Tensor::I64(
-            Array2::from_shape_fn((batch, seq), |(_, s)| (past_len + s) as i64).into_dyn(),
-        );
         let start = Instant::now();
-        let feed: Vec<(&str, &Tensor)> = vec![
-            ("input_ids", &ids),
-            ("attention_mask", &mask),
-            ("position_ids", &positions),
-        ];
-        // The runtime keeps the cache between steps where it can (no copy per step).
-        let logits = model.step(&feed, &names, &mut cache)?.to_f32();
-        if logits.ndim() != 3 || logits.shape()[1] != seq {
-            return Err(GenerateError::Graph(format!(
-                "`logits` has shape {:?}, expected [batch, {seq}, vocab]",
-                logits.shape()
-            )));
-        }
+        let logits = session.feed(ids.view(), None)?;
+        let last = logits.len_of(Axis(1)) - 1;
         let mut next = Array2::<i64>::zeros((batch, 1));
         for b in 0..batch {
             let row: Vec<f32> = logits
-                .index_axis(ndarray::Axis(0), b)
-                .index_axis(ndarray::Axis(0), seq - 1)
+                .index_axis(Axis(0), b)
+                .index_axis(Axis(0), last)
                 .iter()
                 .copied()
                 .collect();
@@ -190,26 +191,13 @@ pub fn generate(
         } else {
             step_seconds += took;
         }
-        steps += 1;
-        ids = Tensor::I64(next.into_dyn());
+        ids = next;
         progress(step + 1, new_tokens);
     }
     Ok(Generation {
         tokens,
-        steps,
+        steps: new_tokens,
         prompt_seconds,
         step_seconds,
     })
-}
-
-/// `past_key_values.{i}.key`, `.value`, in layer order.
-fn cache_names(n_layer: usize) -> Vec<String> {
-    (0..n_layer)
-        .flat_map(|i| {
-            [
-                format!("past_key_values.{i}.key"),
-                format!("past_key_values.{i}.value"),
-            ]
-        })
-        .collect()
 }

@@ -1,12 +1,28 @@
 //! Causal self-attention (HF `ImageGPTAttention`): the additive bias every layer shares, and
 //! each layer's attention in the profile's form — MatMul/Softmax with standard ops, or ONNX
-//! Runtime's `MultiHeadAttention` (DESIGN.md §7) on the same bias and the same cache layout.
+//! Runtime's `MultiHeadAttention` (`com.microsoft` contrib op) on the same bias and the same cache layout.
 
+use super::ctx::Ctx;
+use super::io::{present_name, Kv};
+use super::linear::conv1d;
 use super::profile::AttentionForm;
-use super::trunk::{conv1d, SeqLen};
-use super::Ctx;
+use crate::base::DataType;
 use crate::onnx::builder::{attr_float, attr_int, attr_ints};
-use crate::onnx::{DataType, Op, Scope};
+use crate::onnx::{Op, Scope};
+
+/// The sequence length as a 1-D tensor, as `Slice` takes it.
+pub struct SeqLen {
+    pub(super) as_1d: String,
+}
+
+pub fn sequence_length(cx: &mut Ctx<'_, '_>, ids: &str) -> SeqLen {
+    let g = &mut *cx.g;
+    let shape = g.op(Op::Shape, "input_shape", &[ids], vec![]);
+    let one_1d = g.const_i64("const.one_1d", &[1], &[1]);
+    SeqLen {
+        as_1d: g.op(Op::Gather, "sequence_length", &[&shape, &one_1d], vec![]),
+    }
+}
 
 /// The value torch writes for masked scores: `torch.finfo(float32).min`, not -inf.
 const MASK_VALUE: f32 = f32::MIN;
@@ -18,7 +34,7 @@ const MASK_VALUE: f32 = f32::MIN;
 /// and a causally masked padded key is `MIN + MIN = -inf` either way. The causal part is sliced
 /// from a lower-triangular `[n_positions, n_positions]` bool constant, as HF slices its `bias`
 /// buffer: index arithmetic with `Range` on a symbolic length is mis-planned by tract 0.23.
-pub(super) fn attention_bias(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
+pub fn attention_bias(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
     let s = Scope::root("attn_bias");
     let tril = causal_constant(cx);
     let g = &mut *cx.g;
@@ -42,7 +58,7 @@ pub(super) fn attention_bias(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> 
 /// With a past: query `t` of this step is position `past + t` and sees keys `0..=past + t`.
 /// The rows `[total - seq, total)` and columns `[0, total)` of the triangle, where `total` is
 /// the mask's length (past + seq), again by `Slice`.
-pub(super) fn attention_bias_with_past(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
+pub fn attention_bias_with_past(cx: &mut Ctx<'_, '_>, seq: &SeqLen, mask: &str) -> String {
     let s = Scope::root("attn_bias");
     let tril = causal_constant(cx);
     let g = &mut *cx.g;
@@ -171,13 +187,13 @@ pub(super) fn attention(
     if let Some((past_k, past_v)) = past {
         let key = g.op(
             Op::Concat,
-            format!("present.{layer}.key"),
+            present_name(layer, Kv::Key),
             &[past_k, &heads[1]],
             vec![attr_int("axis", 2)],
         );
         let value = g.op(
             Op::Concat,
-            format!("present.{layer}.value"),
+            present_name(layer, Kv::Value),
             &[past_v, &heads[2]],
             vec![attr_int("axis", 2)],
         );
@@ -256,12 +272,7 @@ fn fused_attention(
     ];
     let name = s.name("context");
     let (past_k, past_v) = past.map_or(("", ""), |(k, v)| (k.as_str(), v.as_str()));
-    let present = past.map(|_| {
-        (
-            format!("present.{layer}.key"),
-            format!("present.{layer}.value"),
-        )
-    });
+    let present = past.map(|_| (present_name(layer, Kv::Key), present_name(layer, Kv::Value)));
     let outputs = match &present {
         Some((k, v)) => vec![name.clone(), k.clone(), v.clone()],
         None => vec![name.clone()],

@@ -1,11 +1,16 @@
 //! Head tails on top of the trunk: each adds its projection and declares its outputs.
 
+use super::ctx::Ctx;
+use super::head::Head;
+use super::io::{
+    hidden_state, LogitsWidth, BATCH, LAST_HIDDEN_STATE, LOGITS, SEQUENCE, TOTAL_SEQUENCE,
+};
 use super::trunk::Trunk;
-use super::{Ctx, LogitsWidth, BATCH, SEQUENCE, TOTAL_SEQUENCE};
+use crate::base::DataType;
 use crate::checkpoint::source::Transposed;
-use crate::checkpoint::{Head, WeightsError};
+use crate::checkpoint::WeightsError;
 use crate::onnx::builder::{attr_int, attr_ints};
-use crate::onnx::{DataType, Dim, Op};
+use crate::onnx::{Dim, Op};
 
 /// Emits `head`'s tail and outputs; with `hidden_states` (base head only), also the
 /// `hidden_states.{0..n_layer}` outputs; `logits` sets the LM heads' width.
@@ -21,12 +26,12 @@ pub fn emit(
     let per_position = |width| [Dim::Symbol(BATCH), Dim::Symbol(SEQUENCE), Dim::Fixed(width)];
     match head {
         Head::Base => {
-            let out = cx.g.op(Op::Identity, "last_hidden_state", &[x], vec![]);
+            let out = cx.g.op(Op::Identity, LAST_HIDDEN_STATE, &[x], vec![]);
             let dims = per_position(c.n_embd);
             cx.g.output(&out, DataType::Float32, &dims);
             if hidden_states {
                 for (i, s) in trunk.hidden_states.iter().enumerate() {
-                    let name = format!("hidden_states.{i}");
+                    let name = hidden_state(i);
                     cx.g.op(Op::Identity, name.clone(), &[s], vec![]);
                     cx.g.output(&name, DataType::Float32, &dims);
                 }
@@ -36,7 +41,7 @@ pub fn emit(
             let w = transposed(cx, "lm_head.weight", c.lm_vocab(), c.n_embd)?;
             let width = match logits {
                 LogitsWidth::Colours => {
-                    cx.g.op(Op::MatMul, "logits", &[x, &w], vec![]);
+                    cx.g.op(Op::MatMul, LOGITS, &[x, &w], vec![]);
                     c.lm_vocab()
                 }
                 LogitsWidth::Vocabulary => {
@@ -45,20 +50,16 @@ pub fn emit(
                     let pads =
                         cx.g.const_i64("const.pads_last_plus_1", &[6], &[0, 0, 0, 0, 0, 1]);
                     let fill = cx.g.const_f32("const.start_token_logit", &[], &[f32::MIN]);
-                    cx.g.op(Op::Pad, "logits", &[&colours, &pads, &fill], vec![]);
+                    cx.g.op(Op::Pad, LOGITS, &[&colours, &pads, &fill], vec![]);
                     c.vocab_size
                 }
             };
-            cx.g.output("logits", DataType::Float32, &per_position(width));
-            let cache = [
-                Dim::Symbol(BATCH),
-                Dim::Fixed(c.n_head),
-                Dim::Symbol(TOTAL_SEQUENCE),
-                Dim::Fixed(c.head_dim()),
-            ];
+            cx.g.output(LOGITS, DataType::Float32, &per_position(width));
+            let io = cx.decoder_io();
+            let cache = io.cache_dims(TOTAL_SEQUENCE);
             for (k, v) in &trunk.presents {
-                cx.g.output(k, DataType::Float32, &cache);
-                cx.g.output(v, DataType::Float32, &cache);
+                cx.g.output(k, io.dtype, &cache);
+                cx.g.output(v, io.dtype, &cache);
             }
         }
         Head::Classifier => {
@@ -70,9 +71,9 @@ pub fn emit(
                 vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
             );
             let w = transposed(cx, "score.weight", c.num_labels, c.n_embd)?;
-            cx.g.op(Op::MatMul, "logits", &[&pooled, &w], vec![]);
+            cx.g.op(Op::MatMul, LOGITS, &[&pooled, &w], vec![]);
             let dims = [Dim::Symbol(BATCH), Dim::Fixed(c.num_labels)];
-            cx.g.output("logits", DataType::Float32, &dims);
+            cx.g.output(LOGITS, DataType::Float32, &dims);
         }
     }
     Ok(())

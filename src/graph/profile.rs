@@ -6,6 +6,8 @@
 //! Precision is a second, independent axis ([`PRECISIONS`]): how the block matrices are stored
 //! and multiplied (float32, 8-bit blocks, float16) and the accuracy budget that goes with it.
 
+use crate::base::values::Choice;
+
 /// How the RMS norm is emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormForm {
@@ -90,6 +92,10 @@ pub struct Budget {
 #[derive(Debug)]
 pub struct PrecisionSpec {
     pub precision: Precision,
+    /// Its name in metadata and reports.
+    pub name: &'static str,
+    /// The `--quantize` value that asks for it (`None`: not a quantisation).
+    pub quantize: Option<&'static str>,
     pub matmul: MatMulForm,
     /// Profiles it can be combined with (an ONNX Runtime contrib op needs the ort profile).
     pub profiles: &'static [Profile],
@@ -101,6 +107,8 @@ pub struct PrecisionSpec {
 pub const PRECISIONS: &[PrecisionSpec] = &[
     PrecisionSpec {
         precision: Precision::Float32,
+        name: "float32",
+        quantize: None,
         matmul: MatMulForm::Float32,
         profiles: &[Profile::Portable, Profile::Ort],
         budget: Budget {
@@ -113,6 +121,8 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
     },
     PrecisionSpec {
         precision: Precision::Int8,
+        name: "int8",
+        quantize: Some("int8"),
         matmul: MatMulForm::Blocks8 {
             block_size: 32,
             accuracy_level: 4,
@@ -134,18 +144,12 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
 impl Precision {
     /// Lower-case name, as in metadata and reports.
     pub fn name(self) -> &'static str {
-        match self {
-            Precision::Float32 => "float32",
-            Precision::Int8 => "int8",
-        }
+        self.spec().name
     }
 
     /// Parses a name written by [`Precision::name`] (graph metadata).
     pub fn parse(name: &str) -> Option<Precision> {
-        PRECISIONS
-            .iter()
-            .map(|p| p.precision)
-            .find(|p| p.name() == name)
+        <Precision as Choice>::parse(name)
     }
 
     /// The precision's row.
@@ -167,6 +171,8 @@ impl Precision {
 #[derive(Debug)]
 pub struct ProfileSpec {
     pub profile: Profile,
+    /// Its name on the command line and in metadata.
+    pub name: &'static str,
     /// Default-domain opset.
     pub opset: i64,
     pub ir_version: i64,
@@ -183,7 +189,7 @@ pub struct ProfileSpec {
 }
 
 /// Which profile a graph uses (the `--profile` value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Profile {
     /// Standard ops only, opset 17, IR 8: ONNX Runtime, tract, TensorRT, browser runtimes.
     Portable,
@@ -196,6 +202,7 @@ pub enum Profile {
 pub const PROFILES: &[ProfileSpec] = &[
     ProfileSpec {
         profile: Profile::Portable,
+        name: "portable",
         opset: 17,
         ir_version: 8,
         contrib_opset: None,
@@ -207,6 +214,7 @@ pub const PROFILES: &[ProfileSpec] = &[
     },
     ProfileSpec {
         profile: Profile::Ort,
+        name: "ort",
         opset: 17,
         ir_version: 8,
         contrib_opset: Some(1),
@@ -214,7 +222,8 @@ pub const PROFILES: &[ProfileSpec] = &[
         // MultiHeadAttention: see the measurements in README ("Profiles and precisions").
         attention: AttentionForm::MultiHead,
         activation: ActivationForm::QuickGelu,
-        // tract matches ops by name and runs MultiHeadAttention bidirectionally (DESIGN.md §7).
+        // tract matches ops by name and runs MultiHeadAttention bidirectionally (its
+        // `unidirectional` attribute is ignored), so a causal model would be wrong there.
         tract: false,
         tolerance: (1e-4, 1e-3),
     },
@@ -223,18 +232,12 @@ pub const PROFILES: &[ProfileSpec] = &[
 impl Profile {
     /// Lower-case name, as on the command line and in metadata.
     pub fn name(self) -> &'static str {
-        match self {
-            Profile::Portable => "portable",
-            Profile::Ort => "ort",
-        }
+        self.spec().name
     }
 
     /// Parses a name written by [`Profile::name`] (graph metadata).
     pub fn parse(name: &str) -> Option<Profile> {
-        PROFILES
-            .iter()
-            .map(|p| p.profile)
-            .find(|p| p.name() == name)
+        <Profile as Choice>::parse(name)
     }
 
     /// The profile's row.
@@ -247,27 +250,69 @@ impl Profile {
     }
 }
 
+/// The command line's profiles and precisions are the tables' rows, in table order.
+impl Choice for Profile {
+    const WHAT: &'static str = "profile";
+
+    fn all() -> Vec<Self> {
+        PROFILES.iter().map(|p| p.profile).collect()
+    }
+
+    fn name(self) -> &'static str {
+        Profile::name(self)
+    }
+}
+
+impl Choice for Precision {
+    const WHAT: &'static str = "precision";
+
+    fn all() -> Vec<Self> {
+        PRECISIONS.iter().map(|p| p.precision).collect()
+    }
+
+    fn name(self) -> &'static str {
+        Precision::name(self)
+    }
+}
+
+/// A `--quantize` value: the precisions whose row names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantization(pub Precision);
+
+impl Choice for Quantization {
+    const WHAT: &'static str = "quantization";
+
+    fn all() -> Vec<Self> {
+        PRECISIONS
+            .iter()
+            .filter(|p| p.quantize.is_some())
+            .map(|p| Quantization(p.precision))
+            .collect()
+    }
+
+    fn name(self) -> &'static str {
+        self.0.spec().quantize.unwrap_or(self.0.spec().name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::ValueEnum;
 
+    /// Every enum value has exactly one row (so `spec()` never falls back), and names are
+    /// unique (so parsing is exact).
     #[test]
-    fn every_profile_has_one_row() {
-        for p in Profile::value_variants() {
-            assert_eq!(PROFILES.iter().filter(|s| s.profile == *p).count(), 1);
-            assert_eq!(Profile::parse(p.name()), Some(*p));
+    fn every_profile_and_precision_has_one_row() {
+        for p in [Profile::Portable, Profile::Ort] {
+            assert_eq!(PROFILES.iter().filter(|s| s.profile == p).count(), 1);
+            assert_eq!(Profile::parse(p.name()), Some(p));
         }
-    }
-
-    #[test]
-    fn every_precision_has_one_row_and_float32_fits_everywhere() {
         for p in [Precision::Float32, Precision::Int8] {
             assert_eq!(PRECISIONS.iter().filter(|s| s.precision == p).count(), 1);
+            assert_eq!(Precision::parse(p.name()), Some(p));
         }
-        assert!(Profile::value_variants()
-            .iter()
-            .all(|&p| Precision::Float32.fits(p)));
+        assert!(Profile::all().iter().all(|&p| Precision::Float32.fits(p)));
         assert!(!Precision::Int8.fits(Profile::Portable));
+        assert_eq!(Quantization::all(), vec![Quantization(Precision::Int8)]);
     }
 }

@@ -6,11 +6,18 @@
 //! `past_key_values`, offset the causal mask by the past length and return the `present`
 //! key/values; without one, the graph is the plain forward.
 
-use super::attention::{attention, attention_bias, attention_bias_with_past};
-use super::profile::{ActivationForm, MatMulForm, NormForm};
-use super::{Ctx, BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUENCE};
+use super::attention::{
+    attention, attention_bias, attention_bias_with_past, sequence_length, SeqLen,
+};
+use super::ctx::Ctx;
+use super::io::{
+    Kv, ATTENTION_MASK, BATCH, INPUT_IDS, PAST_SEQUENCE, POSITION_IDS, SEQUENCE, TOTAL_SEQUENCE,
+};
+use super::linear::conv1d;
+use super::profile::{ActivationForm, NormForm};
+use crate::base::DataType;
 use crate::onnx::builder::{attr_float, attr_int, attr_ints};
-use crate::onnx::{DataType, Dim, Op, Scope};
+use crate::onnx::{Dim, Op, Scope};
 
 /// What the trunk leaves for the heads.
 pub struct Trunk {
@@ -35,29 +42,25 @@ struct Past {
 pub fn emit(cx: &mut Ctx<'_, '_>) -> Trunk {
     let c = cx.ckpt.config.clone();
     let bs = [Dim::Symbol(BATCH), Dim::Symbol(SEQUENCE)];
-    let ids = cx.g.input("input_ids", DataType::Int64, &bs);
+    let ids = cx.g.input(INPUT_IDS, DataType::Int64, &bs);
     let (mask, past) = if cx.past {
         let total = [Dim::Symbol(BATCH), Dim::Symbol(TOTAL_SEQUENCE)];
-        let mask = cx.g.input("attention_mask", DataType::Int64, &total);
-        let positions = cx.g.input("position_ids", DataType::Int64, &bs);
-        let cache = [
-            Dim::Symbol(BATCH),
-            Dim::Fixed(c.n_head),
-            Dim::Symbol(PAST_SEQUENCE),
-            Dim::Fixed(c.head_dim()),
-        ];
-        let keys_values = (0..c.n_layer)
+        let mask = cx.g.input(ATTENTION_MASK, DataType::Int64, &total);
+        let positions = cx.g.input(POSITION_IDS, DataType::Int64, &bs);
+        let io = cx.decoder_io();
+        let cache = io.cache_dims(PAST_SEQUENCE);
+        let keys_values = (0..io.n_layer)
             .map(|i| {
-                let k = format!("past_key_values.{i}.key");
-                let v = format!("past_key_values.{i}.value");
-                cx.g.input(&k, DataType::Float32, &cache);
-                cx.g.input(&v, DataType::Float32, &cache);
+                let k = super::io::past_name(i, Kv::Key);
+                let v = super::io::past_name(i, Kv::Value);
+                cx.g.input(&k, io.dtype, &cache);
+                cx.g.input(&v, io.dtype, &cache);
                 (k, v)
             })
             .collect();
         (mask, Some((positions, Past { keys_values })))
     } else {
-        (cx.g.input("attention_mask", DataType::Int64, &bs), None)
+        (cx.g.input(ATTENTION_MASK, DataType::Int64, &bs), None)
     };
 
     let seq = sequence_length(cx, &ids);
@@ -133,20 +136,6 @@ fn embeddings(cx: &mut Ctx<'_, '_>, ids: &str, positions: Positions<'_>) -> Stri
     g.op(Op::Add, s.name("sum"), &[&tokens, &positions], vec![])
 }
 
-/// The sequence length as a 1-D tensor, as `Slice` takes it.
-pub(super) struct SeqLen {
-    pub(super) as_1d: String,
-}
-
-fn sequence_length(cx: &mut Ctx<'_, '_>, ids: &str) -> SeqLen {
-    let g = &mut *cx.g;
-    let shape = g.op(Op::Shape, "input_shape", &[ids], vec![]);
-    let one_1d = g.const_i64("const.one_1d", &[1], &[1]);
-    SeqLen {
-        as_1d: g.op(Op::Gather, "sequence_length", &[&shape, &one_1d], vec![]),
-    }
-}
-
 /// ImageGPTLayerNorm: `x / sqrt(mean(x², -1) + eps) * weight` — RMS norm, no bias.
 fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let (d, eps) = (cx.ckpt.config.n_embd, cx.ckpt.config.layer_norm_epsilon);
@@ -211,42 +200,6 @@ fn add_norm(
         vec![attr_float("epsilon", eps as f32)],
     );
     (sum_name.to_string(), s.path().to_string())
-}
-
-/// HF Conv1D: `x @ W + b` with W stored `[in, out]`; in 8-bit precision one `MatMulNBits`
-/// over the weight quantised in blocks along `in` (stored `[out, blocks, block]`).
-pub(super) fn conv1d(
-    cx: &mut Ctx<'_, '_>,
-    s: &Scope,
-    x: &str,
-    n_in: usize,
-    n_out: usize,
-) -> String {
-    let bias = |cx: &mut Ctx<'_, '_>| cx.weight(&s.name("bias"), &[n_out]);
-    match cx.precision.matmul {
-        MatMulForm::Float32 => {
-            let weight = cx.weight(&s.name("weight"), &[n_in, n_out]);
-            let bias = bias(cx);
-            let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
-            cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
-        }
-        MatMulForm::Blocks8 {
-            block_size,
-            accuracy_level,
-        } => {
-            let (q, scales) = cx.int8_weight(&s.name("weight"), n_in, n_out, block_size);
-            let bias = bias(cx);
-            let attrs = vec![
-                attr_int("K", n_in as i64),
-                attr_int("N", n_out as i64),
-                attr_int("bits", 8),
-                attr_int("block_size", block_size as i64),
-                attr_int("accuracy_level", accuracy_level),
-            ];
-            let inputs = [x, &q, &scales, "", "", &bias];
-            cx.g.op(Op::MatMulNBits, s.path().to_string(), &inputs, attrs)
-        }
-    }
 }
 
 /// `c_proj(quick_gelu(c_fc(x)))`, quick_gelu = `x * sigmoid(1.702 x)`.

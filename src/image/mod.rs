@@ -6,7 +6,6 @@
 //!   `ImageGPTImageProcessorPil`): resize, scale, nearest colour cluster; and back;
 //! - here: grid PNGs written atomically, and image prompts for generation.
 
-use std::io::Write;
 use std::path::Path;
 
 use image::codecs::png::PngEncoder;
@@ -49,32 +48,60 @@ pub enum ImageError {
         height: usize,
         width: usize,
     },
-    #[error("{0}")]
-    Usage(String),
-    #[error("cannot write {path}: {reason}")]
-    Write { path: String, reason: String },
+    #[error("processor {id}: {source}")]
+    Hub {
+        id: String,
+        #[source]
+        source: crate::checkpoint::hub::HubError,
+    },
+    #[error("no images to put in a grid")]
+    EmptyGrid,
+    #[error(
+        "grid images must share one size: image 0 is {w}x{h}, image {index} is {other_w}x{other_h}"
+    )]
+    GridSizes {
+        w: usize,
+        h: usize,
+        index: usize,
+        other_w: usize,
+        other_h: usize,
+    },
+    #[error("a {cols}x{rows} grid of {w}x{h} is too large")]
+    GridTooLarge {
+        cols: usize,
+        rows: usize,
+        w: usize,
+        h: usize,
+    },
+    #[error("cannot encode PNG: {0}")]
+    Png(#[source] image::ImageError),
+    #[error("--prompt-rows must be in 1..={height} (the model's image height), got {rows}")]
+    PromptRows { rows: usize, height: usize },
+    #[error(transparent)]
+    File(#[from] crate::base::files::FileError),
 }
 
 /// Encodes RGB8 images of one size as a PNG grid, `cols` per row, row-major; cells past the
 /// last image stay black.
 pub fn grid_png(images: &[Rgb8], cols: usize) -> Result<Vec<u8>, ImageError> {
-    let first = images
-        .first()
-        .ok_or_else(|| ImageError::Usage("no images to put in a grid".into()))?;
+    let first = images.first().ok_or(ImageError::EmptyGrid)?;
     let (w, h) = (first.width, first.height);
     if let Some((i, other)) = images
         .iter()
         .enumerate()
         .find(|(_, im)| (im.width, im.height) != (w, h))
     {
-        return Err(ImageError::Usage(format!(
-            "grid images must share one size: image 0 is {w}x{h}, image {i} is {}x{}",
-            other.width, other.height
-        )));
+        return Err(ImageError::GridSizes {
+            w,
+            h,
+            index: i,
+            other_w: other.width,
+            other_h: other.height,
+        });
     }
     let cols = cols.clamp(1, images.len());
     let rows = images.len().div_ceil(cols);
-    let too_big = || ImageError::Usage(format!("a {cols}x{rows} grid of {w}x{h} is too large"));
+    let too_big = || ImageError::GridTooLarge { cols, rows, w, h };
     let gw = w
         .checked_mul(cols)
         .filter(|&v| v <= u32::MAX as usize)
@@ -108,33 +135,16 @@ fn png_bytes(data: &[u8], w: u32, h: u32) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::new();
     PngEncoder::new(&mut out)
         .write_image(data, w, h, ExtendedColorType::Rgb8)
-        .map_err(|e| ImageError::Usage(format!("cannot encode PNG: {e}")))?;
+        .map_err(ImageError::Png)?;
     Ok(out)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed over the
-/// target, so a reader never sees half a file and a failure leaves nothing behind.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let err = |reason: String| ImageError::Write {
-        path: path.display().to_string(),
-        reason,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".igpt-onnx-")
-        .tempfile_in(dir)
-        .map_err(|e| err(e.to_string()))?;
-    tmp.write_all(bytes).map_err(|e| err(e.to_string()))?;
-    tmp.persist(path).map_err(|e| err(e.error.to_string()))?;
-    Ok(())
 }
 
 /// Writes images as one grid PNG at `path` (atomically).
 pub fn write_grid_png(path: &Path, images: &[Rgb8], cols: usize) -> Result<(), ImageError> {
-    write_atomic(path, &grid_png(images, cols)?)
+    Ok(crate::base::files::write_atomic(
+        path,
+        &grid_png(images, cols)?,
+    )?)
 }
 
 /// The tokens of the top `rows` pixel rows of an image file, for priming generation with an
@@ -146,9 +156,7 @@ pub fn prompt_tokens(
 ) -> Result<Vec<i64>, ImageError> {
     let (h, w) = processor.size();
     if rows == 0 || rows > h {
-        return Err(ImageError::Usage(format!(
-            "--prompt-rows must be in 1..={h} (the model's image height), got {rows}"
-        )));
+        return Err(ImageError::PromptRows { rows, height: h });
     }
     let mut tokens = processor.encode_file(path)?;
     tokens.truncate(rows * w);

@@ -48,7 +48,10 @@ impl Processor {
         let path = match path.to_str().filter(|s| hub::looks_like_id(s)) {
             Some(id) => {
                 resolved = hub::snapshot_in(&hub::cache_dir(), id, "main")
-                    .map_err(|e| ImageError::Usage(format!("processor {id}: {e}")))?
+                    .map_err(|source| ImageError::Hub {
+                        id: id.to_string(),
+                        source,
+                    })?
                     .dir;
                 resolved.as_path()
             }
@@ -103,8 +106,8 @@ impl Processor {
                     .into(),
             ));
         }
-        let clusters = parse_clusters(v.get("clusters")).map_err(bad)?;
-        let (height, width) = parse_size(v.get("size")).map_err(bad)?;
+        let clusters = parse_clusters(v.get("clusters")).map_err(|p| bad(p.0))?;
+        let (height, width) = parse_size(v.get("size")).map_err(|p| bad(p.0))?;
         let resample = match v.get("resample") {
             None | Some(Value::Null) => 2,
             Some(r) => r
@@ -125,8 +128,8 @@ impl Processor {
                 .filter(|f| f.is_finite())
                 .ok_or_else(|| bad(format!("`rescale_factor` must be a number, got {f}")))?,
         };
-        let mean = per_channel(v.get("image_mean"), "image_mean").map_err(bad)?;
-        let std = per_channel(v.get("image_std"), "image_std").map_err(bad)?;
+        let mean = per_channel(v.get("image_mean"), "image_mean").map_err(|p| bad(p.0))?;
+        let std = per_channel(v.get("image_std"), "image_std").map_err(|p| bad(p.0))?;
         if do_normalize && std.contains(&0.0) {
             return Err(bad("`image_std` has a zero".into()));
         }
@@ -274,14 +277,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_clusters(v: Option<&Value>) -> Result<Vec<[f64; 3]>, String> {
+fn parse_clusters(v: Option<&Value>) -> Result<Vec<[f64; 3]>, FieldProblem> {
     let rows = match v {
-        None | Some(Value::Null) => return Err("has no `clusters`".into()),
+        None | Some(Value::Null) => return Err(FieldProblem("has no `clusters`".into())),
         Some(Value::Array(rows)) => rows,
-        Some(_) => return Err("`clusters` must be a list of [r, g, b] rows".into()),
+        Some(_) => {
+            return Err(FieldProblem(
+                "`clusters` must be a list of [r, g, b] rows".into(),
+            ))
+        }
     };
     if rows.is_empty() {
-        return Err("`clusters` is empty, expected shape [512, 3]".into());
+        return Err(FieldProblem(
+            "`clusters` is empty, expected shape [512, 3]".into(),
+        ));
     }
     rows.iter()
         .enumerate()
@@ -292,30 +301,35 @@ fn parse_clusters(v: Option<&Value>) -> Result<Vec<[f64; 3]>, String> {
                     "`clusters` must have shape [n, 3] (512 for ImageGPT): row {i} has {width} values"
                 )
             };
-            let r = row.as_array().filter(|r| r.len() == 3).ok_or_else(shape_err)?;
+            let r = row.as_array().filter(|r| r.len() == 3).ok_or_else(|| FieldProblem(shape_err()))?;
             let mut out = [0.0; 3];
             for (o, x) in out.iter_mut().zip(r) {
                 *o = x
                     .as_f64()
                     .filter(|f| f.is_finite())
-                    .ok_or_else(|| format!("`clusters` row {i} has a non-number {x}"))?;
+                    .ok_or_else(|| FieldProblem(format!("`clusters` row {i} has a non-number {x}")))?;
             }
             Ok(out)
         })
         .collect()
 }
 
+/// What is wrong with a field of `preprocessor_config.json`, in words that name the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FieldProblem(pub String);
+
 /// The largest model side accepted: ImageGPT's published models are 32x32 (1024 positions);
 /// the bound keeps a mistyped config from asking for gigabytes of resized pixels.
 const MAX_SIDE: usize = 4096;
 
 /// `size`: an int (square, as the hub's configs write it) or `{"height", "width"}`.
-fn parse_size(v: Option<&Value>) -> Result<(usize, usize), String> {
-    let dim = |x: Option<&Value>, what: &str| -> Result<usize, String> {
+fn parse_size(v: Option<&Value>) -> Result<(usize, usize), FieldProblem> {
+    let dim = |x: Option<&Value>, what: &str| -> Result<usize, FieldProblem> {
         x.and_then(Value::as_u64)
             .filter(|&n| (1..=MAX_SIDE as u64).contains(&n))
             .map(|n| n as usize)
-            .ok_or_else(|| format!("{what} must be an integer in 1..={MAX_SIDE}"))
+            .ok_or_else(|| FieldProblem(format!("{what} must be an integer in 1..={MAX_SIDE}")))
     };
     match v {
         None | Some(Value::Null) => Ok((256, 256)), // the class default
@@ -327,27 +341,27 @@ fn parse_size(v: Option<&Value>) -> Result<(usize, usize), String> {
             dim(m.get("height"), "`size.height`")?,
             dim(m.get("width"), "`size.width`")?,
         )),
-        Some(other) => Err(format!(
+        Some(other) => Err(FieldProblem(format!(
             "`size` must be an integer or {{\"height\", \"width\"}}, got {other}"
-        )),
+        ))),
     }
 }
 
 /// `image_mean` / `image_std`: a number or three, default 0.5; float32 as numpy casts them.
-fn per_channel(v: Option<&Value>, key: &str) -> Result<[f32; 3], String> {
+fn per_channel(v: Option<&Value>, key: &str) -> Result<[f32; 3], FieldProblem> {
     let num = |x: &Value| x.as_f64().filter(|f| f.is_finite()).map(|f| f as f32);
     match v {
         None | Some(Value::Null) => Ok([0.5; 3]),
         Some(Value::Array(a)) if a.len() == 3 => {
             let mut out = [0.0; 3];
             for (o, x) in out.iter_mut().zip(a) {
-                *o = num(x).ok_or_else(|| format!("`{key}` has a non-number {x}"))?;
+                *o = num(x).ok_or_else(|| FieldProblem(format!("`{key}` has a non-number {x}")))?;
             }
             Ok(out)
         }
         Some(x) => num(x)
             .map(|f| [f; 3])
-            .ok_or_else(|| format!("`{key}` must be a number or 3 numbers, got {x}")),
+            .ok_or_else(|| FieldProblem(format!("`{key}` must be a number or 3 numbers, got {x}"))),
     }
 }
 

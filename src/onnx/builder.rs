@@ -9,7 +9,7 @@ use super::proto::{
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use super::DataType;
-use crate::checkpoint::TensorSource;
+use crate::base::TensorSource;
 
 /// An operator domain (`NodeProto.domain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,7 +55,7 @@ pub enum Op {
     Transpose,
     Unsqueeze,
     Where,
-    // ONNX Runtime fused ops (DESIGN.md §7). `SimplifiedLayerNormalization` is registered in
+    // ONNX Runtime fused ops (docs/design.md §8). `SimplifiedLayerNormalization` is registered in
     // the default domain (opset 1), the rest in `com.microsoft`.
     SimplifiedLayerNormalization,
     SkipSimplifiedLayerNormalization,

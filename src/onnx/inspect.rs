@@ -11,10 +11,10 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::dtype::{self, DataType};
 use super::proto::{
     tensor_shape_proto::dimension, type_proto, StringStringEntryProto, ValueInfoProto,
 };
+use crate::base::dtype::{self, DataType};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct ModelSkim {
@@ -146,30 +146,47 @@ pub struct ModelInfo {
     pub malformed: Vec<String>,
 }
 
+/// Why a file could not be inspected, naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not an ONNX model ({why})")]
+    NotOnnx { path: String, why: String },
+    #[error(
+        "{path}: initializer `{tensor}` has dims {dims:?}, whose size is negative or overflows"
+    )]
+    Size {
+        path: String,
+        tensor: String,
+        dims: Vec<i64>,
+    },
+    #[error("{path}: initializer `{tensor}` takes the total initializer size past 2^64 bytes")]
+    Total { path: String, tensor: String },
+}
+
 /// Reads `path`'s structure; any decode failure is "not an ONNX model".
-pub fn inspect(path: &Path) -> Result<ModelInfo, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn inspect(path: &Path) -> Result<ModelInfo, InspectError> {
+    let shown = || path.display().to_string();
+    let read = |source| InspectError::Read {
+        path: shown(),
+        source,
+    };
+    let not_onnx = |why: String| InspectError::NotOnnx { path: shown(), why };
+    let file = std::fs::File::open(path).map_err(read)?;
     // SAFETY: read-only map, used only inside this function for decoding; prost bounds-checks.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let m = ModelSkim::decode(&map[..]).map_err(|e| {
-        format!(
-            "{} is not an ONNX model (protobuf decode failed: {e})",
-            path.display()
-        )
-    })?;
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read)?;
+    let m = ModelSkim::decode(&map[..])
+        .map_err(|e| not_onnx(format!("protobuf decode failed: {e}")))?;
     let Some(g) = m.graph else {
-        return Err(format!(
-            "{} is not an ONNX model (no graph)",
-            path.display()
-        ));
+        return Err(not_onnx("no graph".into()));
     };
     if m.ir_version == 0 {
-        return Err(format!(
-            "{} is not an ONNX model (no ir_version)",
-            path.display()
-        ));
+        return Err(not_onnx("no ir_version".into()));
     }
     let mut ops = BTreeMap::new();
     for n in &g.node {
@@ -181,8 +198,18 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, String> {
         *ops.entry(key).or_insert(0) += 1;
     }
     let malformed = g.node.iter().filter_map(malformed).collect();
-    let initializer_bytes =
-        initializer_bytes(&g.initializer).map_err(|e| format!("{}: {e}", path.display()))?;
+    let initializer_bytes = initializer_bytes(&g.initializer).map_err(|(t, total)| {
+        let (path, tensor) = (shown(), t.name.clone());
+        if total {
+            InspectError::Total { path, tensor }
+        } else {
+            InspectError::Size {
+                path,
+                tensor,
+                dims: t.dims.clone(),
+            }
+        }
+    })?;
     Ok(ModelInfo {
         ir_version: m.ir_version,
         opsets: m
@@ -233,7 +260,8 @@ fn malformed(n: &NodeSkim) -> Option<String> {
 
 /// Bytes the initializers declare (types this project cannot size count as 0): a negative or
 /// overflowing size is an error naming the tensor, never a wrapped number.
-fn initializer_bytes(inits: &[TensorSkim]) -> Result<u64, String> {
+/// On error, the tensor and whether it was the running total that overflowed.
+fn initializer_bytes(inits: &[TensorSkim]) -> Result<u64, (&TensorSkim, bool)> {
     let mut total = 0u64;
     for t in inits {
         let Some(dt) = t.data_type.and_then(DataType::from_onnx) else {
@@ -241,18 +269,8 @@ fn initializer_bytes(inits: &[TensorSkim]) -> Result<u64, String> {
         };
         let bytes = dtype::numel(&t.dims)
             .and_then(|n| dt.byte_len(n))
-            .ok_or_else(|| {
-                format!(
-                    "initializer `{}` has dims {:?}, whose size is negative or overflows",
-                    t.name, t.dims
-                )
-            })?;
-        total = total.checked_add(bytes).ok_or_else(|| {
-            format!(
-                "initializer `{}` takes the total initializer size past 2^64 bytes",
-                t.name
-            )
-        })?;
+            .ok_or((t, false))?;
+        total = total.checked_add(bytes).ok_or((t, true))?;
     }
     Ok(total)
 }

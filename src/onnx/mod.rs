@@ -3,10 +3,10 @@
 //! Spec: <https://onnx.ai/onnx/repo-docs/IR.html>.
 
 pub mod builder;
-pub mod dtype;
 pub mod inspect;
 pub mod proto;
 pub mod writer;
 
+/// Element types live in the leaf module; re-exported where graphs are built.
+pub use crate::base::dtype::{self, DataType};
 pub use builder::{Dim, Domain, GraphBuilder, Initializer, Op, Scope};
-pub use dtype::DataType;

@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
-use tempfile::{NamedTempFile, TempPath};
 
 use super::builder::Initializer;
 use super::proto::{
     GraphProto, ModelProto, StringStringEntryProto, DATA_LOCATION_EXTERNAL, GRAPH_INITIALIZER_TAG,
     MODEL_GRAPH_TAG, TENSOR_RAW_DATA_TAG,
 };
-use crate::checkpoint::{SourceError, WeightsError};
+use crate::base::files::{self, FileError, Temp};
+use crate::base::SourceError;
 
 /// Protobuf refuses messages of 2 GiB or more; stay clear of it with a margin for the graph.
 pub const INLINE_LIMIT: u64 = (2u64 << 30) - (64 << 20);
@@ -36,9 +36,19 @@ pub enum WriteError {
     #[error("cannot write {path}: {source}")]
     Io { path: String, source: io::Error },
     #[error(transparent)]
-    Weights(#[from] WeightsError),
-    #[error("{0}")]
-    Refused(String),
+    File(#[from] FileError),
+    /// A tensor source could not read its input (a checkpoint tensor, named by its error).
+    #[error(transparent)]
+    Input(Box<dyn std::error::Error + Send + Sync>),
+    /// The source checksum, computed beside the write, failed.
+    #[error("cannot checksum the source weights: {0}")]
+    Checksum(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("refusing to replace {path}: it is not a regular file")]
+    NotAFile { path: String },
+    #[error("initializer `{tensor}` has dims {dims:?}: its size overflows")]
+    Overflow { tensor: String, dims: Vec<usize> },
+    #[error("graph is {bytes} bytes, over protobuf's 2 GiB limit: use external data")]
+    TooLarge { bytes: u64 },
     #[error("initializer `{tensor}`: its source wrote {written} bytes, its type and shape call for {declared}")]
     SizeMismatch {
         tensor: String,
@@ -56,8 +66,8 @@ pub struct Staged {
     pub data: Option<PathBuf>,
     /// Bytes written, model and data together.
     pub bytes: u64,
-    tmp_model: TempPath,
-    tmp_data: Option<TempPath>,
+    tmp_model: Temp,
+    tmp_data: Option<Temp>,
 }
 
 impl Staged {
@@ -75,9 +85,9 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<(), WriteError> {
     let mut stale: Vec<PathBuf> = Vec::new();
     for st in &staged {
         if let (Some(tmp), Some(dest)) = (&st.tmp_data, &st.data) {
-            moves.push((tmp.to_path_buf(), dest.clone()));
+            moves.push((tmp.path().to_path_buf(), dest.clone()));
         }
-        moves.push((st.tmp_model.to_path_buf(), st.model.clone()));
+        moves.push((st.tmp_model.path().to_path_buf(), st.model.clone()));
         let old_data = external_data_path(&st.model);
         if st.data.is_none() && references_data(&st.model, &old_data) {
             stale.push(old_data);
@@ -91,10 +101,9 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<(), WriteError> {
                 continue;
             };
             if !meta.is_file() {
-                return Err(WriteError::Refused(format!(
-                    "refusing to replace {}: it is not a regular file",
-                    dest.display()
-                )));
+                return Err(WriteError::NotAFile {
+                    path: dest.display().to_string(),
+                });
             }
             let backup = reserve_name(dest)?;
             std::fs::rename(dest, &backup).map_err(|source| WriteError::Io {
@@ -120,8 +129,8 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<(), WriteError> {
     }
     for st in staged {
         // The temporaries were renamed away: nothing left to remove.
-        let _ = st.tmp_model.keep();
-        let _ = st.tmp_data.map(TempPath::keep);
+        st.tmp_model.keep();
+        st.tmp_data.map(Temp::keep);
     }
     for (backup, _) in &aside {
         let _ = std::fs::remove_file(backup);
@@ -187,11 +196,9 @@ pub fn write_model(
 
     let mut lens = Vec::with_capacity(inits.len());
     for init in inits {
-        lens.push(init.byte_len().ok_or_else(|| {
-            WriteError::Refused(format!(
-                "initializer `{}` has dims {:?}: its size overflows",
-                init.name, init.dims
-            ))
+        lens.push(init.byte_len().ok_or_else(|| WriteError::Overflow {
+            tensor: init.name.clone(),
+            dims: init.dims.clone(),
         })?);
     }
 
@@ -228,9 +235,7 @@ pub fn write_model(
             .map(|f| field_len(GRAPH_INITIALIZER_TAG, f.header_len + f.inline_len()))
             .sum::<u64>();
     if !external && graph_len >= INLINE_LIMIT {
-        return Err(WriteError::Refused(format!(
-            "graph is {graph_len} bytes, over protobuf's 2 GiB limit: use external data"
-        )));
+        return Err(WriteError::TooLarge { bytes: graph_len });
     }
 
     let w = &mut model;
@@ -337,36 +342,15 @@ fn entry(key: &str, value: &str) -> StringStringEntryProto {
     }
 }
 
-/// A new file with an unpredictable name beside `dest`, created exclusively (`O_EXCL`), so a
-/// planted file or symlink can neither be followed nor overwritten.
-fn create_temp(dest: &Path) -> Result<(File, TempPath), WriteError> {
-    let dir = dest
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map(NamedTempFile::into_parts)
-        .map_err(|source| WriteError::Io {
-            path: dest.display().to_string(),
-            source,
-        })
+/// A new temporary file beside `dest` (see [`files::temp_file_beside`]).
+fn create_temp(dest: &Path) -> Result<(File, Temp), WriteError> {
+    Ok(files::temp_file_beside(dest)?)
 }
 
 /// An unused unpredictable name beside `dest` to move an old file aside to.
 fn reserve_name(dest: &Path) -> Result<PathBuf, WriteError> {
-    let (_, path) = create_temp(dest)?;
     // Keep the name reserved: the rename replaces this empty placeholder atomically.
-    path.keep().map_err(|e| WriteError::Io {
-        path: dest.display().to_string(),
-        source: e.error,
-    })
+    Ok(create_temp(dest)?.1.keep())
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), WriteError> {
@@ -410,7 +394,7 @@ impl Sink {
     fn source(&mut self, init: &Initializer<'_>, declared: u64) -> Result<(), WriteError> {
         let written = init.data.write_to(&mut self.out).map_err(|e| match e {
             SourceError::Output(io) => self.err(io),
-            SourceError::Weights(w) => WriteError::Weights(w),
+            SourceError::Input(e) => WriteError::Input(e),
         })?;
         if written != declared {
             return Err(WriteError::SizeMismatch {

@@ -24,10 +24,12 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use super::{PackageError, StagedDir};
-use crate::checkpoint::{Checkpoint, Head};
+use crate::base::files::write_atomic;
+use crate::checkpoint::Checkpoint;
 use crate::config::ImageGptConfig;
 use crate::export::{self, ExportOptions, Exported};
-use crate::graph::LogitsWidth;
+use crate::graph::io::{self, Kv, ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS};
+use crate::graph::{Head, LogitsWidth};
 
 /// The config file onnxruntime-genai reads from the model folder.
 pub const CONFIG_FILE: &str = "genai_config.json";
@@ -62,7 +64,7 @@ pub fn write(
         Err(e) => return Err(PackageError::io("read", &gen_path)(e)),
     };
     let config = genai_config(&ckpt.config, generation.as_ref())
-        .map_err(|why| PackageError::invalid(&gen_path, why))?;
+        .map_err(|why| PackageError::invalid(&gen_path, why.to_string()))?;
     let stage = StagedDir::new(dir)?;
     let opts = ExportOptions {
         logits: LogitsWidth::Vocabulary,
@@ -75,7 +77,7 @@ pub fn write(
         .ok_or_else(|| PackageError::invalid(dir, "the export wrote no decoder"))?;
     let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
     let cfg_path = stage.path().join(CONFIG_FILE);
-    std::fs::write(&cfg_path, text).map_err(PackageError::io("write", &cfg_path))?;
+    write_atomic(&cfg_path, text.as_bytes())?;
     let dir = stage.commit()?;
     Ok(GenaiPackage { dir, decoder })
 }
@@ -90,9 +92,29 @@ fn checkpoint_folder(ckpt: &Checkpoint) -> PathBuf {
         .unwrap_or_default()
 }
 
+/// A generation default genai cannot take, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SearchError {
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("`{key}` is {value}, expected a number")]
+    NotANumber { key: &'static str, value: String },
+    #[error("`{key}` is {value}, expected a whole number from 0 to {max}")]
+    NotACount {
+        key: &'static str,
+        value: f64,
+        max: String,
+    },
+    #[error("`{key}` is {value}, expected true or false")]
+    NotABool { key: &'static str, value: String },
+}
+
 /// `genai_config.json` for a checkpoint: the model section from `config`, the search defaults
 /// from HF `generation_config.json` (`generation`). An error names the field.
-pub fn genai_config(config: &ImageGptConfig, generation: Option<&Value>) -> Result<Value, String> {
+pub fn genai_config(
+    config: &ImageGptConfig,
+    generation: Option<&Value>,
+) -> Result<Value, SearchError> {
     let c = config;
     let start = c.lm_vocab();
     // SOS + n_positions tokens is a whole image, as HF's example generates it: the last token
@@ -113,16 +135,16 @@ pub fn genai_config(config: &ImageGptConfig, generation: Option<&Value>) -> Resu
             "num_key_value_heads": c.n_head,
             "num_hidden_layers": c.n_layer,
             "inputs": {
-                "input_ids": "input_ids",
-                "attention_mask": "attention_mask",
-                "position_ids": "position_ids",
-                "past_key_names": "past_key_values.%d.key",
-                "past_value_names": "past_key_values.%d.value"
+                "input_ids": INPUT_IDS,
+                "attention_mask": ATTENTION_MASK,
+                "position_ids": POSITION_IDS,
+                "past_key_names": io::past_name_pattern(Kv::Key),
+                "past_value_names": io::past_name_pattern(Kv::Value)
             },
             "outputs": {
-                "logits": "logits",
-                "present_key_names": "present.%d.key",
-                "present_value_names": "present.%d.value"
+                "logits": LOGITS,
+                "present_key_names": io::present_name_pattern(Kv::Key),
+                "present_value_names": io::present_name_pattern(Kv::Value)
             }
         }
     });
@@ -131,33 +153,39 @@ pub fn genai_config(config: &ImageGptConfig, generation: Option<&Value>) -> Resu
 
 /// genai's `search` from HF generation defaults (HF's own defaults where a field is absent).
 /// `max_length` is the context (SOS + a whole image), not HF's 20 tokens.
-fn search(c: &ImageGptConfig, generation: Option<&Value>) -> Result<Value, String> {
+fn search(c: &ImageGptConfig, generation: Option<&Value>) -> Result<Value, SearchError> {
     let empty = Map::new();
     let g = match generation {
         None => &empty,
         Some(Value::Object(m)) => m,
-        Some(_) => return Err("not a JSON object".into()),
+        Some(_) => return Err(SearchError::NotAnObject),
     };
-    let num = |key: &str, default: f64| -> Result<f64, String> {
+    let num = |key: &'static str, default: f64| -> Result<f64, SearchError> {
         match g.get(key) {
             None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| format!("`{key}` is {v}, expected a number")),
+            Some(v) => {
+                v.as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| SearchError::NotANumber {
+                        key,
+                        value: v.to_string(),
+                    })
+            }
         }
     };
     // A whole number from 0 to `max` (a bound and its name).
-    let count = |key: &str, default: usize, max: (usize, &str)| -> Result<usize, String> {
-        let x = num(key, default as f64)?;
-        if x < 0.0 || x.fract() != 0.0 || x > max.0 as f64 {
-            return Err(format!(
-                "`{key}` is {x}, expected a whole number from 0 to {}",
-                max.1
-            ));
-        }
-        Ok(x as usize)
-    };
+    let count =
+        |key: &'static str, default: usize, max: (usize, &str)| -> Result<usize, SearchError> {
+            let x = num(key, default as f64)?;
+            if x < 0.0 || x.fract() != 0.0 || x > max.0 as f64 {
+                return Err(SearchError::NotACount {
+                    key,
+                    value: x,
+                    max: max.1.to_string(),
+                });
+            }
+            Ok(x as usize)
+        };
     let context = (
         c.n_positions + 1,
         &*format!("n_positions + 1 ({})", c.n_positions + 1),
@@ -167,7 +195,12 @@ fn search(c: &ImageGptConfig, generation: Option<&Value>) -> Result<Value, Strin
     let do_sample = match g.get("do_sample") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(v) => return Err(format!("`do_sample` is {v}, expected true or false")),
+        Some(v) => {
+            return Err(SearchError::NotABool {
+                key: "do_sample",
+                value: v.to_string(),
+            })
+        }
     };
     let max_length = match g.get("max_length") {
         None | Some(Value::Null) => c.n_positions + 1,
@@ -224,12 +257,16 @@ mod tests {
         assert_eq!(v["search"]["max_length"], 100);
         let bad = json!({"top_k": "forty"});
         assert_eq!(
-            genai_config(&small(), Some(&bad)).expect_err("refused"),
+            genai_config(&small(), Some(&bad))
+                .expect_err("refused")
+                .to_string(),
             "`top_k` is \"forty\", expected a number"
         );
         let long = json!({"max_length": 5000});
         assert_eq!(
-            genai_config(&small(), Some(&long)).expect_err("refused"),
+            genai_config(&small(), Some(&long))
+                .expect_err("refused")
+                .to_string(),
             "`max_length` is 5000, expected a whole number from 0 to n_positions + 1 (1025)"
         );
     }

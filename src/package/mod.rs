@@ -8,6 +8,7 @@ pub mod triton;
 
 use std::path::{Path, PathBuf};
 
+use crate::base::files::{self, FileError, Temp};
 use crate::export::ExportError;
 
 /// A packaging failure; each names the file, tensor or field at fault.
@@ -15,6 +16,10 @@ use crate::export::ExportError;
 pub enum PackageError {
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Card(#[from] crate::graph::GraphCardError),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -50,7 +55,7 @@ impl PackageError {
 /// system, so the final rename is atomic). Dropped without [`StagedDir::commit`], it is removed.
 #[derive(Debug)]
 pub struct StagedDir {
-    tmp: tempfile::TempDir,
+    tmp: Temp,
     dest: PathBuf,
 }
 
@@ -59,23 +64,18 @@ impl StagedDir {
     /// empty folder, and an existing package is never merged into).
     pub fn new(dest: &Path) -> Result<Self, PackageError> {
         refuse_existing(dest)?;
-        let name = dest
-            .file_name()
-            .ok_or_else(|| PackageError::Refused {
+        if dest.file_name().is_none() {
+            return Err(PackageError::Refused {
                 path: dest.to_path_buf(),
                 why: "it names no folder".into(),
-            })?
-            .to_string_lossy()
-            .into_owned();
+            });
+        }
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&parent).map_err(PackageError::io("create folder", &parent))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.partial-"))
-            .tempdir_in(&parent)
-            .map_err(PackageError::io("create a folder in", &parent))?;
+        let tmp = files::temp_dir_beside(dest)?;
         Ok(StagedDir {
             tmp,
             dest: dest.to_path_buf(),
@@ -91,11 +91,8 @@ impl StagedDir {
     pub fn commit(self) -> Result<PathBuf, PackageError> {
         // Checked again: something may have appeared while we wrote.
         refuse_existing(&self.dest)?;
-        let staged = self.tmp.keep();
-        std::fs::rename(&staged, &self.dest).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&staged);
-            PackageError::io("rename into place", &self.dest)(e)
-        })?;
+        // On failure the staged folder stays a temporary and is removed when dropped.
+        self.tmp.rename_to(&self.dest)?;
         Ok(self.dest)
     }
 }

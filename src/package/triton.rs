@@ -12,8 +12,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{link_or_copy, PackageError, StagedDir};
-use crate::checkpoint::Head;
-use crate::graph::BATCH;
+use crate::base::files::write_atomic;
+use crate::graph::io::{BATCH, LOGITS};
+use crate::graph::{ExportCard, GraphCardError, Head};
 use crate::onnx::inspect::{self, ModelInfo, SigDim, Signature};
 use crate::onnx::writer::external_data_path;
 
@@ -73,12 +74,13 @@ pub fn write(
     }
     let mut planned = Vec::new();
     for (head, path) in graphs {
-        let info = inspect::inspect(&path).map_err(|e| PackageError::invalid(&path, e))?;
-        check_head(&path, &info, head)?;
+        let info =
+            inspect::inspect(&path).map_err(|e| PackageError::invalid(&path, e.to_string()))?;
+        let card = card_of(&path, &info, head)?;
         let name = format!("{}-{}", opts.prefix, head.name());
-        let labels = labels(&path, &info, head)?;
+        let labels = labels(&path, &info, &card)?;
         let config = config_pbtxt(&name, &info, opts, labels.is_some())
-            .map_err(|why| PackageError::invalid(&path, why))?;
+            .map_err(|why| PackageError::invalid(&path, why.to_string()))?;
         planned.push((head, path, info, name, config, labels));
     }
     let processor = export_dir.join("preprocessor_config.json");
@@ -123,7 +125,7 @@ pub fn write(
 pub const LABELS_FILE: &str = "labels.txt";
 
 fn write_file(path: &Path, text: &str) -> Result<(), PackageError> {
-    std::fs::write(path, text).map_err(PackageError::io("write", path))
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// `(head, <export_dir>/<head>.onnx)` for the requested heads (each must exist), or for every
@@ -156,45 +158,42 @@ fn select_graphs(export_dir: &Path, heads: &[Head]) -> Result<Vec<(Head, PathBuf
         .collect()
 }
 
-/// The graph must be an igpt-onnx export of the head its file name says.
-fn check_head(path: &Path, info: &ModelInfo, head: Head) -> Result<(), PackageError> {
-    let supported = || {
-        HEADS
-            .iter()
-            .map(|h| h.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match info.metadata.get("igpt_onnx.head").map(String::as_str) {
-        None => Err(PackageError::invalid(
+/// The graph's export card, which must say it is the head its file name says.
+fn card_of(path: &Path, info: &ModelInfo, head: Head) -> Result<ExportCard, PackageError> {
+    let card = ExportCard::from_metadata(&info.metadata)
+        .map_err(|source| GraphCardError {
+            path: path.display().to_string(),
+            source,
+        })?
+        .ok_or_else(|| {
+            PackageError::invalid(
+                path,
+                "no igpt_onnx.head metadata: not a graph igpt-onnx exported",
+            )
+        })?;
+    if card.head != head {
+        return Err(PackageError::invalid(
             path,
-            "no igpt_onnx.head metadata: not a graph igpt-onnx exported",
-        )),
-        Some(h) if h == head.name() => Ok(()),
-        Some(h) if HEADS.iter().any(|x| x.name() == h) => Err(PackageError::invalid(
-            path,
-            format!("holds the {h} head, not {}", head.name()),
-        )),
-        Some(h) => Err(PackageError::invalid(
-            path,
-            format!(
-                "head `{h}` is not one Triton packaging supports ({})",
-                supported()
-            ),
-        )),
+            format!("holds the {} head, not {}", card.head.name(), head.name()),
+        ));
     }
+    Ok(card)
 }
 
-/// One label per line, in id order, from the recorded `id2label` (else `LABEL_{id}`, as
+/// One label per line, in id order, from the card's `id2label` (else `LABEL_{id}`, as
 /// transformers names them). `None` for heads other than the classifier.
-fn labels(path: &Path, info: &ModelInfo, head: Head) -> Result<Option<String>, PackageError> {
-    if head != Head::Classifier {
+fn labels(
+    path: &Path,
+    info: &ModelInfo,
+    card: &ExportCard,
+) -> Result<Option<String>, PackageError> {
+    if card.head != Head::Classifier {
         return Ok(None);
     }
     let n = info
         .outputs
         .iter()
-        .find(|o| o.name == "logits")
+        .find(|o| o.name == LOGITS)
         .and_then(|o| o.dims().last().cloned());
     let Some(SigDim::Value(n)) = n else {
         return Err(PackageError::invalid(
@@ -202,26 +201,10 @@ fn labels(path: &Path, info: &ModelInfo, head: Head) -> Result<Option<String>, P
             "classifier output `logits` has no fixed label count",
         ));
     };
-    let map: serde_json::Map<String, serde_json::Value> =
-        match info.metadata.get("igpt_onnx.id2label") {
-            Some(text) => serde_json::from_str(text).map_err(|e| {
-                PackageError::invalid(
-                    path,
-                    format!("igpt_onnx.id2label metadata is not a JSON object: {e}"),
-                )
-            })?,
-            None => serde_json::Map::new(),
-        };
     let mut out = String::new();
-    for id in 0..n {
-        match map.get(&id.to_string()).and_then(|v| v.as_str()) {
-            // One label per line: a newline inside a label would shift every later id.
-            Some(label) => out.push_str(&label.replace(['\n', '\r'], " ")),
-            None => {
-                let _ = write!(out, "LABEL_{id}");
-            }
-        }
-        out.push('\n');
+    for id in 0..n.max(0) as usize {
+        // One label per line: a newline inside a label would shift every later id.
+        let _ = writeln!(out, "{}", card.config.label(id).replace(['\n', '\r'], " "));
     }
     Ok(Some(out))
 }
@@ -251,7 +234,7 @@ pub fn triton_type(onnx_code: i32) -> Option<&'static str> {
 /// ONNX names of the element types [`triton_type`] refuses (the project's own [`DataType`]
 /// names only the types it emits).
 ///
-/// [`DataType`]: crate::onnx::DataType
+/// [`DataType`]: crate::base::DataType
 fn onnx_type_name(onnx_code: i32) -> Option<&'static str> {
     Some(match onnx_code {
         14 => "complex64",
@@ -273,7 +256,7 @@ pub fn config_pbtxt(
     info: &ModelInfo,
     opts: &TritonOptions,
     labels: bool,
-) -> Result<String, String> {
+) -> Result<String, TritonError> {
     let mut t = String::new();
     let _ = writeln!(t, "# Written by igpt-onnx {}.", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(t, "name: \"{name}\"");
@@ -287,18 +270,18 @@ pub fn config_pbtxt(
         for (i, s) in list.iter().enumerate() {
             let sep = if i + 1 < list.len() { "," } else { "" };
             let dims = dims(s, field, opts.max_batch > 0)?;
-            let ty = triton_type(s.elem_code).ok_or_else(|| {
-                format!(
-                    "{field} `{}` has element type {}, which Triton has no data type for",
-                    s.name,
-                    onnx_type_name(s.elem_code).unwrap_or(&s.elem_type)
-                )
+            let ty = triton_type(s.elem_code).ok_or_else(|| TritonError::Type {
+                field,
+                name: s.name.clone(),
+                elem: onnx_type_name(s.elem_code)
+                    .unwrap_or(&s.elem_type)
+                    .to_string(),
             })?;
             let _ = writeln!(t, "  {{");
             let _ = writeln!(t, "    name: \"{}\"", s.name);
             let _ = writeln!(t, "    data_type: {ty}");
             let _ = writeln!(t, "    dims: [ {dims} ]");
-            if labels && !is_input && s.name == "logits" {
+            if labels && !is_input && s.name == LOGITS {
                 let _ = writeln!(t, "    label_filename: \"{LABELS_FILE}\"");
             }
             let _ = writeln!(t, "  }}{sep}");
@@ -321,19 +304,40 @@ pub fn config_pbtxt(
     Ok(t)
 }
 
+/// A tensor Triton cannot serve, named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TritonError {
+    #[error("{field} `{name}` has element type {elem}, which Triton has no data type for")]
+    Type {
+        field: &'static str,
+        name: String,
+        elem: String,
+    },
+    #[error("{field} `{name}` declares no shape")]
+    NoShape { field: &'static str, name: String },
+    #[error("{field} `{name}` does not start with the `{BATCH}` dim, so Triton cannot batch it (use --max-batch 0)")]
+    NoBatch { field: &'static str, name: String },
+    #[error("{field} `{name}` has no dims besides the batch")]
+    OnlyBatch { field: &'static str, name: String },
+}
+
 /// `dims` without the batch dim when batching (it must then be the first dim, symbolic).
-fn dims(s: &Signature, field: &str, batching: bool) -> Result<String, String> {
+fn dims(s: &Signature, field: &'static str, batching: bool) -> Result<String, TritonError> {
+    let name = || s.name.clone();
     let Some(shape) = &s.shape else {
-        return Err(format!("{field} `{}` declares no shape", s.name));
+        return Err(TritonError::NoShape {
+            field,
+            name: name(),
+        });
     };
     let rest = if batching {
         match shape.first() {
             Some(SigDim::Param(p)) if p == BATCH => &shape[1..],
             _ => {
-                return Err(format!(
-                    "{field} `{}` does not start with the `{BATCH}` dim, so Triton cannot batch it (use --max-batch 0)",
-                    s.name
-                ))
+                return Err(TritonError::NoBatch {
+                    field,
+                    name: name(),
+                })
             }
         }
     } else {
@@ -341,10 +345,10 @@ fn dims(s: &Signature, field: &str, batching: bool) -> Result<String, String> {
     };
     if rest.is_empty() {
         // Triton needs at least one dim; a per-request scalar is `[ 1 ]` with reshape.
-        return Err(format!(
-            "{field} `{}` has no dims besides the batch",
-            s.name
-        ));
+        return Err(TritonError::OnlyBatch {
+            field,
+            name: name(),
+        });
     }
     let dims: Vec<String> = rest
         .iter()

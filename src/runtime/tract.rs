@@ -1,7 +1,7 @@
 //! tract (pure Rust): a graph is loaded once with the input facts it declares (element type and
 //! dims; `dim_param` symbols and expressions such as `past_sequence + sequence` become tract
 //! symbols of the same name, so a decoder's dims unify) and optimised into one plan for every
-//! shape (DESIGN.md §4). When the optimiser cannot handle the symbolic dims, it plans again for
+//! shape (docs/design.md §4). When the optimiser cannot handle the symbolic dims, it plans again for
 //! each input shape instead, keeping the most recently used plans, and says so in
 //! [`LoadedModel::provider`].
 //!
@@ -15,8 +15,9 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{DimFact, Factoid, GenericFactoid};
 
-use super::{check_input_names, graph_io, DimSpec, IoSpec};
-use super::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
+use super::model::{check_input_names, graph_io, quietly, Failure};
+use super::model::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
+use crate::base::{DimSpec, IoSpec};
 
 const NAME: &str = "tract";
 const SYMBOLIC: &str = "tract (optimized, symbolic)";
@@ -39,12 +40,12 @@ impl Runtime for Tract {
 
     fn load(&self, model: &Path) -> Result<Box<dyn LoadedModel>, RuntimeError> {
         let file = model.display().to_string();
-        let load_error = |reason: String| RuntimeError::Load {
+        let load_error = |source: Failure| RuntimeError::Load {
             runtime: NAME.into(),
             path: file.clone(),
-            reason,
+            source: source.into(),
         };
-        let (inputs, outputs) = graph_io(model).map_err(load_error)?;
+        let (inputs, outputs) = graph_io(model).map_err(|e| load_error(e.into()))?;
         // From a path, so tract resolves external data relative to the model's folder.
         let inference = guarded(|| tract_onnx::onnx().model_for_path(model)).map_err(load_error)?;
         let inference = guarded(|| with_input_facts(inference, &inputs)).map_err(load_error)?;
@@ -57,11 +58,12 @@ impl Runtime for Tract {
                 // here rather than on the first run.
                 let probe = guarded(|| probe_shapes(&inference, &inputs))
                     .and_then(|shapes| guarded(|| plan_for_shapes(&inference, &shapes)));
-                probe.map_err(|e| {
-                    load_error(format!(
-                        "symbolic plan failed ({reason}); concrete plan failed too ({e})"
-                    ))
-                })?;
+                if let Err(concrete) = probe {
+                    return Err(load_error(Failure::NoPlan {
+                        symbolic: Box::new(reason),
+                        concrete: Box::new(concrete),
+                    }));
+                }
                 Mode::PerShape {
                     model: Box::new(inference),
                     plans: Lru::default(),
@@ -78,24 +80,24 @@ impl Runtime for Tract {
     }
 }
 
-/// Runs `f`, turning an error or a panic into a message.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, String> {
-    match super::quietly(|| catch_unwind(AssertUnwindSafe(f))) {
+/// Runs `f`, turning an error or a panic into a [`Failure`].
+pub(crate) fn guarded<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, Failure> {
+    match quietly(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{e:#}")),
+        Ok(Err(e)) => Err(Failure::Tract(e)),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("tract panicked: {msg}"))
+            Err(Failure::Panic(format!("tract panicked: {msg}")))
         }
     }
 }
 
-fn datum_type(dt: crate::onnx::DataType) -> TractResult<DatumType> {
-    use crate::onnx::DataType as D;
+fn datum_type(dt: crate::base::DataType) -> TractResult<DatumType> {
+    use crate::base::DataType as D;
     Ok(match dt {
         D::Float32 => f32::datum_type(),
         D::Float16 => f16::datum_type(),
@@ -201,8 +203,8 @@ impl Lru {
     fn get_or_plan(
         &mut self,
         shapes: Shapes,
-        plan: impl FnOnce(&Shapes) -> Result<Plan, String>,
-    ) -> Result<Plan, String> {
+        plan: impl FnOnce(&Shapes) -> Result<Plan, Failure>,
+    ) -> Result<Plan, Failure> {
         if let Some(i) = self.entries.iter().position(|(s, _)| *s == shapes) {
             let hit = self.entries.remove(i);
             let p = hit.1.clone();
@@ -227,7 +229,7 @@ enum Mode {
     PerShape {
         model: Box<InferenceModel>,
         plans: Lru,
-        reason: String,
+        reason: Failure,
     },
 }
 
@@ -240,44 +242,46 @@ struct TractModel {
 }
 
 impl TractModel {
-    fn run_error(&self, reason: impl std::fmt::Display) -> RuntimeError {
+    fn run_error(&self, reason: impl Into<Failure>) -> RuntimeError {
         RuntimeError::Run {
             runtime: NAME.into(),
-            reason: format!("{}: {reason}", self.file),
+            source: reason.into().at(&self.file).into(),
         }
     }
 
-    fn plan(&mut self, shapes: Shapes) -> Result<Plan, String> {
+    fn plan(&mut self, shapes: Shapes) -> Result<Plan, Failure> {
         match &mut self.mode {
             Mode::Symbolic(plan) => Ok(plan.clone()),
             Mode::PerShape { model, plans, .. } => plans.get_or_plan(shapes, |shapes| {
-                guarded(|| plan_for_shapes(model, shapes))
-                    .map_err(|e| format!("planning for input shapes {shapes:?}: {e}"))
+                guarded(|| plan_for_shapes(model, shapes)).map_err(|e| Failure::Planning {
+                    shapes: shapes.clone(),
+                    source: Box::new(e),
+                })
             }),
         }
     }
 }
 
-fn to_tract(t: &super::Tensor) -> TValue {
+fn to_tract(t: &crate::base::Tensor) -> TValue {
     match t {
-        super::Tensor::F32(a) => Tensor::from(a.clone()).into_tvalue(),
-        super::Tensor::F16(a) => Tensor::from(a.clone()).into_tvalue(),
-        super::Tensor::I64(a) => Tensor::from(a.clone()).into_tvalue(),
+        crate::base::Tensor::F32(a) => Tensor::from(a.clone()).into_tvalue(),
+        crate::base::Tensor::F16(a) => Tensor::from(a.clone()).into_tvalue(),
+        crate::base::Tensor::I64(a) => Tensor::from(a.clone()).into_tvalue(),
     }
 }
 
 /// An output in its own type; other numeric types are cast to float32 (see [`LoadedModel::run`]).
-fn from_tract(value: TValue) -> TractResult<super::Tensor> {
+fn from_tract(value: TValue) -> TractResult<crate::base::Tensor> {
     let t = value.into_tensor();
     let dt = t.datum_type();
     Ok(if dt == f32::datum_type() {
-        super::Tensor::F32(t.into_plain_array::<f32>()?)
+        crate::base::Tensor::F32(t.into_plain_array::<f32>()?)
     } else if dt == f16::datum_type() {
-        super::Tensor::F16(t.into_plain_array::<f16>()?)
+        crate::base::Tensor::F16(t.into_plain_array::<f16>()?)
     } else if dt == i64::datum_type() {
-        super::Tensor::I64(t.into_plain_array::<i64>()?)
+        crate::base::Tensor::I64(t.into_plain_array::<i64>()?)
     } else {
-        super::Tensor::F32(t.cast_to::<f32>()?.into_owned().into_plain_array::<f32>()?)
+        crate::base::Tensor::F32(t.cast_to::<f32>()?.into_owned().into_plain_array::<f32>()?)
     })
 }
 
@@ -294,29 +298,32 @@ impl LoadedModel for TractModel {
         match &self.mode {
             Mode::Symbolic(_) => SYMBOLIC.into(),
             Mode::PerShape { reason, .. } => {
+                let reason = reason.to_string();
                 let first = reason.lines().next().unwrap_or_default();
                 format!("{PER_SHAPE}; symbolic plan failed: {first}")
             }
         }
     }
 
-    fn run(&mut self, inputs: &[(&str, &super::Tensor)]) -> Result<NamedOutputs, RuntimeError> {
+    fn run(
+        &mut self,
+        inputs: &[(&str, &crate::base::Tensor)],
+    ) -> Result<NamedOutputs, RuntimeError> {
         let ordered = check_input_names(&self.inputs, inputs).map_err(|e| self.run_error(e))?;
         let shapes = ordered.iter().map(|t| t.shape().to_vec()).collect();
         let plan = self.plan(shapes).map_err(|e| self.run_error(e))?;
         let values: TVec<TValue> = ordered.iter().map(|t| to_tract(t)).collect();
         let results = guarded(|| plan.run(values)).map_err(|e| self.run_error(e))?;
         if results.len() != self.outputs.len() {
-            return Err(self.run_error(format!(
-                "{} outputs for {} graph outputs",
-                results.len(),
-                self.outputs.len()
-            )));
+            return Err(self.run_error(Failure::OutputCount {
+                found: results.len(),
+                declared: self.outputs.len(),
+            }));
         }
         let mut out = Vec::with_capacity(results.len());
         for (spec, value) in self.outputs.iter().zip(results) {
             let t = guarded(|| from_tract(value))
-                .map_err(|e| self.run_error(format!("output `{}`: {e}", spec.name)))?;
+                .map_err(|e| self.run_error(e.of("output", &spec.name)))?;
             out.push((spec.name.clone(), t));
         }
         Ok(out)
@@ -326,7 +333,7 @@ impl LoadedModel for TractModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::Tensor as T;
+    use crate::base::Tensor as T;
     use ndarray::{ArrayD, IxDyn};
 
     fn causal_lm(dir: &Path) -> std::path::PathBuf {
@@ -379,7 +386,7 @@ mod tests {
             mode: Mode::PerShape {
                 model: Box::new(inference),
                 plans: Lru::default(),
-                reason: "forced by the test".into(),
+                reason: Failure::Panic("forced by the test".into()),
             },
         };
         assert!(b.provider().starts_with(PER_SHAPE));
@@ -432,13 +439,17 @@ mod tests {
                 .expect("plans");
         }
         // Touch 0, then add one more: 1 (now the oldest) goes, 0 stays.
-        lru.get_or_plan(shape(0), |_| Err("must be cached".into()))
+        lru.get_or_plan(shape(0), |_| Err(Failure::Panic("must be cached".into())))
             .expect("hit");
         lru.get_or_plan(shape(PLAN_CACHE), |_| Ok(plan.clone()))
             .expect("plans");
         assert_eq!(lru.entries.len(), PLAN_CACHE);
-        assert!(lru.get_or_plan(shape(0), |_| Err("gone".into())).is_ok());
-        assert!(lru.get_or_plan(shape(1), |_| Err("gone".into())).is_err());
+        assert!(lru
+            .get_or_plan(shape(0), |_| Err(Failure::Panic("gone".into())))
+            .is_ok());
+        assert!(lru
+            .get_or_plan(shape(1), |_| Err(Failure::Panic("gone".into())))
+            .is_err());
     }
 
     /// A decoder-shaped graph: declared dims become tract symbols shared by name, so the
@@ -446,8 +457,9 @@ mod tests {
     /// sets every symbol to 1 (the old probe gave every input [1, 1]).
     #[test]
     fn decoder_dims_are_symbols_and_the_probe_follows_them() {
+        use crate::base::DataType;
         use crate::onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto};
-        use crate::onnx::{DataType, Dim, GraphBuilder, Op};
+        use crate::onnx::{Dim, GraphBuilder, Op};
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("decoder.onnx");
         let mut g = GraphBuilder::default();

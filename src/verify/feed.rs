@@ -5,9 +5,10 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::fixture::{Case, FixtureError, DECODER, DECODER_PREFIX};
-use crate::onnx::DataType;
-use crate::runtime::{IoSpec, Tensor};
+use super::fixture::{Case, FeedMiss, FixtureError, DECODER_PREFIX};
+use crate::base::{DataType, IoSpec, Tensor};
+use crate::graph::io::{is_past, ATTENTION_MASK, INPUT_IDS, POSITION_IDS};
+use crate::graph::Head;
 
 impl Case {
     /// The feed for `head`'s graph, whose inputs are `graph_inputs`, in the graph's order.
@@ -18,7 +19,7 @@ impl Case {
     /// float16 is narrowed from the case's float32.
     pub fn feed(
         &self,
-        head: &str,
+        head: Head,
         graph_inputs: &[IoSpec],
     ) -> Result<Vec<(String, Tensor)>, FixtureError> {
         graph_inputs
@@ -28,7 +29,7 @@ impl Case {
                     .feed_one(head, spec)
                     .map_err(|reason| FixtureError::CannotFeed {
                         case: self.manifest.name.clone(),
-                        head: head.into(),
+                        head: head.name(),
                         input: spec.name.clone(),
                         reason,
                     })?;
@@ -37,16 +38,16 @@ impl Case {
             .collect()
     }
 
-    fn feed_one(&self, head: &str, spec: &IoSpec) -> Result<Tensor, String> {
+    fn feed_one(&self, head: Head, spec: &IoSpec) -> Result<Tensor, FeedMiss> {
         let name = spec.name.as_str();
-        if head == DECODER {
+        if head == Head::Decoder {
             if let Some(t) = self.inputs.get(&format!("{DECODER_PREFIX}{name}")) {
                 return Ok(t.clone());
             }
-            if let Some(t) = self.expected(DECODER, name) {
+            if let Some(t) = self.expected(Head::Decoder, name) {
                 return Ok(Tensor::F32(t.clone()));
             }
-            if name == "position_ids" {
+            if name == POSITION_IDS {
                 return self.decoder_positions();
             }
         }
@@ -54,38 +55,34 @@ impl Case {
             return Ok(t.clone());
         }
         let mut have: Vec<String> = self.inputs.keys().cloned().collect();
-        if head == DECODER {
-            have.push("position_ids (derived)".into());
-            have.extend(
-                self.expected_names(DECODER)
-                    .filter(|n| n.starts_with("past_key_values.")),
-            );
+        if head == Head::Decoder {
+            have.push(format!("{POSITION_IDS} (derived)"));
+            have.extend(self.expected_names(Head::Decoder).filter(|n| is_past(n)));
         }
-        Err(format!("it has {}", have.join(", ")))
+        Err(FeedMiss::NotInCase(have))
     }
 
-    fn expected_names<'a>(&'a self, head: &'a str) -> impl Iterator<Item = String> + 'a {
-        let prefix = format!("{head}/");
+    fn expected_names(&self, head: Head) -> impl Iterator<Item = String> + '_ {
+        let prefix = format!("{}/", head.name());
         self.expected
             .keys()
             .filter_map(move |k| k.strip_prefix(&prefix).map(str::to_string))
     }
 
     /// `past .. past + seq` for every row, past being the mask's length less the step's.
-    fn decoder_positions(&self) -> Result<Tensor, String> {
+    fn decoder_positions(&self) -> Result<Tensor, FeedMiss> {
         let get = |n: &str| {
+            let name = format!("{DECODER_PREFIX}{n}");
             self.inputs
-                .get(&format!("{DECODER_PREFIX}{n}"))
+                .get(&name)
                 .and_then(Tensor::as_i64)
-                .ok_or_else(|| format!("no int64 `{DECODER_PREFIX}{n}` to derive it from"))
+                .ok_or(FeedMiss::NoStep(name))
         };
-        let (ids, mask) = (get("input_ids")?, get("attention_mask")?);
+        let (ids, mask) = (get(INPUT_IDS)?, get(ATTENTION_MASK)?);
         let (&[b, seq], &[_, total]) = (ids.shape(), mask.shape()) else {
-            return Err("the decoder step's ids and mask are not [batch, length]".into());
+            return Err(FeedMiss::StepRank);
         };
-        let past = total
-            .checked_sub(seq)
-            .ok_or("the decoder step's mask is shorter than its ids")?;
+        let past = total.checked_sub(seq).ok_or(FeedMiss::StepMask)?;
         let pos = ArrayD::from_shape_fn(IxDyn(&[b, seq]), |ix| (past + ix[1]) as i64);
         Ok(Tensor::I64(pos))
     }
@@ -105,7 +102,7 @@ mod tests {
     use std::path::Path;
 
     fn spec(name: &str, dtype: DataType, dims: &[&str]) -> IoSpec {
-        use crate::runtime::DimSpec;
+        use crate::base::DimSpec;
         let dims = dims
             .iter()
             .map(|d| {
@@ -151,7 +148,7 @@ mod tests {
                 &kv,
             ));
         }
-        let feed = case.feed(DECODER, &graph).expect("feeds");
+        let feed = case.feed(Head::Decoder, &graph).expect("feeds");
         let names: Vec<&str> = feed.iter().map(|(n, _)| n.as_str()).collect();
         let want: Vec<&str> = graph.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, want);
@@ -162,11 +159,14 @@ mod tests {
         assert_eq!(pos.shape(), &[2, 1]);
         assert!(pos.iter().all(|&p| p == 9), "{pos}");
         let key = feed[3].1.as_f32().expect("float32");
-        assert_eq!(Some(key), case.expected(DECODER, "past_key_values.0.key"));
+        assert_eq!(
+            Some(key),
+            case.expected(Head::Decoder, "past_key_values.0.key")
+        );
         assert_eq!(key.shape(), &[2, 4, 9, 8]);
         // Declared float16: narrowed from the float32 golden.
         assert_eq!(feed[4].1.dtype(), DataType::Float16);
-        let expected: Vec<String> = case.expected_outputs(DECODER).into_keys().collect();
+        let expected: Vec<String> = case.expected_outputs(Head::Decoder).into_keys().collect();
         assert_eq!(
             expected,
             [
@@ -177,11 +177,11 @@ mod tests {
                 "present.1.value"
             ]
         );
-        assert!(case.position_mask(DECODER).is_none());
+        assert!(case.position_mask(Head::Decoder).is_none());
 
         let err = case
             .feed(
-                "causal-lm",
+                Head::CausalLm,
                 &[spec("pixel_values", DataType::Float32, &["batch"])],
             )
             .expect_err("no such input")

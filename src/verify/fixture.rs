@@ -10,8 +10,10 @@ use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
+use crate::base::Tensor;
 use crate::config::{ImageGptConfig, RawConfig};
-use crate::runtime::Tensor;
+use crate::graph::io::{is_past, ATTENTION_MASK};
+use crate::graph::Head;
 
 /// A problem with a case, naming the file and the tensor or field.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +41,26 @@ pub enum FixtureError {
     #[error("case {case} cannot feed graph input `{input}` for the {head} head ({reason})")]
     CannotFeed {
         case: String,
-        head: String,
+        head: &'static str,
         input: String,
-        reason: String,
+        #[source]
+        reason: FeedMiss,
     },
-    #[error("no cases (folders with manifest.json) in {0}")]
-    NoCases(String),
+    #[error("no cases (folders with manifest.json) in {path}")]
+    NoCases { path: String },
+}
+
+/// Why a case has nothing for a graph input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedMiss {
+    #[error("it has {}", .0.join(", "))]
+    NotInCase(Vec<String>),
+    #[error("no int64 `{0}` to derive it from")]
+    NoStep(String),
+    #[error("the decoder step's ids and mask are not [batch, length]")]
+    StepRank,
+    #[error("the decoder step's mask is shorter than its ids")]
+    StepMask,
 }
 
 /// Comparison budget: `|actual - expected| <= atol + rtol * |expected|`.
@@ -101,8 +117,6 @@ pub struct Case {
 
 /// The input names of the `decoder` head's step in `inputs.safetensors`.
 pub(crate) const DECODER_PREFIX: &str = "decoder.";
-/// The head whose goldens are one step on top of a key/value cache.
-pub const DECODER: &str = "decoder";
 
 impl Case {
     /// The checkpoint folder.
@@ -116,29 +130,29 @@ impl Case {
     }
 
     /// The expected tensor for `head`'s `output`.
-    pub fn expected(&self, head: &str, output: &str) -> Option<&ArrayD<f32>> {
-        self.expected.get(&format!("{head}/{output}"))
+    pub fn expected(&self, head: Head, output: &str) -> Option<&ArrayD<f32>> {
+        self.expected.get(&format!("{}/{output}", head.name()))
     }
 
     /// The outputs `head`'s graph must produce, by output name. The past key/values among the
     /// decoder goldens are its inputs, not outputs.
-    pub fn expected_outputs(&self, head: &str) -> BTreeMap<String, ArrayD<f32>> {
-        let prefix = format!("{head}/");
+    pub fn expected_outputs(&self, head: Head) -> BTreeMap<String, ArrayD<f32>> {
+        let prefix = format!("{}/", head.name());
         self.expected
             .iter()
             .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?, v)))
-            .filter(|(n, _)| !n.starts_with("past_key_values."))
+            .filter(|(n, _)| !is_past(n))
             .map(|(n, v)| (n.to_string(), v.clone()))
             .collect()
     }
 
     /// The `[batch, sequence]` mask that says which positions of `head`'s per-position outputs
     /// count, when the case leaves padded positions out (decoder outputs are compared whole).
-    pub fn position_mask(&self, head: &str) -> Option<Array2<i64>> {
-        if !self.exclude_padded() || head == DECODER {
+    pub fn position_mask(&self, head: Head) -> Option<Array2<i64>> {
+        if !self.exclude_padded() || head == Head::Decoder {
             return None;
         }
-        let m = self.inputs.get("attention_mask")?.as_i64()?;
+        let m = self.inputs.get(ATTENTION_MASK)?.as_i64()?;
         m.clone().into_dimensionality::<Ix2>().ok()
     }
 
@@ -227,7 +241,9 @@ pub fn discover(root: &Path) -> Result<Vec<PathBuf>, FixtureError> {
         .collect();
     dirs.sort();
     if dirs.is_empty() {
-        return Err(FixtureError::NoCases(root.display().to_string()));
+        return Err(FixtureError::NoCases {
+            path: root.display().to_string(),
+        });
     }
     Ok(dirs)
 }
@@ -437,7 +453,7 @@ mod tests {
         let case = Case::load(&fixtures().join("padded-batch")).expect("load");
         assert_eq!(case.inputs["input_ids"].shape(), &[3, 20]);
         let valid: Vec<i64> = case
-            .position_mask("causal-lm")
+            .position_mask(Head::CausalLm)
             .expect("exclude padded")
             .rows()
             .into_iter()
@@ -445,7 +461,7 @@ mod tests {
             .collect();
         assert_eq!(valid, vec![20, 13, 5]);
         assert_eq!(
-            case.expected("causal-lm", "logits")
+            case.expected(Head::CausalLm, "logits")
                 .map(|t| t.shape().to_vec()),
             Some(vec![3, 20, 512])
         );

@@ -8,9 +8,20 @@ use std::collections::BTreeMap;
 
 use ndarray::{Array2, ArrayD, IxDyn};
 
-use crate::onnx::DataType;
+use crate::base::DataType;
+use crate::base::{DimSpec, IoSpec, Tensor};
 use crate::random::SplitMix64;
-use crate::runtime::{DimSpec, IoSpec, Tensor};
+
+/// Why a graph cannot be fed at random, naming the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputsError {
+    #[error("cannot make random values for {dtype} input `{input}`")]
+    Type { input: String, dtype: DataType },
+    #[error("cannot size dim `{dim}` of input `{input}` for random inputs")]
+    Dim { input: String, dim: String },
+    #[error("input `{input}` would be {shape:?}: too large for random inputs")]
+    TooLarge { input: String, shape: Vec<usize> },
+}
 
 /// Batch rows of every random set.
 const BATCH: usize = 2;
@@ -23,7 +34,7 @@ pub(crate) fn seeded(
     inputs: &[IoSpec],
     vocab: u64,
     n_positions: u64,
-) -> Result<Vec<(String, Tensor)>, String> {
+) -> Result<Vec<(String, Tensor)>, InputsError> {
     let symbols = symbol_values(inputs, n_positions);
     let past = symbols
         .iter()
@@ -68,10 +79,10 @@ pub(crate) fn seeded(
                 half::f16::from_f32(unit(&mut rng))
             })),
             other => {
-                return Err(format!(
-                    "cannot make random values for {other} input `{}`",
-                    spec.name
-                ))
+                return Err(InputsError::Type {
+                    input: spec.name.clone(),
+                    dtype: other,
+                })
             }
         };
         feed.push((spec.name.clone(), t));
@@ -112,7 +123,7 @@ fn symbol_values(inputs: &[IoSpec], n_positions: u64) -> BTreeMap<String, usize>
 
 /// The concrete shape: fixed dims as declared, symbols (and sums of symbols and numbers) from
 /// `symbols`, undeclared dims as batch (axis 0) and sequence (axis 1), else 1.
-fn shape_of(spec: &IoSpec, symbols: &BTreeMap<String, usize>) -> Result<Vec<usize>, String> {
+fn shape_of(spec: &IoSpec, symbols: &BTreeMap<String, usize>) -> Result<Vec<usize>, InputsError> {
     let mut shape = Vec::with_capacity(spec.dims.len());
     for (axis, d) in spec.dims.iter().enumerate() {
         let n = match d {
@@ -125,12 +136,11 @@ fn shape_of(spec: &IoSpec, symbols: &BTreeMap<String, usize>) -> Result<Vec<usiz
             DimSpec::Symbol(expr) => {
                 expr.split('+').map(str::trim).try_fold(0usize, |acc, t| {
                     let v = t.parse::<usize>().ok().or_else(|| symbols.get(t).copied());
-                    v.and_then(|v| acc.checked_add(v)).ok_or_else(|| {
-                        format!(
-                            "cannot size dim `{expr}` of input `{}` for random inputs",
-                            spec.name
-                        )
-                    })
+                    v.and_then(|v| acc.checked_add(v))
+                        .ok_or_else(|| InputsError::Dim {
+                            input: spec.name.clone(),
+                            dim: expr.clone(),
+                        })
                 })?
             }
         };
@@ -141,10 +151,10 @@ fn shape_of(spec: &IoSpec, symbols: &BTreeMap<String, usize>) -> Result<Vec<usiz
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .is_none_or(|n| n > 1 << 26)
     {
-        return Err(format!(
-            "input `{}` would be {shape:?}: too large for random inputs",
-            spec.name
-        ));
+        return Err(InputsError::TooLarge {
+            input: spec.name.clone(),
+            shape,
+        });
     }
     Ok(shape)
 }

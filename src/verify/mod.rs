@@ -16,6 +16,7 @@ pub mod fixture;
 mod inputs;
 mod judge;
 mod model;
+mod options;
 pub mod report;
 mod runtimes;
 mod steps;
@@ -26,80 +27,17 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayD};
 
-use crate::checkpoint::{Checkpoint, Head};
+use crate::base::Tensor;
+use crate::checkpoint::Checkpoint;
 use crate::export::{self, ExportOptions};
-use crate::graph::{GraphOptions, Precision, Profile};
+use crate::graph::io::{is_past, ATTENTION_MASK, INPUT_IDS, LOGITS};
+use crate::graph::{GraphOptions, Head, Precision, Profile};
 use crate::runtime::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
-use crate::runtime::{RuntimeOptions, Tensor};
-use fixture::{Case, FixtureError, Tolerance};
+use fixture::{Case, Tolerance};
 use judge::Judge;
 use model::GraphFile;
+pub use options::{VerifyError, VerifyOptions};
 use report::{Check, Report};
-
-/// Usage or set-up problems (exit code 2): nothing could be judged.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error(transparent)]
-    Fixture(#[from] FixtureError),
-    #[error("{0}")]
-    Model(String),
-    #[error("required runtime {0}")]
-    Required(String),
-    #[error("no runtime available: {0}")]
-    NoRuntime(String),
-    #[error("cannot export case {case}: {reason}")]
-    Export { case: String, reason: String },
-}
-
-/// What to run and how to judge it.
-#[derive(Debug, Clone)]
-pub struct VerifyOptions {
-    pub runtimes: Vec<RuntimeKind>,
-    /// Runtimes that must be available (else a set-up error instead of "skipped").
-    pub required: Vec<RuntimeKind>,
-    pub atol: Option<f64>,
-    pub rtol: Option<f64>,
-    pub runtime: RuntimeOptions,
-    /// The golden suite's exports: profile and precision (portable float32 by default).
-    pub profile: Profile,
-    pub precision: Precision,
-}
-
-impl Default for VerifyOptions {
-    fn default() -> Self {
-        Self {
-            runtimes: vec![RuntimeKind::OrtCpu, RuntimeKind::Tract],
-            required: vec![],
-            atol: None,
-            rtol: None,
-            runtime: RuntimeOptions::default(),
-            profile: Profile::Portable,
-            precision: Precision::Float32,
-        }
-    }
-}
-
-impl VerifyOptions {
-    /// The elementwise budget for a graph of `precision`: the case's for float32, the
-    /// precision's own otherwise; `--atol` / `--rtol` override either.
-    fn budget(&self, base: Tolerance, precision: Precision) -> Tolerance {
-        let base = match precision {
-            Precision::Float32 => base,
-            p => Tolerance {
-                atol: p.spec().budget.atol,
-                rtol: p.spec().budget.rtol,
-            },
-        };
-        self.tolerance(base)
-    }
-
-    fn tolerance(&self, base: Tolerance) -> Tolerance {
-        Tolerance {
-            atol: self.atol.unwrap_or(base.atol),
-            rtol: self.rtol.unwrap_or(base.rtol),
-        }
-    }
-}
 
 /// The golden suite: every case in `fixtures`, every head it has goldens for, every runtime.
 pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, VerifyError> {
@@ -108,17 +46,16 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
         .map(|d| Case::load(d))
         .collect::<Result<_, _>>()?;
     let runtimes = runtimes::open(opts)?;
-    let work = tempfile::tempdir()
-        .map_err(|e| VerifyError::Model(format!("cannot make a temporary folder: {e}")))?;
+    let work = tempfile::tempdir().map_err(VerifyError::TempDir)?;
     let mut report = Report::new(runtimes.info.clone());
     for case in &cases {
         let name = &case.manifest.name;
-        let export_error = |reason: String| VerifyError::Export {
+        let export_error = |e: Box<dyn std::error::Error + Send + Sync>| VerifyError::Export {
             case: name.clone(),
-            reason,
+            source: e,
         };
-        let ckpt = Checkpoint::open(&case.model_dir(), None, None)
-            .map_err(|e| export_error(e.to_string()))?;
+        let ckpt =
+            Checkpoint::open(&case.model_dir(), None, None).map_err(|e| export_error(e.into()))?;
         for (head_name, outputs) in &case.manifest.outputs {
             let Some(head) = Head::parse(head_name) else {
                 report.notes.push(format!(
@@ -138,13 +75,13 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[head], &dir, &opts_x)
-                .map_err(|e| export_error(e.to_string()))?;
-            let graph = Graph::new(&done[0].path, case, head_name, opts)?;
+                .map_err(|e| export_error(e.into()))?;
+            let graph = Graph::new(&done[0].path, case, head, opts)?;
             for rt in &runtimes.open {
                 report.checks.push(graph.check(rt.as_ref()));
             }
         }
-        if case.manifest.outputs.contains_key(CAUSAL_LM) {
+        if case.manifest.outputs.contains_key(Head::CausalLm.name()) {
             let dir = work.path().join(name);
             let opts_x = ExportOptions {
                 profile: opts.profile,
@@ -152,7 +89,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[Head::Decoder], &dir, &opts_x)
-                .map_err(|e| export_error(e.to_string()))?;
+                .map_err(|e| export_error(e.into()))?;
             for rt in &runtimes.open {
                 report
                     .checks
@@ -169,15 +106,12 @@ fn reduced(precision: Precision) -> Option<&'static crate::graph::profile::Budge
     (precision != Precision::Float32).then(|| &precision.spec().budget)
 }
 
-/// The causal-LM goldens a decoder is checked against step by step.
-const CAUSAL_LM: &str = "causal-lm";
-
 /// A decoder on `rt`: the case's sequence as a prompt and single steps, its logits against the
 /// full forward's goldens ([`steps`]).
 fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions) -> Check {
     let start = Instant::now();
-    let ids = case.inputs.get("input_ids").and_then(Tensor::as_i64);
-    let mask = case.inputs.get("attention_mask").and_then(Tensor::as_i64);
+    let ids = case.inputs.get(INPUT_IDS).and_then(Tensor::as_i64);
+    let mask = case.inputs.get(ATTENTION_MASK).and_then(Tensor::as_i64);
     let seq = ids.map_or(0, |a| a.shape().get(1).copied().unwrap_or(0));
     let mut check = Check::new(
         &case.manifest.name,
@@ -192,9 +126,9 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
         return check;
     };
     let expected: BTreeMap<String, ArrayD<f32>> = case
-        .expected_outputs(CAUSAL_LM)
+        .expected_outputs(Head::CausalLm)
         .into_iter()
-        .filter(|(n, _)| n == "logits")
+        .filter(|(n, _)| n == LOGITS)
         .collect();
     let (profile, precision) =
         GraphFile::read(model).map_or((Profile::Portable, Precision::Float32), |f| f.profile());
@@ -207,10 +141,10 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
         Ok(mut m) => {
             check.provider = m.provider();
             match steps::prompt_then_steps(m.as_mut(), &ids, &mask) {
-                Err(e) => check.error(e),
+                Err(e) => check.error(e.to_string()),
                 Ok(out) => Judge {
                     tolerance: opts.budget(case.manifest.tolerance, precision),
-                    positions: case.position_mask(CAUSAL_LM).as_ref(),
+                    positions: case.position_mask(Head::CausalLm).as_ref(),
                     dtypes: &BTreeMap::new(),
                     budget: reduced(precision),
                 }
@@ -230,28 +164,22 @@ pub fn model_against_case(
 ) -> Result<Report, VerifyError> {
     let case = Case::load(case_dir)?;
     let file = GraphFile::read(model)?;
-    let head = file.head().ok_or_else(|| {
-        VerifyError::Model(format!(
-            "{}: cannot tell which head this graph is (no igpt_onnx.head metadata, no `logits`, `last_hidden_state` or `present.*` output)",
-            model.display()
-        ))
+    let head = file.head().ok_or_else(|| VerifyError::UnknownHead {
+        path: model.display().to_string(),
     })?;
-    let is_decoder = head == Head::Decoder.name();
-    let stepwise = is_decoder
-        && file.dtypes.contains_key("logits")
-        && case.manifest.outputs.contains_key(CAUSAL_LM);
-    if !case.manifest.outputs.contains_key(&head) && !stepwise {
-        return Err(VerifyError::Model(format!(
-            "case {} has no goldens for the {head} head of {}",
-            case.manifest.name,
-            model.display()
-        )));
+    let stepwise = head == Head::Decoder
+        && file.dtypes.contains_key(LOGITS)
+        && case.manifest.outputs.contains_key(Head::CausalLm.name());
+    let has_goldens = case.manifest.outputs.contains_key(head.name());
+    if !has_goldens && !stepwise {
+        return Err(VerifyError::NoGoldens {
+            case: case.manifest.name.clone(),
+            head: head.name(),
+            path: model.display().to_string(),
+        });
     }
-    let graph = case
-        .manifest
-        .outputs
-        .contains_key(&head)
-        .then(|| Graph::with_file(model, file, &case, &head, opts))
+    let graph = has_goldens
+        .then(|| Graph::with_file(model, file, &case, head, opts))
         .transpose()?;
     let runtimes = runtimes::open(opts)?;
     let mut report = Report::new(runtimes.info.clone());
@@ -275,7 +203,7 @@ pub fn model_against_case(
 struct Graph<'a> {
     model: &'a Path,
     case: &'a Case,
-    head: &'a str,
+    head: Head,
     feed: Vec<(String, Tensor)>,
     expected: BTreeMap<String, ArrayD<f32>>,
     positions: Option<Array2<i64>>,
@@ -288,7 +216,7 @@ impl<'a> Graph<'a> {
     fn new(
         model: &'a Path,
         case: &'a Case,
-        head: &'a str,
+        head: Head,
         opts: &VerifyOptions,
     ) -> Result<Self, VerifyError> {
         Self::with_file(model, GraphFile::read(model)?, case, head, opts)
@@ -298,7 +226,7 @@ impl<'a> Graph<'a> {
         model: &'a Path,
         file: GraphFile,
         case: &'a Case,
-        head: &'a str,
+        head: Head,
         opts: &VerifyOptions,
     ) -> Result<Self, VerifyError> {
         let profile = file.profile();
@@ -320,7 +248,7 @@ impl<'a> Graph<'a> {
         let start = Instant::now();
         let mut check = Check::new(
             &self.case.manifest.name,
-            self.head,
+            self.head.name(),
             rt.kind(),
             "",
             self.model,
@@ -366,11 +294,14 @@ pub fn random_inputs(
     opts: &VerifyOptions,
 ) -> Result<Report, VerifyError> {
     let file = GraphFile::read(model)?;
-    let (vocab, n_pos) = file.config_dims(model)?;
+    let (vocab, n_pos) = file.config_dims();
     let feeds: Vec<Vec<(String, Tensor)>> = (0..sets as u64)
         .map(|set| inputs::seeded(set, &file.inputs, vocab, n_pos))
         .collect::<Result<_, _>>()
-        .map_err(|e| VerifyError::Model(format!("{}: {e}", model.display())))?;
+        .map_err(|source| VerifyError::Inputs {
+            path: model.display().to_string(),
+            source,
+        })?;
     let runtimes = runtimes::open(opts)?;
     let mut report = Report::new(runtimes.info.clone());
     let (profile, precision) = file.profile();
@@ -398,11 +329,7 @@ pub fn random_inputs(
     };
     // A decoder is also run step by step: a random sequence as a prompt and single-token
     // steps, each runtime feeding back its own cache, the logits of every position compared.
-    let decoder = file.dtypes.contains_key("logits")
-        && file
-            .inputs
-            .iter()
-            .any(|i| i.name.starts_with("past_key_values."));
+    let decoder = file.dtypes.contains_key(LOGITS) && file.inputs.iter().any(|i| is_past(&i.name));
     for (set, feed) in feeds.iter().enumerate() {
         let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];
         for (kind, m) in loaded.iter_mut() {
@@ -430,7 +357,8 @@ pub fn random_inputs(
                 let r = match m {
                     Ok(m) => (
                         m.provider(),
-                        steps::prompt_then_steps(m.as_mut(), &ids, &mask),
+                        steps::prompt_then_steps(m.as_mut(), &ids, &mask)
+                            .map_err(|e| e.to_string()),
                     ),
                     Err(e) => (String::new(), Err(e.to_string())),
                 };

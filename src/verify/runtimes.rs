@@ -1,8 +1,8 @@
 //! Opening the runtimes a verify run asked for: the ones that open, and why the others are
 //! skipped — or a set-up error when a required one is missing.
 
+use super::options::{VerifyError, VerifyOptions};
 use super::report::RuntimeInfo;
-use super::{VerifyError, VerifyOptions};
 use crate::runtime::{self, Runtime};
 
 /// The runtimes that opened, and what happened to each requested one.
@@ -29,15 +29,13 @@ pub(crate) fn open(opts: &VerifyOptions) -> Result<Runtimes, VerifyError> {
                 rt.open.push(r);
                 rt.info.push(RuntimeInfo::available(kind));
             }
-            Err(e) if opts.required.contains(&kind) => {
-                return Err(VerifyError::Required(e.to_string()))
-            }
+            Err(e) if opts.required.contains(&kind) => return Err(VerifyError::Required(e)),
             Err(e) => rt.info.push(RuntimeInfo::skipped(kind, e.to_string())),
         }
     }
     if rt.open.is_empty() {
         let why: Vec<String> = rt.info.iter().map(|i| i.detail.clone()).collect();
-        return Err(VerifyError::NoRuntime(why.join("; ")));
+        return Err(VerifyError::NoRuntime(why));
     }
     Ok(rt)
 }

@@ -5,9 +5,12 @@
 //! shows after several steps (a past offset applied twice, a present concatenated on the wrong
 //! axis); this can, on every causal-LM case.
 
-use ndarray::{concatenate, s, Array2, ArrayD, Axis, IxDyn};
+use ndarray::{concatenate, s, Array2, Axis};
 
-use crate::runtime::{Cache, DimSpec, LoadedModel, NamedOutputs, Tensor};
+use crate::base::Tensor;
+use crate::generate::{DecoderSession, SessionError};
+use crate::graph::io::LOGITS;
+use crate::runtime::{LoadedModel, NamedOutputs};
 
 /// Single-token steps after the prompt (fewer when the sequence is shorter).
 pub const STEPS: usize = 4;
@@ -22,61 +25,29 @@ fn steps_for(seq: usize) -> usize {
     STEPS.min(seq.saturating_sub(1))
 }
 
-/// Runs the prompt and the steps; returns `logits` for every position, `[batch, seq, vocab]`.
+/// Runs the prompt and the steps through one [`DecoderSession`] (the path `generate` takes);
+/// returns `logits` for every position, `[batch, seq, vocab]`.
 pub fn prompt_then_steps(
     model: &mut dyn LoadedModel,
     ids: &Array2<i64>,
     mask: &Array2<i64>,
-) -> Result<NamedOutputs, String> {
+) -> Result<NamedOutputs, SessionError> {
     let (batch, seq) = ids.dim();
     let k = steps_for(seq);
-    let cache: Vec<(String, Vec<usize>)> = model
-        .inputs()
-        .iter()
-        .filter(|i| i.name.starts_with("past_key_values."))
-        .map(|i| {
-            let fixed = |d: Option<&DimSpec>| match d {
-                Some(DimSpec::Fixed(n)) => Ok(*n),
-                _ => Err(format!("`{}` has no fixed heads / head size", i.name)),
-            };
-            Ok((
-                i.name.clone(),
-                vec![batch, fixed(i.dims.get(1))?, 0, fixed(i.dims.get(3))?],
-            ))
-        })
-        .collect::<Result<_, String>>()?;
-    if cache.is_empty() {
-        return Err("the graph has no past_key_values inputs: not a decoder".into());
-    }
-    let names: Vec<String> = cache.iter().map(|(n, _)| n.clone()).collect();
-    let mut past = Cache::Host(
-        cache
-            .iter()
-            .map(|(_, shape)| Tensor::F32(ArrayD::zeros(IxDyn(shape))))
-            .collect(),
-    );
+    let mut session = DecoderSession::new(model, batch)?;
     let mut logits = Vec::with_capacity(k + 1);
     let mut start = 0;
     for len in std::iter::once(seq - k).chain(std::iter::repeat_n(1, k)) {
         let end = start + len;
-        let step_ids = Tensor::I64(ids.slice(s![.., start..end]).to_owned().into_dyn());
-        let step_mask = Tensor::I64(mask.slice(s![.., ..end]).to_owned().into_dyn());
-        let positions = Tensor::I64(
-            Array2::from_shape_fn((batch, len), |(_, t)| (start + t) as i64).into_dyn(),
-        );
-        let feed: Vec<(&str, &Tensor)> = vec![
-            ("input_ids", &step_ids),
-            ("attention_mask", &step_mask),
-            ("position_ids", &positions),
-        ];
-        // The same path `generate` takes: the runtime keeps the cache between steps.
-        let l = model
-            .step(&feed, &names, &mut past)
-            .map_err(|e| e.to_string())?;
-        logits.push(l.to_f32());
+        let step = session.feed(
+            ids.slice(s![.., start..end]),
+            Some(mask.slice(s![.., ..end])),
+        )?;
+        logits.push(step);
         start = end;
     }
     let views: Vec<_> = logits.iter().map(|l| l.view()).collect();
-    let all = concatenate(Axis(1), &views).map_err(|e| format!("step logits: {e}"))?;
-    Ok(vec![("logits".into(), Tensor::F32(all))])
+    // Every step's logits are [batch, len, vocab] (the session checked), so they join.
+    let all = concatenate(Axis(1), &views).unwrap_or_default();
+    Ok(vec![(LOGITS.into(), Tensor::F32(all))])
 }

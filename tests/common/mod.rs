@@ -62,7 +62,9 @@ pub fn open_runtime(
     use igpt_onnx::runtime::{self, RuntimeError};
     match runtime::open(kind, opts) {
         Ok(rt) => Some(rt),
-        Err(RuntimeError::Unavailable { reason, .. }) if std::env::var_os("CI").is_none() => {
+        Err(RuntimeError::Unavailable { source: reason, .. })
+            if std::env::var_os("CI").is_none() =>
+        {
             eprintln!("skipping {}: {reason}", kind.name());
             None
         }
@@ -114,7 +116,8 @@ pub fn write_graph_proto(
 }
 
 /// A hand-made graph: declare inputs and outputs, add nodes with a `GraphBuilder`, write it
-/// with an `igpt_onnx.head` entry when `head` is given.
+/// with an export card of `head` (the default config: vocab_size 513, n_positions 1024) when
+/// `head` is given, else with no card (a graph another tool made).
 pub fn write_handmade(
     path: &Path,
     head: Option<&str>,
@@ -129,8 +132,32 @@ pub fn write_handmade(
         output: g.outputs,
         ..Default::default()
     };
-    let meta: Vec<(&str, &str)> = head.map(|h| ("igpt_onnx.head", h)).into_iter().collect();
+    let entries = head.map(card_for).unwrap_or_default();
+    let meta: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     write_graph_proto(path, &graph, &g.initializers, &meta);
+}
+
+/// The export card entries of a `head` graph of a default-config checkpoint, as export writes
+/// them (the card's one writer).
+pub fn card_for(head: &str) -> Vec<(String, String)> {
+    use igpt_onnx::graph::{ExportCard, LogitsWidth, Precision, Profile, Provenance};
+    let config = igpt_onnx::ImageGptConfig::from_raw(&Default::default()).expect("defaults");
+    ExportCard {
+        head: Head::parse(head).expect("a head name"),
+        profile: Profile::Portable,
+        precision: Precision::Float32,
+        config,
+        hidden_states: false,
+        logits: LogitsWidth::Colours,
+        provenance: Provenance {
+            version: "test".into(),
+            ..Default::default()
+        },
+    }
+    .to_metadata()
 }
 
 /// Reads every tensor of a safetensors file as (dtype, shape, bytes).

@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
+use super::container::{pickle_problem, Container, Malformed, Problem, Storage};
 use super::pickle::{self, Value};
 use super::zip::ReadAt;
-use super::{pickle_problem, Container, Problem, Storage};
-use crate::onnx::DataType;
+use crate::base::DataType;
 
 /// The magic number, as LONG1 writes it (little-endian).
 const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
@@ -27,7 +27,7 @@ pub(crate) fn read(src: &(impl ReadAt + ?Sized)) -> Result<Container, Problem> {
     let head_len = src.len().min(MAX_PICKLES);
     let mut head = vec![0u8; head_len as usize];
     src.read_exact_at(&mut head, 0)
-        .map_err(|e| format!("reading the header: {e}"))?;
+        .map_err(|e| Malformed(format!("reading the header: {e}")))?;
     let mut pos = 0usize;
     let mut next = |what: &str| -> Result<pickle::Pickled, Problem> {
         let (p, used) = pickle::load(&head[pos..]).map_err(|e| match e {
@@ -47,7 +47,7 @@ pub(crate) fn read(src: &(impl ReadAt + ?Sized)) -> Result<Container, Problem> {
     }
     let proto = next("protocol")?;
     if *proto.get(proto.root) != Value::Int(PROTOCOL) {
-        return Err(format!("protocol is not {PROTOCOL}").into());
+        return Err(Malformed(format!("protocol is not {PROTOCOL}")).into());
     }
     let sys = next("sys_info")?;
     check_little_endian(&sys)?;
@@ -72,19 +72,22 @@ pub(crate) fn read(src: &(impl ReadAt + ?Sized)) -> Result<Container, Problem> {
         };
         let dtype = *dtypes
             .get(key.as_str())
-            .ok_or_else(|| format!("storage `{key}` is listed but no tensor uses it"))?;
+            .ok_or_else(|| Malformed(format!("storage `{key}` is listed but no tensor uses it")))?;
         let mut count = [0u8; 8];
-        src.read_exact_at(&mut count, at)
-            .map_err(|_| format!("storage `{key}` starts past the end of the file: truncated"))?;
+        src.read_exact_at(&mut count, at).map_err(|_| {
+            Malformed(format!(
+                "storage `{key}` starts past the end of the file: truncated"
+            ))
+        })?;
         let numel = u64::from_le_bytes(count);
         let data = at + 8;
         let bytes = dtype
             .byte_len(numel)
             .filter(|&b| data.checked_add(b).is_some_and(|end| end <= src.len()))
             .ok_or_else(|| {
-                format!(
+                Malformed(format!(
                     "storage `{key}` ({numel} elements) runs past the end of the file: truncated"
-                )
+                ))
             })?;
         storages.insert(
             key.clone(),

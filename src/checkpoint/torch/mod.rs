@@ -5,15 +5,19 @@
 //! sizes and strides; the [`WeightStore`] streams them like safetensors ones.
 //! Format: `torch/serialization.py` (`_save`, `_legacy_save`, `_load`).
 
+mod container;
 pub mod legacy;
 pub mod pickle;
 pub mod zip;
+
+pub use container::{Container, Malformed, Problem, Storage};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::store::{Layout, SourceFile, TensorMeta, WeightStore, WeightsError};
-use pickle::{PickleError, TensorRef};
+use container::pickle_problem;
+use pickle::TensorRef;
 use zip::ReadAt;
 
 /// The weights file of a torch model folder and its shard index.
@@ -22,39 +26,12 @@ pub const INDEX: &str = "pytorch_model.bin.index.json";
 /// The largest `data.pkl` read (a state dict's is a few KB per hundred tensors).
 const MAX_PICKLE: u64 = 256 << 20;
 
-/// Where a storage's bytes lie in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Storage {
-    pub offset: u64,
-    pub bytes: u64,
-}
-
-/// What a container holds: the state dict's tensors and its storages by key.
-#[derive(Debug)]
-pub struct Container {
-    pub tensors: Vec<(String, TensorRef)>,
-    pub storages: HashMap<String, Storage>,
-}
-
-/// Why a torch file was not read: refused content or a malformed file.
-#[derive(Debug)]
-pub(crate) enum Problem {
-    Refused(String),
-    Corrupt(String),
-}
-
-impl From<String> for Problem {
-    fn from(s: String) -> Self {
-        Problem::Corrupt(s)
-    }
-}
-
 /// The shard files a torch model folder holds, if any: the index's shards, else
 /// `pytorch_model.bin`.
 pub fn resolve_files(dir: &Path) -> Result<Option<Vec<PathBuf>>, WeightsError> {
     let index = dir.join(INDEX);
     if index.is_file() {
-        return super::shard_files(&index).map(Some);
+        return super::index::shard_files(&index).map(Some);
     }
     let single = dir.join(WEIGHTS);
     Ok(single.is_file().then(|| vec![single]))
@@ -102,10 +79,8 @@ pub fn read_file(file: &SourceFile) -> Result<(&'static str, Vec<TensorMeta>), W
 }
 
 /// Any bytes as a torch file: tensors or a reason, never a panic. Public for the fuzz test.
-pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<TensorMeta>, String> {
-    parse(bytes).1.map_err(|p| match p {
-        Problem::Refused(s) | Problem::Corrupt(s) => s,
-    })
+pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<TensorMeta>, Problem> {
+    parse(bytes).1
 }
 
 fn parse(src: &(impl ReadAt + ?Sized)) -> (&'static str, Result<Vec<TensorMeta>, Problem>) {
@@ -123,25 +98,17 @@ fn parse(src: &(impl ReadAt + ?Sized)) -> (&'static str, Result<Vec<TensorMeta>,
     }
 }
 
-/// A pickle refusal stays a refusal; anything else is a malformed `what`.
-pub(crate) fn pickle_problem(what: &str, e: PickleError) -> Problem {
-    match e {
-        PickleError::Refused(refused) => Problem::Refused(refused),
-        other => Problem::Corrupt(format!("{what}: {other}")),
-    }
-}
-
 /// The zip container: `<prefix>/data.pkl`, `<prefix>/byteorder`, `<prefix>/data/<key>`.
 fn read_zip(src: &(impl ReadAt + ?Sized)) -> Result<Container, Problem> {
     let entries = zip::entries(src)?;
     let mut pickles = entries.iter().filter(|e| {
         e.name == "data.pkl" || e.name.ends_with("/data.pkl") && e.name.matches('/').count() == 1
     });
-    let pkl = pickles
-        .next()
-        .ok_or("no `data.pkl` record: not a torch checkpoint".to_string())?;
+    let pkl = pickles.next().ok_or(Malformed::from(
+        "no `data.pkl` record: not a torch checkpoint",
+    ))?;
     if pickles.next().is_some() {
-        return Err("two `data.pkl` records: ambiguous".to_string().into());
+        return Err(Malformed::from("two `data.pkl` records: ambiguous").into());
     }
     let prefix = &pkl.name[..pkl.name.len() - "data.pkl".len()];
     let by_name: HashMap<&str, &zip::Entry> =
@@ -149,11 +116,10 @@ fn read_zip(src: &(impl ReadAt + ?Sized)) -> Result<Container, Problem> {
     if let Some(order) = by_name.get(format!("{prefix}byteorder").as_str()) {
         let text = zip::read_entry(src, order, 16)?;
         if text != b"little" {
-            return Err(format!(
+            return Err(Problem::Corrupt(format!(
                 "byteorder record says `{}`: only little-endian checkpoints are supported",
                 String::from_utf8_lossy(&text)
-            )
-            .into());
+            )));
         }
     }
     let bytes = zip::read_entry(src, pkl, MAX_PICKLE)?;
@@ -170,13 +136,12 @@ fn read_zip(src: &(impl ReadAt + ?Sized)) -> Result<Container, Problem> {
         let name = format!("{prefix}data/{key}");
         let e = by_name
             .get(name.as_str())
-            .ok_or_else(|| format!("storage record `{name}` is missing"))?;
+            .ok_or_else(|| Problem::Corrupt(format!("storage record `{name}` is missing")))?;
         if e.method != 0 {
-            return Err(format!(
+            return Err(Problem::Corrupt(format!(
                 "storage record `{name}` is compressed (method {}): torch stores storages uncompressed",
                 e.method
-            )
-            .into());
+            )));
         }
         let offset = zip::data_offset(src, e)?;
         storages.insert(
@@ -200,27 +165,27 @@ fn metas(c: &Container) -> Result<Vec<TensorMeta>, Problem> {
         .collect()
 }
 
-fn meta(name: &str, t: &TensorRef, c: &Container) -> Result<TensorMeta, String> {
+fn meta(name: &str, t: &TensorRef, c: &Container) -> Result<TensorMeta, Malformed> {
     let key = &t.storage.key;
     let storage = c
         .storages
         .get(key)
-        .ok_or_else(|| format!("storage `{key}` is missing"))?;
+        .ok_or_else(|| Malformed(format!("storage `{key}` is missing")))?;
     let dtype = t.storage.dtype;
     let declared = dtype
         .byte_len(t.storage.numel)
-        .ok_or("storage size overflows")?;
+        .ok_or(Malformed::from("storage size overflows"))?;
     if declared > storage.bytes {
-        return Err(format!(
+        return Err(Malformed(format!(
             "storage `{key}` holds {} bytes but its pickle declares {declared}: truncated",
             storage.bytes
-        ));
+        )));
     }
     let numel = t
         .size
         .iter()
         .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
-        .ok_or("shape overflows")?;
+        .ok_or(Malformed::from("shape overflows"))?;
     // Elements from the view's first to past its last, in the storage.
     let span = if numel == 0 {
         0
@@ -231,26 +196,29 @@ fn meta(name: &str, t: &TensorRef, c: &Container) -> Result<TensorMeta, String> 
             .try_fold(1u64, |a, (&d, &s)| {
                 (d as u64 - 1).checked_mul(s as u64)?.checked_add(a)
             })
-            .ok_or("strides overflow")?
+            .ok_or(Malformed::from("strides overflow"))?
     };
-    let end = t.offset.checked_add(span).ok_or("offset overflows")?;
+    let end = t
+        .offset
+        .checked_add(span)
+        .ok_or(Malformed::from("offset overflows"))?;
     if end > t.storage.numel {
-        return Err(format!(
+        return Err(Malformed(format!(
             "its view (offset {}, size {:?}, stride {:?}) needs {end} elements but storage `{key}` holds {}",
             t.offset, t.size, t.stride, t.storage.numel
-        ));
+        )));
     }
     if numel > span.max(1) {
         // Overlapping strides (an expanded tensor): more elements than bytes behind them.
-        return Err(format!(
+        return Err(Malformed(format!(
             "a broadcast view (size {:?}, stride {:?}) is not a weight",
             t.size, t.stride
-        ));
+        )));
     }
     let offset = dtype
         .byte_len(t.offset)
         .and_then(|b| storage.offset.checked_add(b))
-        .ok_or("offset overflows")?;
+        .ok_or(Malformed::from("offset overflows"))?;
     Ok(TensorMeta {
         stored_name: name.to_string(),
         dtype,

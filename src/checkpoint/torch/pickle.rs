@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::onnx::DataType;
+use crate::base::DataType;
 
 /// MARKs open at once: state dicts need 2-3; a deeper stack is a hostile file.
 const MAX_MARK_DEPTH: usize = 256;

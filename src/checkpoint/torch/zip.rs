@@ -9,6 +9,8 @@
 
 use std::io;
 
+use super::container::Malformed;
+
 /// Bytes read from an offset of a file or a buffer of known length.
 #[allow(clippy::len_without_is_empty)] // a source's length bounds reads; emptiness is no question
 pub trait ReadAt {
@@ -79,12 +81,12 @@ impl Fields<'_> {
     }
 }
 
-fn read_vec(src: &(impl ReadAt + ?Sized), offset: u64, len: u64) -> Result<Vec<u8>, String> {
+fn read_vec(src: &(impl ReadAt + ?Sized), offset: u64, len: u64) -> Result<Vec<u8>, Malformed> {
     let end = offset.checked_add(len).filter(|&e| e <= src.len());
     if end.is_none() {
-        return Err(format!(
+        return Err(Malformed(format!(
             "a record at byte {offset} of {len} bytes runs past the end of the file: truncated"
-        ));
+        )));
     }
     let mut buf = vec![0u8; len as usize];
     src.read_exact_at(&mut buf, offset)
@@ -93,7 +95,7 @@ fn read_vec(src: &(impl ReadAt + ?Sized), offset: u64, len: u64) -> Result<Vec<u
 }
 
 /// Every entry of the archive, from its central directory.
-pub fn entries(src: &(impl ReadAt + ?Sized)) -> Result<Vec<Entry>, String> {
+pub fn entries(src: &(impl ReadAt + ?Sized)) -> Result<Vec<Entry>, Malformed> {
     let len = src.len();
     // The end record is 22 bytes plus a comment of at most 65535.
     let tail_len = len.min(22 + 0xffff);
@@ -126,15 +128,15 @@ pub fn entries(src: &(impl ReadAt + ?Sized)) -> Result<Vec<Entry>, String> {
         }
     }
     if dir_size > MAX_DIRECTORY {
-        return Err(format!(
+        return Err(Malformed(format!(
             "central directory of {dir_size} bytes exceeds {MAX_DIRECTORY}"
-        ));
+        )));
     }
     // Each central header takes at least 46 bytes: a count beyond that is a lie.
     if count > dir_size / 46 {
-        return Err(format!(
+        return Err(Malformed(format!(
             "{count} entries cannot fit a {dir_size}-byte central directory"
-        ));
+        )));
     }
     let dir = read_vec(src, dir_offset, dir_size)?;
     let mut out = Vec::with_capacity(count as usize);
@@ -145,9 +147,9 @@ pub fn entries(src: &(impl ReadAt + ?Sized)) -> Result<Vec<Entry>, String> {
             .ok_or("central directory ends inside an entry")?;
         let h = Fields(head);
         if h.u32(0) != CENTRAL_SIG {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "bad central header signature at directory byte {pos}"
-            ));
+            )));
         }
         if h.u16(8) & 1 != 0 {
             return Err("encrypted entries are not supported".into());
@@ -185,7 +187,7 @@ pub fn entries(src: &(impl ReadAt + ?Sized)) -> Result<Vec<Entry>, String> {
 
 /// Replaces 0xFFFFFFFF fields with the 64-bit values of the 0x0001 extra field, in the order
 /// the spec gives (size, compressed size, local header offset).
-fn apply_zip64(e: &mut Entry, mut extra: &[u8]) -> Result<(), String> {
+fn apply_zip64(e: &mut Entry, mut extra: &[u8]) -> Result<(), Malformed> {
     const MAX: u64 = 0xffff_ffff;
     while extra.len() >= 4 {
         let id = u16::from_le_bytes([extra[0], extra[1]]);
@@ -210,12 +212,15 @@ fn apply_zip64(e: &mut Entry, mut extra: &[u8]) -> Result<(), String> {
 
 /// The absolute offset of an entry's data, from its local header; the data must lie inside
 /// the file.
-pub fn data_offset(src: &(impl ReadAt + ?Sized), e: &Entry) -> Result<u64, String> {
+pub fn data_offset(src: &(impl ReadAt + ?Sized), e: &Entry) -> Result<u64, Malformed> {
     let head = read_vec(src, e.local_header, 30)
         .map_err(|r| format!("local header of `{}`: {r}", e.name))?;
     let h = Fields(&head);
     if h.u32(0) != LOCAL_SIG {
-        return Err(format!("bad local header signature for `{}`", e.name));
+        return Err(Malformed(format!(
+            "bad local header signature for `{}`",
+            e.name
+        )));
     }
     let start = e
         .local_header
@@ -223,30 +228,37 @@ pub fn data_offset(src: &(impl ReadAt + ?Sized), e: &Entry) -> Result<u64, Strin
         .ok_or("offset overflow")?;
     let end = start.checked_add(e.compressed_size);
     if end.is_none_or(|end| end > src.len()) {
-        return Err(format!(
+        return Err(Malformed(format!(
             "`{}` ({} bytes at byte {start}) runs past the end of the file: truncated",
             e.name, e.compressed_size
-        ));
+        )));
     }
     Ok(start)
 }
 
 /// An entry's whole contents (stored entries only), at most `limit` bytes.
-pub fn read_entry(src: &(impl ReadAt + ?Sized), e: &Entry, limit: u64) -> Result<Vec<u8>, String> {
+pub fn read_entry(
+    src: &(impl ReadAt + ?Sized),
+    e: &Entry,
+    limit: u64,
+) -> Result<Vec<u8>, Malformed> {
     if e.method != 0 {
-        return Err(format!(
+        return Err(Malformed(format!(
             "`{}` is compressed (method {}): torch stores records uncompressed",
             e.name, e.method
-        ));
+        )));
     }
     if e.size != e.compressed_size {
-        return Err(format!("`{}` is stored but its two sizes differ", e.name));
+        return Err(Malformed(format!(
+            "`{}` is stored but its two sizes differ",
+            e.name
+        )));
     }
     if e.size > limit {
-        return Err(format!(
+        return Err(Malformed(format!(
             "`{}` is {} bytes, over the {limit} limit",
             e.name, e.size
-        ));
+        )));
     }
     let at = data_offset(src, e)?;
     read_vec(src, at, e.size)
@@ -302,6 +314,6 @@ mod tests {
     fn truncation_is_named() {
         let z = archive("a/data.pkl", b"hello");
         let err = entries(&z[..z.len() - 30]).expect_err("truncated");
-        assert!(err.contains("truncated"), "{err}");
+        assert!(err.0.contains("truncated"), "{err}");
     }
 }

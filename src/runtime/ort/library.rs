@@ -1,14 +1,31 @@
-//! Finding the ONNX Runtime shared library for `ort`'s load-dynamic mode (DESIGN.md §4): an
+//! Finding the ONNX Runtime shared library for `ort`'s load-dynamic mode (the library comes
+//! from the `onnxruntime` PyPI wheel, `onnxruntime/capi/libonnxruntime.so.<version>`): an
 //! explicit path, the project's virtual environment, the `python3` on `PATH`, the system.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::runtime::RuntimeOptions;
+use crate::runtime::model::RuntimeOptions;
 
 /// How to get a library, appended to every "not found" message.
 const INSTALL_HINT: &str = "Install it with ./ci/setup.sh, or `pip install onnxruntime==1.31.1` \
      and pass --ort-lib PATH (or set ORT_DYLIB_PATH) to its onnxruntime/capi/libonnxruntime.so.*";
+
+/// Why no library could be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error("no ONNX Runtime library found; looked at: {}. {INSTALL_HINT}", .tried.join("; "))]
+    NotFound { tried: Vec<String> },
+    #[error("{given} names {path}, which is not a file. {INSTALL_HINT}")]
+    NotAFile { given: &'static str, path: String },
+    #[error("{given} {path}: {source}")]
+    Absolute {
+        given: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The code `python3` runs to say where its `onnxruntime` package lives.
 const PYTHON_PROBE: &str = "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))";
@@ -18,7 +35,7 @@ const PYTHON_PROBE: &str = "import onnxruntime, os; print(os.path.dirname(onnxru
 /// `onnxruntime` package of the `python3` on `PATH`, then the system library. An explicit
 /// `--ort-lib` or `ORT_DYLIB_PATH` that names no file is an error, never skipped over. When
 /// nothing is found the message lists what each step looked at.
-pub fn discover_library(opts: &RuntimeOptions) -> Result<PathBuf, String> {
+pub fn discover_library(opts: &RuntimeOptions) -> Result<PathBuf, LibraryError> {
     if let Some(p) = &opts.ort_lib {
         return explicit(p, "--ort-lib");
     }
@@ -36,10 +53,11 @@ pub fn discover_library(opts: &RuntimeOptions) -> Result<PathBuf, String> {
     }
     tried.push(venvs);
 
-    match python_package() {
-        Ok(p) => return Ok(p),
-        Err(why) => tried.push(format!("python3 on PATH: {why}")),
+    let (found, python) = python_package();
+    if let Some(p) = found {
+        return Ok(p);
     }
+    tried.push(format!("python3 on PATH: {python}"));
 
     let (found, system) = search_system();
     if let Some(p) = found {
@@ -47,21 +65,22 @@ pub fn discover_library(opts: &RuntimeOptions) -> Result<PathBuf, String> {
     }
     tried.push(system);
 
-    Err(format!(
-        "no ONNX Runtime library found; looked at: {}. {INSTALL_HINT}",
-        tried.join("; ")
-    ))
+    Err(LibraryError::NotFound { tried })
 }
 
-fn explicit(path: &Path, source: &str) -> Result<PathBuf, String> {
+fn explicit(path: &Path, given: &'static str) -> Result<PathBuf, LibraryError> {
     if path.is_file() {
         // ort resolves a relative path against the executable's folder, not ours.
-        std::path::absolute(path).map_err(|e| format!("{source} {}: {e}", path.display()))
+        std::path::absolute(path).map_err(|source| LibraryError::Absolute {
+            given,
+            path: path.display().to_string(),
+            source,
+        })
     } else {
-        Err(format!(
-            "{source} names {}, which is not a file. {INSTALL_HINT}",
-            path.display()
-        ))
+        Err(LibraryError::NotAFile {
+            given,
+            path: path.display().to_string(),
+        })
     }
 }
 
@@ -120,19 +139,22 @@ fn venv_capi_dirs(venv: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// Step 4: the `onnxruntime` package of the `python3` on `PATH`.
-fn python_package() -> Result<PathBuf, String> {
-    let out = Command::new("python3")
-        .args(["-c", PYTHON_PROBE])
-        .output()
-        .map_err(|e| format!("cannot run it ({e})"))?;
+/// Step 4: the `onnxruntime` package of the `python3` on `PATH`; else what was seen there.
+fn python_package() -> (Option<PathBuf>, String) {
+    let out = match Command::new("python3").args(["-c", PYTHON_PROBE]).output() {
+        Ok(out) => out,
+        Err(e) => return (None, format!("cannot run it ({e})")),
+    };
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or("failed").trim().to_string();
-        return Err(format!("no onnxruntime package ({last})"));
+        return (None, format!("no onnxruntime package ({last})"));
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi");
-    library_in(&dir).ok_or_else(|| format!("no libonnxruntime in {}", dir.display()))
+    match library_in(&dir) {
+        Some(lib) => (Some(lib), String::new()),
+        None => (None, format!("no libonnxruntime in {}", dir.display())),
+    }
 }
 
 /// Step 5: the system library, as the dynamic loader and the usual folders know it.
@@ -254,7 +276,7 @@ mod tests {
 
     #[test]
     fn later_steps_say_what_they_looked_at() {
-        if let Err(why) = python_package() {
+        if let (None, why) = python_package() {
             assert!(why.contains("onnxruntime") || why.contains("run"), "{why}");
         }
         if let (None, why) = search_system() {

@@ -1,5 +1,5 @@
 //! ONNX Runtime through `ort` (load-dynamic): the shared library ([`discover_library`]), one
-//! environment per process, and sessions on the CPU, CUDA or TensorRT execution provider (DESIGN.md §4).
+//! environment per process, and sessions on the CPU, CUDA or TensorRT execution provider (docs/design.md §4).
 //!
 //! ONNX Runtime's own behaviour when a provider cannot be registered is to log and carry on on
 //! the CPU; here that is an error unless the caller allows fallback, and [`LoadedModel::provider`]
@@ -9,7 +9,7 @@ mod library;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{ArrayD, CowArray, IxDyn};
 use ort::environment::Environment;
@@ -20,10 +20,12 @@ use ort::value::{DynValue, TensorRef};
 
 pub use library::discover_library;
 
-use super::{
-    check_input_names, graph_io, Cache, IoSpec, LoadedModel, NamedOutputs, Runtime, RuntimeError,
-    RuntimeKind, RuntimeOptions, Tensor,
+use super::model::{
+    check_input_names, graph_io, Cache, Failure, LoadedModel, NamedOutputs, Runtime, RuntimeError,
+    RuntimeKind, RuntimeOptions,
 };
+use crate::base::{IoSpec, Tensor};
+use crate::graph::io::{present_for, LOGITS};
 
 /// The process-wide environment and the library it came from.
 struct OrtEnv {
@@ -33,29 +35,28 @@ struct OrtEnv {
 
 /// ONNX Runtime allows one environment per process; a failure to create it is kept too, so
 /// every later request reports the same reason.
-static ENV: OnceLock<Result<OrtEnv, String>> = OnceLock::new();
+static ENV: OnceLock<Result<OrtEnv, Arc<Failure>>> = OnceLock::new();
 
 /// Loads the library and creates the environment on first use. Only the first caller's
 /// options choose the library; later callers share it.
-fn environment(opts: &RuntimeOptions) -> Result<&'static OrtEnv, String> {
+fn environment(opts: &RuntimeOptions) -> Result<&'static OrtEnv, Failure> {
     ENV.get_or_init(|| {
-        let library = discover_library(opts)?;
+        let library = discover_library(opts).map_err(|e| Arc::new(Failure::native("", e)))?;
+        let shown = library.display().to_string();
         let builder = ort::init_from(&library)
-            .map_err(|e| format!("cannot load {}: {e}", library.display()))?;
+            .map_err(|e| Arc::new(Failure::native(format!("cannot load {shown}"), e)))?;
         let env = builder
             .with_name("igpt-onnx")
             .with_telemetry(false)
             .build()
             .map_err(|e| {
-                format!(
-                    "cannot create an environment from {}: {e}",
-                    library.display()
-                )
+                let doing = format!("cannot create an environment from {shown}");
+                Arc::new(Failure::native(doing, e))
             })?;
         Ok(OrtEnv { env, library })
     })
     .as_ref()
-    .map_err(Clone::clone)
+    .map_err(|e| Failure::Shared(e.clone()))
 }
 
 /// The library this process loaded, once an `ort-*` runtime was opened.
@@ -75,7 +76,7 @@ impl Gpu {
         match kind {
             RuntimeKind::OrtCuda => Some(Gpu::Cuda),
             RuntimeKind::OrtTensorrt => Some(Gpu::TensorRt),
-            RuntimeKind::OrtCpu | RuntimeKind::Tract => None,
+            _ => None,
         }
     }
 
@@ -88,12 +89,12 @@ impl Gpu {
 
     /// Whether the loaded library was built with this provider. `GetAvailableProviders` lists
     /// compiled-in providers only: a GPU build on a machine without a GPU still says yes.
-    fn compiled_in(self) -> Result<bool, String> {
+    fn compiled_in(self) -> Result<bool, Failure> {
         match self {
             Gpu::Cuda => ep::CUDA::is_available(),
             Gpu::TensorRt => ep::TensorRT::is_available(),
         }
-        .map_err(|e| e.to_string())
+        .map_err(|e| Failure::native(format!("cannot list {}", self.name()), e))
     }
 
     /// Providers to register, in priority order. Each one errors instead of being skipped
@@ -111,9 +112,9 @@ impl Gpu {
 /// Opens ONNX Runtime with the provider `kind` names. Without `allow_fallback`, a GPU provider
 /// the loaded library was not built with makes the runtime unavailable right away.
 pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
-    let unavailable = |reason: String| RuntimeError::Unavailable {
+    let unavailable = |source: Failure| RuntimeError::Unavailable {
         runtime: kind.name().into(),
-        reason,
+        source: source.into(),
     };
     let env = environment(opts).map_err(unavailable)?;
     let gpu = Gpu::for_kind(kind);
@@ -128,17 +129,19 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
     }))
 }
 
-fn check_compiled_in(gpu: Gpu, env: &OrtEnv) -> Result<(), String> {
+fn check_compiled_in(gpu: Gpu, env: &OrtEnv) -> Result<(), Failure> {
     if gpu.compiled_in()? {
         return Ok(());
     }
-    Err(format!(
-        "{} could not be registered: the ONNX Runtime library {} was built without it \
-         (install onnxruntime-gpu==1.31.1 and point --ort-lib at its libonnxruntime.so.*, \
-         or pass --allow-fallback to run on CPUExecutionProvider)",
-        gpu.name(),
-        env.library.display()
-    ))
+    Err(Failure::Provider {
+        provider: gpu.name(),
+        why: format!(
+            "the ONNX Runtime library {} was built without it \
+             (install onnxruntime-gpu==1.31.1 and point --ort-lib at its libonnxruntime.so.*, \
+             or pass --allow-fallback to run on CPUExecutionProvider)",
+            env.library.display()
+        ),
+    })
 }
 
 /// ONNX Runtime with one execution provider.
@@ -152,53 +155,61 @@ struct Ort {
 /// Why a GPU session could not be made.
 enum GpuFailure {
     /// The provider could not be registered: the machine cannot run it.
-    Register(String),
+    Register(Failure),
     /// The session could not be created with it registered.
-    Commit(String),
+    Commit(Failure),
 }
 
 impl Ort {
-    fn load_error(&self, model: &Path, reason: String) -> RuntimeError {
+    fn load_error(&self, model: &Path, source: Failure) -> RuntimeError {
         RuntimeError::Load {
             runtime: self.kind.name().into(),
             path: model.display().to_string(),
-            reason,
+            source: source.into(),
         }
     }
 
-    fn builder(&self) -> Result<SessionBuilder, String> {
+    fn builder(&self) -> Result<SessionBuilder, Failure> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Builder errors are not `Send`: converted through `ort::Error` (which is) first.
+        let err = |e: ort::Error| Failure::native("cannot make a session builder", e);
         Session::builder(&self.env.env)
-            .map_err(|e| e.to_string())?
+            .map_err(err)?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| err(e.into()))?
             .with_intra_threads(threads)
-            .map_err(|e| e.to_string())
+            .map_err(|e| err(e.into()))
     }
 
     fn commit_cpu(&self, model: &Path) -> Result<Session, RuntimeError> {
         let mut b = self.builder().map_err(|e| self.load_error(model, e))?;
         // From a path, so external data resolves relative to the model's folder.
         b.commit_from_file(model)
-            .map_err(|e| self.load_error(model, e.to_string()))
+            .map_err(|e| self.load_error(model, Failure::native("", e)))
     }
 
     fn commit_gpu(&self, model: &Path, gpu: Gpu) -> Result<Session, GpuFailure> {
         if !gpu.compiled_in().map_err(GpuFailure::Register)? {
-            return Err(GpuFailure::Register(format!(
-                "{} could not be registered: the ONNX Runtime library {} was built without it",
-                gpu.name(),
-                self.env.library.display()
-            )));
+            return Err(GpuFailure::Register(Failure::Provider {
+                provider: gpu.name(),
+                why: format!(
+                    "the ONNX Runtime library {} was built without it",
+                    self.env.library.display()
+                ),
+            }));
         }
         let b = self.builder().map_err(GpuFailure::Commit)?;
         let mut b = b.with_execution_providers(gpu.dispatches()).map_err(|e| {
-            GpuFailure::Register(format!("{} could not be registered: {e}", gpu.name()))
+            GpuFailure::Register(Failure::Provider {
+                provider: gpu.name(),
+                why: ort::Error::<()>::from(e).to_string(),
+            })
         })?;
         // A provider can register and still fail to start (no device, missing CUDA or cuDNN
         // libraries): ONNX Runtime reports that when the session is created.
         b.commit_from_file(model).map_err(|e| {
-            GpuFailure::Commit(format!("session creation with {} failed: {e}", gpu.name()))
+            let doing = format!("session creation with {} failed", gpu.name());
+            GpuFailure::Commit(Failure::native(doing, e))
         })
     }
 }
@@ -210,7 +221,7 @@ impl Runtime for Ort {
 
     fn load(&self, model: &Path) -> Result<Box<dyn LoadedModel>, RuntimeError> {
         // Before ONNX Runtime sees the file: it also refuses what graph_io does, less clearly.
-        let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e))?;
+        let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e.into()))?;
         let (session, provider) = match self.gpu {
             None => (self.commit_cpu(model)?, "CPUExecutionProvider".to_string()),
             Some(gpu) => match self.commit_gpu(model, gpu) {
@@ -219,13 +230,13 @@ impl Runtime for Ort {
                     self.commit_cpu(model)?,
                     format!("CPUExecutionProvider (fallback from {})", gpu.name()),
                 ),
-                Err(GpuFailure::Register(reason)) => {
+                Err(GpuFailure::Register(source)) => {
                     return Err(RuntimeError::Unavailable {
                         runtime: self.kind.name().into(),
-                        reason,
+                        source: source.into(),
                     })
                 }
-                Err(GpuFailure::Commit(reason)) => return Err(self.load_error(model, reason)),
+                Err(GpuFailure::Commit(source)) => return Err(self.load_error(model, source)),
             },
         };
         Ok(Box::new(OrtModel {
@@ -277,7 +288,7 @@ impl<'a> Contiguous<'a> {
 
 /// An output in its own type; other numeric types are cast to float32 so verify can report a
 /// dtype mismatch with its numbers instead of a failed run.
-fn output_tensor(value: &DynValue) -> Result<Tensor, String> {
+fn output_tensor(value: &DynValue) -> Result<Tensor, Failure> {
     if let Ok(a) = value.try_extract_array::<f32>() {
         return Ok(Tensor::F32(a.to_owned()));
     }
@@ -295,15 +306,19 @@ fn output_tensor(value: &DynValue) -> Result<Tensor, String> {
         None
     };
     cast.map(Tensor::F32)
-        .ok_or_else(|| format!("of type {:?}, which igpt-onnx does not read", value.dtype()))
+        .ok_or_else(|| Failure::Unreadable(format!("{:?}", value.dtype())))
 }
 
 impl OrtModel {
-    fn run_error(&self, reason: impl std::fmt::Display) -> RuntimeError {
-        RuntimeError::Run {
-            runtime: self.kind.name().into(),
-            reason: format!("{}: {reason}", self.file),
-        }
+    fn run_error(&self, reason: impl Into<Failure>) -> RuntimeError {
+        run_error(self.kind, &self.file, reason.into())
+    }
+}
+
+fn run_error(kind: RuntimeKind, file: &str, reason: Failure) -> RuntimeError {
+    RuntimeError::Run {
+        runtime: kind.name().into(),
+        source: reason.at(file).into(),
     }
 }
 
@@ -334,45 +349,42 @@ impl LoadedModel for OrtModel {
             let name = spec.name.as_str();
             let value = if let Some((_, c)) = contiguous.iter().find(|(n, _)| *n == name) {
                 c.value()
-                    .map_err(|e| self.run_error(format!("input `{name}`: {e}")))?
+                    .map_err(|e| self.run_error(Failure::native("", e).of("input", name)))?
             } else if let Some(i) = cache_names.iter().position(|n| n == name) {
                 match (held, host_past.get(i)) {
                     (Some(h), _) => match h.get(i) {
                         Some(v) => SessionInputValue::from(v),
-                        None => return Err(self.run_error(format!("no cached `{name}`"))),
+                        None => return Err(self.run_error(Failure::MissingInput(name.into()))),
                     },
                     (None, Some(c)) => c
                         .value()
-                        .map_err(|e| self.run_error(format!("input `{name}`: {e}")))?,
-                    (None, None) => return Err(self.run_error(format!("no cached `{name}`"))),
+                        .map_err(|e| self.run_error(Failure::native("", e).of("input", name)))?,
+                    (None, None) => return Err(self.run_error(Failure::MissingInput(name.into()))),
                 }
             } else {
-                return Err(self.run_error(format!("missing input `{name}`")));
+                return Err(self.run_error(Failure::MissingInput(name.into())));
             };
             values.push((Cow::Borrowed(name), value));
         }
-        let file = &self.file;
-        let kind = self.kind;
-        let run_error = |reason: String| RuntimeError::Run {
-            runtime: kind.name().into(),
-            reason: format!("{file}: {reason}"),
-        };
+        let (kind, file) = (self.kind, self.file.as_str());
         let mut results = self
             .session
             .run(values)
-            .map_err(|e| run_error(e.to_string()))?;
+            .map_err(|e| run_error(kind, file, Failure::native("", e)))?;
         let logits = results
-            .get("logits")
-            .ok_or_else(|| run_error("output `logits` missing from the results".into()))
+            .get(LOGITS)
+            .ok_or_else(|| run_error(kind, file, Failure::NoOutput(LOGITS.into())))
             .and_then(|v| {
-                output_tensor(v).map_err(|e| run_error(format!("output `logits` {e}")))
+                output_tensor(v).map_err(|e| run_error(kind, file, e.of("output", LOGITS)))
             })?;
         let mut presents = Vec::with_capacity(cache_names.len());
         for name in cache_names {
-            let present = super::present_name(name);
-            presents.push(results.remove(&present).ok_or_else(|| {
-                run_error(format!("output `{present}` missing from the results"))
-            })?);
+            let present = present_for(name).unwrap_or_default();
+            presents.push(
+                results
+                    .remove(&present)
+                    .ok_or_else(|| run_error(kind, file, Failure::NoOutput(present)))?,
+            );
         }
         drop(results);
         drop(host_past);
@@ -399,26 +411,22 @@ impl LoadedModel for OrtModel {
         for (spec, c) in self.inputs.iter().zip(&contiguous) {
             let v = c
                 .value()
-                .map_err(|e| self.run_error(format!("input `{}`: {e}", spec.name)))?;
+                .map_err(|e| self.run_error(Failure::native("", e).of("input", &spec.name)))?;
             values.push((Cow::Borrowed(spec.name.as_str()), v));
         }
-        let file = &self.file;
-        let kind = self.kind;
-        let run_error = |reason: String| RuntimeError::Run {
-            runtime: kind.name().into(),
-            reason: format!("{file}: {reason}"),
-        };
+        let (kind, file) = (self.kind, self.file.as_str());
         let results = self
             .session
             .run(values)
-            .map_err(|e| run_error(e.to_string()))?;
+            .map_err(|e| run_error(kind, file, Failure::native("", e)))?;
         let mut out = Vec::with_capacity(self.outputs.len());
         for spec in &self.outputs {
             let name = &spec.name;
             let value = results
                 .get(name)
-                .ok_or_else(|| run_error(format!("output `{name}` missing from the results")))?;
-            let t = output_tensor(value).map_err(|e| run_error(format!("output `{name}` {e}")))?;
+                .ok_or_else(|| run_error(kind, file, Failure::NoOutput(name.clone())))?;
+            let t =
+                output_tensor(value).map_err(|e| run_error(kind, file, e.of("output", name)))?;
             out.push((name.clone(), t));
         }
         Ok(out)
@@ -431,8 +439,8 @@ mod tests {
 
     #[test]
     fn input_name_mismatches_are_named() {
-        use crate::onnx::DataType;
-        use crate::runtime::DimSpec;
+        use crate::base::DataType;
+        use crate::base::DimSpec;
         let spec = |name: &str| IoSpec {
             name: name.into(),
             dtype: DataType::Int64,
@@ -448,13 +456,14 @@ mod tests {
         assert_eq!(ordered.len(), 2);
         let bad = [("input_ids", &a), ("input_ids", &a)];
         let e = check_input_names(&graph, &bad).expect_err("mismatch");
+        let e = e.to_string();
         assert!(e.contains("missing input(s) attention_mask"), "{e}");
         assert!(e.contains("input_ids given twice"), "{e}");
         let f = Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 1])));
         let e = check_input_names(&graph, &[("attention_mask", &a), ("input_ids", &f)])
             .expect_err("float ids");
         assert_eq!(
-            e,
+            e.to_string(),
             "input `input_ids`: expected input_ids int64 [batch, sequence], found float32 [1, 1]"
         );
     }

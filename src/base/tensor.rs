@@ -7,7 +7,7 @@ use std::fmt;
 
 use ndarray::ArrayD;
 
-use crate::onnx::DataType;
+use super::dtype::DataType;
 
 /// A tensor value fed to or returned by a runtime.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +18,16 @@ pub enum Tensor {
 }
 
 impl Tensor {
+    /// Zeros of a float or int64 type (other types as float32).
+    pub fn zeros(dtype: DataType, shape: &[usize]) -> Tensor {
+        let shape = ndarray::IxDyn(shape);
+        match dtype {
+            DataType::Float16 => Tensor::F16(ArrayD::from_elem(shape, half::f16::ZERO)),
+            DataType::Int64 => Tensor::I64(ArrayD::zeros(shape)),
+            _ => Tensor::F32(ArrayD::zeros(shape)),
+        }
+    }
+
     /// The element type.
     pub fn dtype(&self) -> DataType {
         match self {
@@ -125,7 +135,7 @@ impl IoSpec {
 
     /// Whether `t` has this spec's type, rank and fixed dims; otherwise what differs, naming the
     /// input (ONNX Runtime's own message for a wrong type does not say which input).
-    pub fn check(&self, t: &Tensor) -> Result<(), String> {
+    pub fn check(&self, t: &Tensor) -> Result<(), IoMismatch> {
         let rank_ok = self.dims.is_empty() || self.dims.len() == t.shape().len();
         let fixed_ok = rank_ok
             && self
@@ -136,13 +146,21 @@ impl IoSpec {
         if t.dtype() == self.dtype && fixed_ok {
             return Ok(());
         }
-        Err(format!(
-            "input `{}`: expected {}, found {}",
-            self.name,
-            self.describe(),
-            t.describe()
-        ))
+        Err(IoMismatch {
+            name: self.name.clone(),
+            expected: self.describe(),
+            found: t.describe(),
+        })
     }
+}
+
+/// A value that does not fit the graph input it is fed to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("input `{name}`: expected {expected}, found {found}")]
+pub struct IoMismatch {
+    pub name: String,
+    pub expected: String,
+    pub found: String,
 }
 
 #[cfg(test)]
@@ -171,12 +189,14 @@ mod tests {
             ],
         };
         assert_eq!(
-            spec.check(&h).expect_err("dtype and rank differ"),
+            spec.check(&h)
+                .expect_err("dtype and rank differ")
+                .to_string(),
             "input `past_key_values.0.key`: expected past_key_values.0.key float32 \
              [batch, 4, past_sequence, 8], found float16 [2]"
         );
         let ok = Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 4, 0, 8])));
-        assert_eq!(spec.check(&ok), Ok(()));
+        assert!(spec.check(&ok).is_ok());
         let wrong_heads = Tensor::from(ArrayD::<f32>::zeros(IxDyn(&[1, 3, 0, 8])));
         assert!(spec.check(&wrong_heads).is_err());
     }
