@@ -284,8 +284,20 @@ fn borrowed(feed: &[(String, Tensor)]) -> Vec<(&str, &Tensor)> {
 
 /// A graph as loaded by one runtime, or why it did not load.
 type Loaded = Result<Box<dyn LoadedModel>, RuntimeError>;
-/// One run's outputs, or the runtime's error text.
-type RunResult = Result<NamedOutputs, String>;
+/// One run's outputs, or why there are none.
+type RunResult = Result<NamedOutputs, RunFailure>;
+
+/// Why a runtime gave no outputs for a feed.
+#[derive(Debug, thiserror::Error)]
+enum RunFailure {
+    #[error(transparent)]
+    Run(#[from] RuntimeError),
+    #[error(transparent)]
+    Steps(#[from] crate::generate::SessionError),
+    /// The graph did not load (the load error is shared by every feed, so said again).
+    #[error("{0}")]
+    NotLoaded(String),
+}
 
 /// A given graph on `sets` seeded input batches, the runtimes compared pairwise.
 pub fn random_inputs(
@@ -336,9 +348,9 @@ pub fn random_inputs(
             let r = match m {
                 Ok(m) => (
                     m.provider(),
-                    m.run(&borrowed(feed)).map_err(|e| e.to_string()),
+                    m.run(&borrowed(feed)).map_err(RunFailure::from),
                 ),
-                Err(e) => (String::new(), Err(e.to_string())),
+                Err(e) => (String::new(), Err(RunFailure::NotLoaded(e.to_string()))),
             };
             results.push((*kind, r.0, r.1));
         }
@@ -357,10 +369,9 @@ pub fn random_inputs(
                 let r = match m {
                     Ok(m) => (
                         m.provider(),
-                        steps::prompt_then_steps(m.as_mut(), &ids, &mask)
-                            .map_err(|e| e.to_string()),
+                        steps::prompt_then_steps(m.as_mut(), &ids, &mask).map_err(RunFailure::from),
                     ),
-                    Err(e) => (String::new(), Err(e.to_string())),
+                    Err(e) => (String::new(), Err(RunFailure::NotLoaded(e.to_string()))),
                 };
                 results.push((*kind, r.0, r.1));
             }
@@ -394,7 +405,7 @@ fn pairwise(
                 judge.judge(&mut check, o, &expected);
             }
             (Err(e), _) => check.error(format!("{} failed: {e}", ref_kind.name())),
-            (_, Err(e)) => check.error(e.clone()),
+            (_, Err(e)) => check.error(e.to_string()),
         }
         check.seconds = start.elapsed().as_secs_f64();
         report.checks.push(check);
