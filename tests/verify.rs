@@ -11,7 +11,9 @@ use igpt_onnx::graph::Profile;
 use igpt_onnx::onnx::builder::attr_int;
 use igpt_onnx::onnx::proto::{data_type, ModelProto, NodeProto, OperatorSetIdProto};
 use igpt_onnx::onnx::{DataType, Dim, GraphBuilder, Op};
+use igpt_onnx::runtime::RuntimeKind;
 use igpt_onnx::verify::compare::Status;
+use igpt_onnx::verify::options::OutputTolerance;
 use igpt_onnx::verify::report::{CheckStatus, Report};
 use igpt_onnx::verify::{self, VerifyOptions};
 use igpt_onnx::Head;
@@ -864,4 +866,156 @@ fn random_inputs_compare_a_decoder_step_by_step() {
         assert_eq!(m.compared, 2 * 32 * 512);
         assert!(m.max_abs < 1e-4, "{}", m.max_abs);
     }
+}
+
+/// Outputs saved by one run and compared in another give the verdicts and the numbers of a
+/// live comparison of the same two runtimes; another graph or other inputs are refused by name.
+#[test]
+fn saved_outputs_compared_elsewhere_judge_like_a_live_comparison() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = export_head(
+        &fixture("kv-cache").join("model"),
+        Head::Decoder,
+        &tmp.path().join("out"),
+        false,
+    );
+    let other = export_head(
+        &fixture("kv-cache").join("model"),
+        Head::CausalLm,
+        &tmp.path().join("out"),
+        false,
+    );
+    let saved = tmp.path().join("tract.safetensors");
+    let opts = |runtimes: Vec<RuntimeKind>| VerifyOptions {
+        runtimes,
+        ..Default::default()
+    };
+    let save = VerifyOptions {
+        save_outputs: Some(saved.clone()),
+        ..opts(vec![RuntimeKind::Tract])
+    };
+    let first = verify::random_inputs(&model, 2, &save).expect("saves");
+    assert_eq!(first.exit_code(), 0, "{}", first.to_text());
+    let live = verify::random_inputs(
+        &model,
+        2,
+        &opts(vec![RuntimeKind::OrtCpu, RuntimeKind::Tract]),
+    )
+    .expect("live");
+    require_ort_under_ci(&live);
+    if !live.runtimes.iter().all(|r| r.available) {
+        return;
+    }
+    let compare = VerifyOptions {
+        compare_with: Some(saved.clone()),
+        ..opts(vec![RuntimeKind::OrtCpu])
+    };
+    let later = verify::random_inputs(&model, 2, &compare).expect("compares");
+    // Two sets, each run whole and step by step: four pairs either way.
+    assert_eq!(live.checks.len(), 4);
+    assert_eq!(later.checks.len(), 4);
+    for (l, s) in live.checks.iter().zip(&later.checks) {
+        assert_eq!((l.case.as_str(), l.status), (s.case.as_str(), s.status));
+        assert_eq!(s.reference, "saved:tract");
+        for (lo, so) in l.outputs.iter().zip(&s.outputs) {
+            let max = |o: &igpt_onnx::verify::report::OutputCheck| {
+                o.comparison
+                    .metrics
+                    .as_ref()
+                    .map(|m| m.max_abs)
+                    .unwrap_or(f64::NAN)
+            };
+            assert_eq!(lo.name, so.name);
+            // The same two sets of numbers, compared in the other direction.
+            assert!(
+                (max(lo) - max(so)).abs() < 1e-12,
+                "{}: {} vs {}",
+                lo.name,
+                max(lo),
+                max(so)
+            );
+        }
+    }
+    let err = verify::random_inputs(&other, 2, &compare).expect_err("another graph");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{} holds the outputs of another graph (sha256 ",
+            saved.display()
+        )),
+        "{err}"
+    );
+    let err = verify::random_inputs(&model, 3, &compare).expect_err("a set it lacks");
+    assert!(err.to_string().contains("has no set `random-2`"), "{err}");
+}
+
+/// `--tolerance` budgets single outputs by name or pattern (the last match wins), and every
+/// output is scanned for NaN and infinities, compared or not.
+#[test]
+fn per_output_tolerances_and_the_nan_scan() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = export_head(
+        &fixture("kv-cache").join("model"),
+        Head::Decoder,
+        &tmp.path().join("out"),
+        false,
+    );
+    let tolerances = |specs: &[&str]| VerifyOptions {
+        runtimes: vec![RuntimeKind::OrtCpu, RuntimeKind::Tract],
+        per_output: specs
+            .iter()
+            .map(|s| OutputTolerance::parse(s).expect("spec"))
+            .collect(),
+        ..Default::default()
+    };
+    let report = verify::random_inputs(&model, 1, &tolerances(&["present.*=0"])).expect("runs");
+    require_ort_under_ci(&report);
+    if report.checks.is_empty() {
+        return;
+    }
+    let whole = &report.checks[0];
+    for o in &whole.outputs {
+        let want = if o.name.starts_with("present.") {
+            (0.0, 0.0)
+        } else {
+            (1e-4, 1e-3)
+        };
+        assert_eq!((o.tolerance.atol, o.tolerance.rtol), want, "{}", o.name);
+    }
+    assert_eq!(whole.status, CheckStatus::Fail, "{}", report.to_text());
+    let loose = verify::random_inputs(&model, 1, &tolerances(&["present.*=0", "present.*=1e-3"]))
+        .expect("runs");
+    assert_eq!(loose.exit_code(), 0, "{}", loose.to_text());
+
+    // 0/0 in one output: named in the check, whatever the comparison says.
+    let nan = tmp.path().join("nan.onnx");
+    write_graph(
+        &nan,
+        ["input_ids", "attention_mask"],
+        |g, ids| {
+            let f = g.op(
+                Op::Cast,
+                "ids_f",
+                &[ids],
+                vec![attr_int("to", data_type::FLOAT as i64)],
+            );
+            let zero = g.op(Op::Sub, "zero", &[&f, &f], vec![]);
+            g.op(Op::Div, "logits", &[&zero, &zero], vec![])
+        },
+        "causal-lm",
+    );
+    let report = verify::random_inputs(&nan, 1, &tolerances(&[])).expect("runs");
+    for c in &report.checks {
+        assert_eq!(c.status, CheckStatus::Fail, "{}", c.runtime);
+        assert_eq!(
+            c.non_finite,
+            vec![igpt_onnx::verify::report::NonFinite {
+                output: "logits".into(),
+                nan: 64,
+                inf: 0
+            }]
+        );
+    }
+    assert!(report
+        .to_text()
+        .contains("logits: 64 NaN, 0 infinite values"));
 }

@@ -11,6 +11,7 @@ use igpt_onnx::base::values::{Choice, ChoiceParser, Unknown};
 use igpt_onnx::graph::profile::Quantization;
 use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
+use igpt_onnx::verify::options::OutputTolerance;
 use igpt_onnx::verify::{self, VerifyOptions};
 
 #[derive(clap::Args)]
@@ -51,6 +52,18 @@ pub struct Args {
     /// Relative tolerance (overrides the cases').
     #[arg(long)]
     rtol: Option<f64>,
+    /// A budget for some outputs: PATTERN=ATOL[,RTOL], `*` matching any run of characters
+    /// (`logits=1e-4,1e-3`, `present.*=1e-3`); repeatable, the last match wins.
+    #[arg(long, value_name = "PATTERN=ATOL[,RTOL]", value_parser = OutputTolerance::parse)]
+    tolerance: Vec<OutputTolerance>,
+    /// With --random-inputs: write every runtime's outputs (safetensors, with the graph's and
+    /// the inputs' sha256) to compare on another machine.
+    #[arg(long, value_name = "FILE", requires = "random_inputs")]
+    save_outputs: Option<PathBuf>,
+    /// With --random-inputs: compare the runtimes with outputs an earlier run saved (of the
+    /// same graph and inputs, else refused); the saved runtimes are the references.
+    #[arg(long, value_name = "FILE", requires = "random_inputs")]
+    compare_with: Option<PathBuf>,
     /// Write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -74,6 +87,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         required: a.require.iter().flatten().copied().collect(),
         atol: a.atol,
         rtol: a.rtol,
+        per_output: a.tolerance,
+        save_outputs: a.save_outputs,
+        compare_with: a.compare_with,
         runtime: RuntimeOptions {
             ort_lib: a.ort_lib,
             allow_fallback: a.allow_fallback,

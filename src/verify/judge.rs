@@ -8,7 +8,8 @@ use ndarray::{Array2, ArrayD};
 
 use super::compare::{self, CompareOptions, Status};
 use super::fixture::Tolerance;
-use super::report::{Check, OutputCheck};
+use super::options::OutputTolerance;
+use super::report::{Check, NonFinite, OutputCheck};
 use crate::graph::profile::Budget;
 use crate::runtime::NamedOutputs;
 
@@ -17,6 +18,8 @@ use crate::runtime::NamedOutputs;
 /// any other type is reported as a dtype mismatch).
 pub(crate) struct Judge<'a> {
     pub tolerance: Tolerance,
+    /// Per-output budgets (`--tolerance logits=1e-4,1e-3`), the last match winning.
+    pub overrides: &'a [OutputTolerance],
     /// `[batch, sequence]` mask of the positions that count, when padded ones are left out.
     pub positions: Option<&'a Array2<i64>>,
     pub dtypes: &'a BTreeMap<String, String>,
@@ -33,6 +36,18 @@ impl Judge<'_> {
         actual: &NamedOutputs,
         expected: &BTreeMap<String, ArrayD<f32>>,
     ) {
+        for (name, t) in actual {
+            let a = t.to_f32();
+            let nan = a.iter().filter(|v| v.is_nan()).count();
+            let inf = a.iter().filter(|v| v.is_infinite()).count();
+            if nan + inf > 0 {
+                check.non_finite.push(NonFinite {
+                    output: name.clone(),
+                    nan,
+                    inf,
+                });
+            }
+        }
         let mut names: Vec<&String> = expected.keys().collect();
         names.sort_by_key(|n| output_order(n));
         for name in names {
@@ -41,11 +56,17 @@ impl Judge<'_> {
                 check.missing.push(name.clone());
                 continue;
             };
+            let tolerance = self
+                .overrides
+                .iter()
+                .rev()
+                .find(|o| o.matches(name))
+                .map_or(self.tolerance, |o| o.tolerance);
             let mut c = compare::compare(
                 &act.to_f32(),
                 exp,
                 &CompareOptions {
-                    tolerance: self.tolerance,
+                    tolerance,
                     positions: self.positions,
                     argmax: name == "logits",
                 },
@@ -70,7 +91,7 @@ impl Judge<'_> {
             }
             check.outputs.push(OutputCheck {
                 name: name.clone(),
-                tolerance: self.tolerance,
+                tolerance,
                 dtype,
                 comparison: c,
             });

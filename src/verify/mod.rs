@@ -16,9 +16,10 @@ pub mod fixture;
 mod inputs;
 mod judge;
 mod model;
-mod options;
+pub mod options;
 pub mod report;
 mod runtimes;
+pub mod saved;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ use judge::Judge;
 use model::GraphFile;
 pub use options::{VerifyError, VerifyOptions};
 use report::{Check, Report};
+use saved::SavedRun;
 
 /// The golden suite: every case in `fixtures`, every head it has goldens for, every runtime.
 pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, VerifyError> {
@@ -116,7 +118,7 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
     let mut check = Check::new(
         &case.manifest.name,
         &steps::label(seq),
-        rt.kind(),
+        rt.kind().name(),
         "",
         model,
     );
@@ -144,6 +146,7 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
                 Err(e) => check.error(e.to_string()),
                 Ok(out) => Judge {
                     tolerance: opts.budget(case.manifest.tolerance, precision),
+                    overrides: &opts.per_output,
                     positions: case.position_mask(Head::CausalLm).as_ref(),
                     dtypes: &BTreeMap::new(),
                     budget: reduced(precision),
@@ -209,6 +212,7 @@ struct Graph<'a> {
     positions: Option<Array2<i64>>,
     dtypes: BTreeMap<String, String>,
     tolerance: Tolerance,
+    overrides: Vec<options::OutputTolerance>,
     profile: (Profile, Precision),
 }
 
@@ -239,6 +243,7 @@ impl<'a> Graph<'a> {
             positions: case.position_mask(head),
             dtypes: file.dtypes,
             tolerance: opts.budget(case.manifest.tolerance, profile.1),
+            overrides: opts.per_output.clone(),
             profile,
         })
     }
@@ -249,7 +254,7 @@ impl<'a> Graph<'a> {
         let mut check = Check::new(
             &self.case.manifest.name,
             self.head.name(),
-            rt.kind(),
+            rt.kind().name(),
             "",
             self.model,
         );
@@ -265,6 +270,7 @@ impl<'a> Graph<'a> {
                     Err(e) => check.error(e.to_string()),
                     Ok(out) => Judge {
                         tolerance: self.tolerance,
+                        overrides: &self.overrides,
                         positions: self.positions.as_ref(),
                         dtypes: &self.dtypes,
                         budget: reduced(self.profile.1),
@@ -314,6 +320,14 @@ pub fn random_inputs(
             path: model.display().to_string(),
             source,
         })?;
+    let saved = match &opts.compare_with {
+        Some(path) => {
+            let run = SavedRun::read(path)?;
+            run.check_graph(&saved::graph_sha256(model)?)?;
+            Some(run)
+        }
+        None => None,
+    };
     let runtimes = runtimes::open(opts)?;
     let mut report = Report::new(runtimes.info.clone());
     let (profile, precision) = file.profile();
@@ -321,29 +335,32 @@ pub fn random_inputs(
     for rt in &runtimes.open {
         match model::not_applicable(rt.kind(), profile) {
             Some(why) => {
-                let mut check = Check::new("random", "-", rt.kind(), "", model);
+                let mut check = Check::new("random", "-", rt.kind().name(), "", model);
                 check.not_applicable(why);
                 report.checks.push(check);
             }
             None => loaded.push((rt.kind(), rt.load(model))),
         }
     }
-    if loaded.len() < 2 {
+    if loaded.len() + usize::from(saved.is_some()) < 2 && opts.save_outputs.is_none() {
         report
             .notes
             .push("only one runtime available: nothing to compare pairwise".into());
     }
     let judge = Judge {
         tolerance: opts.budget(Tolerance::default(), precision),
+        overrides: &opts.per_output,
         positions: None,
         dtypes: &file.dtypes,
         budget: reduced(precision),
     };
+    let mut recorder = saved::Recorder::default();
     // A decoder is also run step by step: a random sequence as a prompt and single-token
     // steps, each runtime feeding back its own cache, the logits of every position compared.
     let decoder = file.dtypes.contains_key(LOGITS) && file.inputs.iter().any(|i| is_past(&i.name));
     for (set, feed) in feeds.iter().enumerate() {
-        let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];
+        let case = format!("random-{set}");
+        let mut results: Vec<Run> = vec![];
         for (kind, m) in loaded.iter_mut() {
             let r = match m {
                 Ok(m) => (
@@ -352,19 +369,21 @@ pub fn random_inputs(
                 ),
                 Err(e) => (String::new(), Err(RunFailure::NotLoaded(e.to_string()))),
             };
-            results.push((*kind, r.0, r.1));
+            results.push((kind.name().to_string(), r.0, r.1));
         }
-        pairwise(
+        let sha = saved::inputs_sha256(feed);
+        compare_runs(
             &mut report,
-            &format!("random-{set}"),
-            &results,
-            &judge,
-            model,
-        );
+            &case,
+            results,
+            (&judge, model),
+            (&saved, &mut recorder),
+            &sha,
+        )?;
         if decoder {
             let (ids, mask) = inputs::sequence(set as u64, vocab, n_pos);
             let label = steps::label(ids.ncols());
-            let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];
+            let mut results: Vec<Run> = vec![];
             for (kind, m) in loaded.iter_mut() {
                 let r = match m {
                     Ok(m) => (
@@ -373,38 +392,104 @@ pub fn random_inputs(
                     ),
                     Err(e) => (String::new(), Err(RunFailure::NotLoaded(e.to_string()))),
                 };
-                results.push((*kind, r.0, r.1));
+                results.push((kind.name().to_string(), r.0, r.1));
             }
-            let case = format!("random-{set} {label}");
-            pairwise(&mut report, &case, &results, &judge, model);
+            let case = format!("{case} {label}");
+            let sequence = [
+                (INPUT_IDS.to_string(), Tensor::I64(ids.into_dyn())),
+                (ATTENTION_MASK.to_string(), Tensor::I64(mask.into_dyn())),
+            ];
+            let sha = saved::inputs_sha256(&sequence);
+            compare_runs(
+                &mut report,
+                &case,
+                results,
+                (&judge, model),
+                (&saved, &mut recorder),
+                &sha,
+            )?;
         }
     }
     report.finish();
+    if let Some(path) = &opts.save_outputs {
+        recorder.write(path, &saved::graph_sha256(model)?)?;
+        let runs = recorder.runs();
+        report
+            .notes
+            .push(format!("{runs} runs' outputs saved to {}", path.display()));
+        // A machine with one runtime saves for a comparison elsewhere: every run that ran
+        // and was saved is a success, even with nothing to compare here.
+        let s = &report.summary;
+        if runs > 0 && s.failed + s.errors == 0 {
+            report.verdict = report::CheckStatus::Pass;
+        }
+    }
     Ok(report)
+}
+
+/// One runtime's run: its name, what executed it, and its outputs.
+type Run = (String, String, RunResult);
+
+/// Records the live runs of one input set (to save), puts the saved ones first (as the
+/// references), and compares every pair.
+fn compare_runs(
+    report: &mut Report,
+    case: &str,
+    live: Vec<Run>,
+    (judge, model): (&Judge<'_>, &Path),
+    (saved, recorder): (&Option<SavedRun>, &mut saved::Recorder),
+    inputs_sha256: &str,
+) -> Result<(), VerifyError> {
+    let alone = live.len() + usize::from(saved.is_some()) < 2;
+    for (runtime, provider, r) in &live {
+        if let (Err(e), true) = (r, alone) {
+            // Nothing to pair it with: the failure is its own check.
+            let mut check = Check::new(case, "-", runtime, provider, model);
+            check.error(e.to_string());
+            report.checks.push(check);
+        }
+    }
+    let kept = live
+        .iter()
+        .filter_map(|(runtime, provider, r)| {
+            let outputs = r.as_ref().ok()?.clone();
+            Some(saved::SavedOutputs {
+                runtime: runtime.clone(),
+                provider: provider.clone(),
+                outputs,
+            })
+        })
+        .collect();
+    recorder.add(case, inputs_sha256.to_string(), kept);
+    let mut results: Vec<Run> = match saved {
+        Some(run) => run
+            .set(case, inputs_sha256)?
+            .into_iter()
+            .map(|s| (s.runtime, s.provider, Ok(s.outputs)))
+            .collect(),
+        None => vec![],
+    };
+    results.extend(live);
+    pairwise(report, case, &results, judge, model);
+    Ok(())
 }
 
 /// Every pair of runtimes' results, as Polygraphy compares runtimes: the earlier one is the
 /// reference.
-fn pairwise(
-    report: &mut Report,
-    case: &str,
-    results: &[(RuntimeKind, String, RunResult)],
-    judge: &Judge<'_>,
-    model: &Path,
-) {
+fn pairwise(report: &mut Report, case: &str, results: &[Run], judge: &Judge<'_>, model: &Path) {
     let pairs = (0..results.len()).flat_map(|i| (i + 1..results.len()).map(move |j| (i, j)));
     for (i, j) in pairs {
-        let (ref_kind, _, ref_out) = &results[i];
-        let (kind, provider, out) = &results[j];
+        let (reference, _, ref_out) = &results[i];
+        let (runtime, provider, out) = &results[j];
         let start = Instant::now();
-        let mut check = Check::new(case, "-", *kind, provider, model);
-        check.reference = ref_kind.name().to_string();
+        let mut check = Check::new(case, "-", runtime, provider, model);
+        check.reference = reference.clone();
         match (ref_out, out) {
             (Ok(r), Ok(o)) => {
                 let expected = r.iter().map(|(n, t)| (n.clone(), t.to_f32())).collect();
                 judge.judge(&mut check, o, &expected);
             }
-            (Err(e), _) => check.error(format!("{} failed: {e}", ref_kind.name())),
+            (Err(e), _) => check.error(format!("{reference} failed: {e}")),
             (_, Err(e)) => check.error(e.to_string()),
         }
         check.seconds = start.elapsed().as_secs_f64();

@@ -46,6 +46,8 @@ pub enum VerifyError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error(transparent)]
+    Saved(#[from] super::saved::SavedError),
     #[error("cannot make a temporary folder: {0}")]
     TempDir(#[source] std::io::Error),
 }
@@ -58,6 +60,13 @@ pub struct VerifyOptions {
     pub required: Vec<RuntimeKind>,
     pub atol: Option<f64>,
     pub rtol: Option<f64>,
+    /// Per-output budgets over the case's or the precision's (`--tolerance`).
+    pub per_output: Vec<OutputTolerance>,
+    /// Random inputs: write every runtime's outputs here (safetensors, with the graph's and
+    /// the inputs' sha256).
+    pub save_outputs: Option<std::path::PathBuf>,
+    /// Random inputs: compare the runtimes with the outputs saved by an earlier run.
+    pub compare_with: Option<std::path::PathBuf>,
     pub runtime: RuntimeOptions,
     /// The golden suite's exports: profile and precision (portable float32 by default).
     pub profile: Profile,
@@ -71,6 +80,9 @@ impl Default for VerifyOptions {
             required: vec![],
             atol: None,
             rtol: None,
+            per_output: vec![],
+            save_outputs: None,
+            compare_with: None,
             runtime: RuntimeOptions::default(),
             profile: Profile::Portable,
             precision: Precision::Float32,
@@ -97,5 +109,94 @@ impl VerifyOptions {
             atol: self.atol.unwrap_or(base.atol),
             rtol: self.rtol.unwrap_or(base.rtol),
         }
+    }
+}
+
+/// A budget for the outputs whose names match a pattern (`*` matches any run of characters):
+/// `logits=1e-4,1e-3`, `present.*=1e-3`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputTolerance {
+    pub pattern: String,
+    pub tolerance: Tolerance,
+}
+
+/// A `--tolerance` that does not read as `PATTERN=ATOL[,RTOL]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tolerance `{spec}`: {why} (expected PATTERN=ATOL[,RTOL], e.g. logits=1e-4,1e-3)")]
+pub struct ToleranceSpecError {
+    pub spec: String,
+    pub why: &'static str,
+}
+
+impl OutputTolerance {
+    /// Parses `PATTERN=ATOL[,RTOL]` (RTOL 0 when left out).
+    pub fn parse(spec: &str) -> Result<OutputTolerance, ToleranceSpecError> {
+        let err = |why| ToleranceSpecError {
+            spec: spec.to_string(),
+            why,
+        };
+        let (pattern, values) = spec.split_once('=').ok_or(err("no `=`"))?;
+        if pattern.is_empty() {
+            return Err(err("no output name or pattern"));
+        }
+        let mut numbers = values.split(',').map(|v| v.trim().parse::<f64>());
+        let number = |n: Option<Result<f64, _>>| match n {
+            Some(Ok(v)) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+            None => Ok(None),
+            _ => Err(err("a tolerance is not a non-negative number")),
+        };
+        let atol = number(numbers.next())?.ok_or(err("no ATOL"))?;
+        let rtol = number(numbers.next())?.unwrap_or(0.0);
+        if numbers.next().is_some() {
+            return Err(err("more than two numbers"));
+        }
+        Ok(OutputTolerance {
+            pattern: pattern.to_string(),
+            tolerance: Tolerance { atol, rtol },
+        })
+    }
+
+    /// Whether `name` matches the pattern.
+    pub fn matches(&self, name: &str) -> bool {
+        glob(self.pattern.as_bytes(), name.as_bytes())
+    }
+}
+
+/// `*`-only glob matching.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_specs_parse_and_patterns_match() {
+        let t = OutputTolerance::parse("present.*=1e-3,2e-2").expect("spec");
+        assert_eq!(
+            t.tolerance,
+            Tolerance {
+                atol: 1e-3,
+                rtol: 2e-2
+            }
+        );
+        assert!(t.matches("present.0.key") && t.matches("present.11.value"));
+        assert!(!t.matches("logits") && !t.matches("xpresent.0.key"));
+        let exact = OutputTolerance::parse("logits=1e-4").expect("spec");
+        assert_eq!(exact.tolerance.rtol, 0.0);
+        assert!(exact.matches("logits") && !exact.matches("logits2"));
+        assert_eq!(
+            OutputTolerance::parse("logits")
+                .expect_err("no =")
+                .to_string(),
+            "tolerance `logits`: no `=` (expected PATTERN=ATOL[,RTOL], e.g. logits=1e-4,1e-3)"
+        );
+        assert!(OutputTolerance::parse("logits=-1").is_err());
+        assert!(OutputTolerance::parse("logits=1,2,3").is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! `{schema, tool_version, verdict: "pass"|"fail", summary: {passed, failed, errors, skipped_runtimes},
 //!   runtimes: [{runtime, available, detail}], notes: [..],
 //!   checks: [{case, head, runtime, provider, reference, model, status: "pass"|"fail"|"error",
-//!             error?, missing: [..], first_divergent_layer?, seconds,
+//!             error?, missing: [..], non_finite?: [{output, nan, inf}], first_divergent_layer?, seconds,
 //!             outputs: [{name, tolerance: {atol, rtol}, dtype,
 //!                        status: "pass"|"fail"|"shape_mismatch"|"dtype_mismatch",
 //!                        expected_shape, actual_shape,
@@ -58,6 +58,14 @@ pub struct OutputCheck {
     pub comparison: Comparison,
 }
 
+/// NaN and infinite values found in one output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NonFinite {
+    pub output: String,
+    pub nan: usize,
+    pub inf: usize,
+}
+
 /// A check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -88,6 +96,9 @@ pub struct Check {
     pub error: Option<String>,
     /// Expected outputs the graph does not produce.
     pub missing: Vec<String>,
+    /// Outputs holding NaN or infinite values (every output is scanned, compared or not).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub non_finite: Vec<NonFinite>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_divergent_layer: Option<String>,
     pub seconds: f64,
@@ -95,17 +106,18 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn new(case: &str, head: &str, runtime: RuntimeKind, provider: &str, model: &Path) -> Self {
+    pub fn new(case: &str, head: &str, runtime: &str, provider: &str, model: &Path) -> Self {
         Self {
             case: case.into(),
             head: head.into(),
-            runtime: runtime.name().into(),
+            runtime: runtime.into(),
             provider: provider.into(),
             reference: "golden".into(),
             model: model.display().to_string(),
             status: CheckStatus::Pass,
             error: None,
             missing: vec![],
+            non_finite: vec![],
             first_divergent_layer: None,
             seconds: 0.0,
             outputs: vec![],
@@ -129,6 +141,7 @@ impl Check {
             return;
         }
         let bad = !self.missing.is_empty()
+            || !self.non_finite.is_empty()
             || self.outputs.is_empty()
             || self
                 .outputs
@@ -295,6 +308,13 @@ impl Report {
             }
             for m in &c.missing {
                 let _ = writeln!(s, "  {m}: the graph has no such output");
+            }
+            for n in &c.non_finite {
+                let _ = writeln!(
+                    s,
+                    "  {}: {} NaN, {} infinite values",
+                    n.output, n.nan, n.inf
+                );
             }
             if let Some(l) = &c.first_divergent_layer {
                 let _ = writeln!(s, "  first divergence: {l}");
