@@ -1,6 +1,7 @@
 //! Pixels ↔ tokens: the ImageGPT image processor and its inverse, and PNG output.
 //!
-//! - [`load`]: PNG / JPEG files → RGB8 as PIL's `Image.open(p).convert("RGB")` (Pillow 13.0.0);
+//! - [`load`]: PNG / JPEG files → RGB8 as PIL's `Image.open(p).convert("RGB")` (Pillow 13.0.0),
+//!   refusing decompression bombs as Pillow does; JPEGs through libjpeg-turbo (`jpeg`);
 //! - [`resample`]: Pillow's `ImagingResample`, ported byte for byte;
 //! - [`processor`]: `preprocessor_config.json` → [`Processor`] (transformers 5.23
 //!   `ImageGPTImageProcessorPil`): resize, scale, nearest colour cluster; and back;
@@ -11,6 +12,7 @@ use std::path::Path;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
+mod jpeg;
 pub mod load;
 pub mod processor;
 pub mod resample;
@@ -31,6 +33,19 @@ pub enum ImageError {
     NotAnImage { path: String },
     #[error("{path}: cannot decode image: {reason}")]
     Decode { path: String, reason: String },
+    #[error("{path}: image file is truncated (the data ends before the image does)")]
+    Truncated { path: String },
+    #[error(
+        "{path}: image size ({pixels} pixels, {width}x{height}) exceeds the limit of {limit} \
+         pixels (twice Pillow's MAX_IMAGE_PIXELS): refusing a possible decompression bomb"
+    )]
+    TooManyPixels {
+        path: String,
+        width: u32,
+        height: u32,
+        pixels: u64,
+        limit: u64,
+    },
     #[error("{path}: zero-size image ({width}x{height})")]
     ZeroSize {
         path: String,
