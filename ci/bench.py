@@ -315,8 +315,9 @@ def cmd_generate(a):
     step over one thread's read bandwidth (numpy, measured here). Targets, printed beside:
     batch 1 >= 1.8x the reference and within 1.3x of the floor, batch 8 >= 3x, int8 >= 2.5x
     the portable step at batch 1."""
-    binary = bl.igpt_bin(a.build_profile, a.bin)
+    bl.check_modules(["numpy"])
     py = None if a.no_reference else bl.torch_python(a.torch_python)
+    binary = bl.igpt_bin(a.build_profile, a.bin)
     batches = [int(b) for b in a.batches.split(",")]
     variants = a.variants.split(",")
     work = tempfile.mkdtemp()
@@ -447,8 +448,8 @@ def cmd_forward(a):
     import numpy as np
     import onnxruntime as ort
 
-    binary = bl.igpt_bin(a.build_profile, a.bin)
     py = None if a.no_torch else bl.torch_python(a.torch_python)
+    binary = bl.igpt_bin(a.build_profile, a.bin)
     peer = "torch" if py else "portable"
     tract_bench = None
     if a.tract_rounds > 0:
@@ -575,9 +576,9 @@ def cmd_image(a):
     `pip install --no-deps --target DIR torchvision==0.29.2`, kept out of the fixtures venv so
     the reference stays the PIL-backed processor)."""
     bl.check_modules(["numpy"])
-    binary = bl.igpt_bin(a.build_profile, a.bin)
     py = None if a.no_reference else bl.check_python(
         a.torch_python, ["transformers", "PIL"], bl.TORCH_HINT)
+    binary = bl.igpt_bin(a.build_profile, a.bin)
     work = tempfile.mkdtemp()
     result = {"command": "image", "images": a.n, "processor": a.processor}
     try:
@@ -1027,9 +1028,12 @@ def main():
         bl.OUT = sys.stderr
     try:
         a.fn(a)
-    except bl.SetupError as e:
+    except bl.SetupError as e:  # a missing tool or environment
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as e:  # a command failed: its output, exit 1 (never for a timing)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
