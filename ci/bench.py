@@ -399,7 +399,10 @@ def cmd_generate(a):
         say("(no reference: --no-reference)")
     bl.write_json(a.json, {"command": "generate", "size": a.size, "new_tokens": a.new,
                            "repeat": a.repeat, "weights_bytes": weights, "bandwidth_gbs": bw,
-                           "floor_ms": floor, "rows": rows, "machine": bl.machine()})
+                           "floor_ms": floor, "rows": rows,
+                           "reference": {b: {k: r[k] for k in ("ms_per_step", "runs_ms")}
+                                         for b, r in ref.items()},
+                           "machine": bl.machine()})
 
 
 def cmd_reference_generate(a):
