@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check kit (issue 13): on a machine with one NVIDIA GPU, answers in one compact report
+# GPU check kit: on a machine with one NVIDIA GPU, answers in one compact report
 #   - whether ONNX Runtime's CUDA and TensorRT providers register (sessions actually on them),
 #   - whether any node falls back to CPU (ORT profiling: the provider of every node event),
 #   - the max error per runtime and precision: the golden suite and random small/medium
@@ -132,19 +132,25 @@ done
 # --- 3. decoder generation on the GPU vs the CPU's tokens, and speed --------------------------
 say ""
 say "== decoder generation (medium, greedy, 255 new tokens, batch 4) and speed"
+# `generate --json FILE`: the run's figures (load, prompt and step times, tokens/s) and tokens.
 for rt in ort-cpu ort-cuda; do
   "$bin" generate --model "$work/exp-medium/decoder.onnx" --runtime "$rt" --greedy \
-    --max-new-tokens 255 --batch 4 --tokens-out "$work/gen-$rt.json" >"$work/gen-$rt.txt" 2>&1
-  echo "$rt exit $?: $(tail -n1 "$work/gen-$rt.txt")" | tee -a "$report"
+    --max-new-tokens 255 --batch 4 --json "$work/gen-$rt.json" >"$work/gen-$rt.txt" 2>&1
+  echo "$rt exit $?" | tee -a "$report"
 done
 set -e
 "$py" - "$work/gen-ort-cpu.json" "$work/gen-ort-cuda.json" <<'EOF' | tee -a "$report"
 import json, sys
 try:
-    a, b = (json.load(open(p))["tokens"] for p in sys.argv[1:])
+    runs = [json.load(open(p)) for p in sys.argv[1:]]
+    a, b = (r["tokens"] for r in runs)
 except (OSError, KeyError, ValueError) as e:
     print(f"tokens: not comparable ({e})")
     raise SystemExit
+for r in runs:
+    print(f"{r['runtime']:<9} ({r['provider']}): load {r['load_seconds']:.2f} s, prompt "
+          f"{r['prompt_seconds'] * 1e3:.1f} ms, {r['ms_per_step']:.2f} ms/step, "
+          f"{r['tokens_per_second']:.1f} tokens/s")
 same = sum(x == y for r, s in zip(a, b) for x, y in zip(r, s))
 total = sum(len(r) for r in a)
 first = next((i for i, (x, y) in enumerate(zip(a[0], b[0])) if x != y), None)

@@ -2,7 +2,8 @@
 # wherever cargo puts it (CARGO_TARGET_DIR, a config's build.target-dir, or ./target).
 #
 #   bin=$(igpt_bin)           # the dev profile: the one both README commands build
-#   bin=$(igpt_bin release)   # benchmarks
+#   bin=$(igpt_bin release)   # another cargo profile
+# ci/benchlib.py (igpt_bin) finds it the same way for ci/bench.py.
 igpt_bin() {
   local profile=${1:-dev} dir
   if [ "$profile" = dev ]; then

@@ -1,5 +1,5 @@
 //! Times a forward graph (inputs `input_ids`, `attention_mask`) in one runtime through the
-//! crate's runtime trait — how `ci/bench.sh` measures tract, which has no Python binding here.
+//! crate's runtime trait — how `ci/bench.py forward` measures tract, which has no Python binding here.
 //!
 //! ```text
 //! cargo run --release --example forward_bench -- MODEL.onnx RUNTIME BATCH SEQ ROUNDS

@@ -28,7 +28,7 @@ fn check_all(profile: Profile, precision: Precision) -> (usize, usize) {
         for (head_name, outputs) in &case.manifest.outputs {
             let head = Head::parse(head_name).expect("known head");
             if head == Head::Decoder {
-                continue; // float cache inputs: ci/check_decoder.py checks the decoder
+                continue; // float cache inputs: `igpt-onnx verify` runs the decoder step by step
             }
             heads += 1;
             let hidden = outputs.iter().any(|o| o.starts_with("hidden_states."));
