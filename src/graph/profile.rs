@@ -29,7 +29,7 @@ pub enum AttentionForm {
     /// cache layout of the portable decoder.
     ///
     /// Measured against GroupQueryAttention and contrib Attention on ORT 1.31.1 CPU
-    /// (`ci/bench_attention.py`, one small-size layer, 2 threads, shared machine, medians):
+    /// (`ci/bench.py attention`, one small-size layer, 2 threads, shared machine, medians):
     /// forward b1 seq 1024 MHA 101 ms, GQA+bias 109, Attention 105, decomposed 127; b8 seq
     /// 1024 578 / 565 / 504 / 654; decoder step past 1023 b1 1.86 / 3.19 / 1.88 / 2.59 ms, b8
     /// 13.3 / 16.1 / 16.0 / 15.8 ms. GQA without a bias is faster for one long prompt but can
