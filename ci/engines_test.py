@@ -112,6 +112,31 @@ def test_genai_unseen(tmp):
     print(f"  random tiny checkpoint: genai == igpt-onnx generate to n_positions ({n_positions}), batch 1 and 3")
 
 
+def test_genai_precisions(tmp):
+    """Each profile and precision genai is shipped in: genai's greedy tokens equal ours on the
+    same decoder (an int8 decoder's tokens need not equal float32's: near-ties flip)."""
+    model_dir = FIXTURES / "greedy/model"
+    cases = json.loads((FIXTURES / "greedy/generations.json").read_text())["generations"]
+    variants = ((["--profile", "ort"], "ort"), (["--profile", "ort", "--quantize", "int8"], "ort-int8"))
+    for flags, name in variants:
+        igpt("package", "--genai", tmp / name, "--weights", model_dir, *flags)
+        igpt("export", "--weights", model_dir, "--head", "decoder", "--out", tmp / f"{name}-ours", *flags)
+        model = og.Model(str(tmp / name))
+        compared = 0
+        for case in cases:
+            rows = case["prompt"]
+            if not all(r == rows[0] for r in rows):
+                continue
+            got = genai_greedy(model, rows, case["max_new_tokens"])
+            ours = ours_greedy(tmp, tmp / f"{name}-ours/decoder.onnx", rows[0], len(rows),
+                               case["max_new_tokens"])
+            check(got == ours, f"{name}: genai != igpt-onnx generate: {case['description']}\n{got}\n{ours}")
+            if name == "ort":
+                check(got == case["tokens"], f"ort: genai != reference: {case['description']}")
+            compared += 1
+        print(f"  genai --{name}: {compared} greedy generations equal igpt-onnx generate's")
+
+
 ONNX_TO_TRITON = {
     TensorProto.FLOAT: "TYPE_FP32", TensorProto.INT64: "TYPE_INT64", TensorProto.FLOAT16: "TYPE_FP16",
     TensorProto.INT32: "TYPE_INT32", TensorProto.BOOL: "TYPE_BOOL", TensorProto.UINT8: "TYPE_UINT8",
@@ -212,6 +237,8 @@ def test_refusals(tmp):
     foreign_graph(bad / "causal-lm.onnx", "causal-lm-genai", TensorProto.FLOAT)
     refused(["package", "--triton", repo, "--from", bad],
             "metadata igpt_onnx.head: `causal-lm-genai` is none of base, causal-lm, classifier or decoder", repo)
+    refused(["package", "--genai", tmp / "g-int8", "--weights", FIXTURES / "greedy/model", "--quantize", "int8"],
+            "int8 weights are not available in the portable profile", tmp / "g-int8")
     foreign_graph(bad / "causal-lm.onnx", None, TensorProto.FLOAT)
     refused(["package", "--triton", repo, "--from", bad], "not a graph igpt-onnx exported", repo)
     refused(["package", "--triton", repo, "--from", bad, "--heads", "decoder"],
@@ -236,7 +263,8 @@ def test_refusals(tmp):
 def main():
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        for test in (test_genai_fixture, test_genai_unseen, test_triton, test_refusals):
+        for test in (test_genai_fixture, test_genai_unseen, test_genai_precisions, test_triton,
+                     test_refusals):
             sub = tmp / test.__name__
             sub.mkdir()
             test(sub)

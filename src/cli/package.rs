@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::ExportOptions;
+use igpt_onnx::graph::profile::Quantization;
+use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::package::{genai, triton};
 use igpt_onnx::{Checkpoint, Head};
 
@@ -45,12 +47,23 @@ pub struct Args {
     /// genai: store the decoder's weights in decoder.onnx.data even when they would fit inline.
     #[arg(long)]
     external_data: bool,
+    /// genai: the decoder's op profile (`ort`: ONNX Runtime's fused ops, which genai runs).
+    #[arg(long, value_parser = ChoiceParser::<Profile>::new())]
+    profile: Option<Profile>,
+    /// genai: quantised block matrices (needs --profile ort), as CPU deployments use.
+    #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
+    quantize: Option<Quantization>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(repo) = &a.triton {
-        if a.weights.is_some() || a.config.is_some() || a.external_data {
-            bail!("--weights, --config and --external-data belong to --genai; --triton packages the export folder --from");
+        if a.weights.is_some()
+            || a.config.is_some()
+            || a.external_data
+            || a.profile.is_some()
+            || a.quantize.is_some()
+        {
+            bail!("--weights, --config, --external-data, --profile and --quantize belong to --genai; --triton packages the export folder --from (export it in the profile and precision you want)");
         }
         // Names become folder names and Triton model names.
         let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -93,13 +106,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
     let opts = ExportOptions {
         force_external_data: a.external_data,
+        profile: a.profile.unwrap_or(Profile::Portable),
+        precision: a.quantize.map_or(Precision::Float32, |q| q.0),
         ..Default::default()
     };
     let pkg = genai::write(&ckpt, dir, &opts).context("onnxruntime-genai packaging failed")?;
     println!(
-        "genai      {}  decoder.onnx ({} logits) + {}  {:.1} MB",
+        "genai      {}  decoder.onnx ({} logits, {} {}) + {}  {:.1} MB",
         pkg.dir.display(),
         ckpt.config.vocab_size,
+        opts.profile.name(),
+        opts.precision.name(),
         genai::CONFIG_FILE,
         pkg.decoder.bytes as f64 / 1e6
     );
