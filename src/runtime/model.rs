@@ -7,7 +7,7 @@ use std::sync::Once;
 
 use crate::base::values::Choice;
 use crate::base::{DimSpec, IoSpec, Tensor};
-use crate::graph::io::present_for;
+use crate::graph::io::{present_for, LOGITS};
 use crate::onnx::inspect::{self, SigDim, Signature};
 
 /// A runtime problem. `Unavailable` means the runtime cannot be used on this machine (reported
@@ -283,8 +283,8 @@ pub trait LoadedModel {
         }
         let (_, logits) = out
             .into_iter()
-            .find(|(n, _)| n == "logits")
-            .ok_or_else(|| missing("logits"))?;
+            .find(|(n, _)| n == LOGITS)
+            .ok_or_else(|| missing(LOGITS))?;
         *cache = Cache::Host(presents);
         Ok(logits)
     }

@@ -10,6 +10,10 @@ use ndarray::{Array2, ArrayD, IxDyn};
 
 use crate::base::DataType;
 use crate::base::{DimSpec, IoSpec, Tensor};
+use crate::graph::{
+    self,
+    io::{ATTENTION_MASK, INPUT_IDS, POSITION_IDS, SEQUENCE},
+};
 use crate::random::SplitMix64;
 
 /// Why a graph cannot be fed at random, naming the input.
@@ -24,7 +28,7 @@ pub enum InputsError {
 }
 
 /// Batch rows of every random set.
-const BATCH: usize = 2;
+const ROWS: usize = 2;
 /// Longest random sequence (past included).
 const MAX_SEQUENCE: u64 = 32;
 
@@ -38,7 +42,7 @@ pub(crate) fn seeded(
     let symbols = symbol_values(inputs, n_positions);
     let past = symbols
         .iter()
-        .filter(|(k, _)| k.as_str() != "batch" && k.as_str() != "sequence")
+        .filter(|(k, _)| k.as_str() != graph::io::BATCH && k.as_str() != SEQUENCE)
         .map(|(_, v)| *v)
         .max()
         .unwrap_or(0);
@@ -48,7 +52,7 @@ pub(crate) fn seeded(
         let shape = shape_of(spec, &symbols)?;
         let rank2 = shape.len() == 2;
         let t = match spec.dtype {
-            DataType::Int64 if spec.name.ends_with("input_ids") => {
+            DataType::Int64 if spec.name.ends_with(INPUT_IDS) => {
                 let t = ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
                     if rank2 && ix[1] == 0 && past == 0 {
                         (vocab - 1) as i64
@@ -58,7 +62,7 @@ pub(crate) fn seeded(
                 });
                 Tensor::I64(t)
             }
-            DataType::Int64 if spec.name.ends_with("attention_mask") => {
+            DataType::Int64 if spec.name.ends_with(ATTENTION_MASK) => {
                 let len = shape.last().copied().unwrap_or(0);
                 let pad_from = (len * 3).div_ceil(4).max(1);
                 Tensor::I64(ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
@@ -66,7 +70,7 @@ pub(crate) fn seeded(
                     i64::from(!padded)
                 }))
             }
-            DataType::Int64 if spec.name == "position_ids" => {
+            DataType::Int64 if spec.name == POSITION_IDS => {
                 let last = shape.len().saturating_sub(1);
                 Tensor::I64(ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
                     (past + ix[last]) as i64
@@ -108,13 +112,13 @@ fn symbol_values(inputs: &[IoSpec], n_positions: u64) -> BTreeMap<String, usize>
         })
         .flat_map(|s| s.split('+').map(str::trim))
         .filter(|s| !s.is_empty() && s.parse::<usize>().is_err())
-        .filter(|s| *s != "batch" && *s != "sequence")
+        .filter(|s| *s != graph::io::BATCH && *s != SEQUENCE)
         .collect();
     others.sort_unstable();
     others.dedup();
-    let mut values = BTreeMap::from([("batch".to_string(), BATCH)]);
+    let mut values = BTreeMap::from([(graph::io::BATCH.to_string(), ROWS)]);
     let past = if others.is_empty() { 0 } else { budget / 2 };
-    values.insert("sequence".into(), (budget - past).max(1));
+    values.insert(SEQUENCE.into(), (budget - past).max(1));
     for s in others {
         values.insert(s.to_string(), past);
     }
@@ -129,8 +133,8 @@ fn shape_of(spec: &IoSpec, symbols: &BTreeMap<String, usize>) -> Result<Vec<usiz
         let n = match d {
             DimSpec::Fixed(n) => *n,
             DimSpec::Unknown => match axis {
-                0 => symbols["batch"],
-                1 => symbols["sequence"],
+                0 => symbols[graph::io::BATCH],
+                1 => symbols[SEQUENCE],
                 _ => 1,
             },
             DimSpec::Symbol(expr) => {
