@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayD};
 
-use crate::base::Tensor;
+use crate::base::{DataType, Tensor};
 use crate::checkpoint::Checkpoint;
 use crate::export::{self, ExportOptions};
 use crate::graph::io::{is_past, ATTENTION_MASK, INPUT_IDS, LOGITS};
@@ -101,11 +101,6 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
     Ok(report)
 }
 
-/// The extra budget of a reduced precision (none for float32, judged elementwise alone).
-fn reduced(precision: Precision) -> Option<&'static crate::graph::profile::Budget> {
-    (precision != Precision::Float32).then(|| &precision.spec().budget)
-}
-
 /// A decoder on `rt`: the case's sequence as a prompt and single steps, its logits against the
 /// full forward's goldens ([`steps`]).
 fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions) -> Check {
@@ -140,13 +135,16 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
         Err(e) => check.error(e.to_string()),
         Ok(mut m) => {
             check.provider = m.provider();
+            let computed = m.compute_precision();
+            check.compute_precision = judge::compute_name(computed);
+            let (tolerance, budget) = opts.judged(case.manifest.tolerance, precision, computed);
             match steps::prompt_then_steps(m.as_mut(), &ids, &mask) {
                 Err(e) => check.error(e.to_string()),
                 Ok(out) => Judge {
-                    tolerance: opts.budget(case.manifest.tolerance, precision),
+                    tolerance,
                     positions: case.position_mask(Head::CausalLm).as_ref(),
                     dtypes: &BTreeMap::new(),
-                    budget: reduced(precision),
+                    budget,
                 }
                 .judge(&mut check, &out, &expected),
             }
@@ -208,8 +206,10 @@ struct Graph<'a> {
     expected: BTreeMap<String, ArrayD<f32>>,
     positions: Option<Array2<i64>>,
     dtypes: BTreeMap<String, String>,
+    /// The case's own tolerance (for float32 runs of float32 graphs).
     tolerance: Tolerance,
     profile: (Profile, Precision),
+    opts: &'a VerifyOptions,
 }
 
 impl<'a> Graph<'a> {
@@ -217,7 +217,7 @@ impl<'a> Graph<'a> {
         model: &'a Path,
         case: &'a Case,
         head: Head,
-        opts: &VerifyOptions,
+        opts: &'a VerifyOptions,
     ) -> Result<Self, VerifyError> {
         Self::with_file(model, GraphFile::read(model)?, case, head, opts)
     }
@@ -227,7 +227,7 @@ impl<'a> Graph<'a> {
         file: GraphFile,
         case: &'a Case,
         head: Head,
-        opts: &VerifyOptions,
+        opts: &'a VerifyOptions,
     ) -> Result<Self, VerifyError> {
         let profile = file.profile();
         Ok(Graph {
@@ -238,8 +238,9 @@ impl<'a> Graph<'a> {
             expected: case.expected_outputs(head),
             positions: case.position_mask(head),
             dtypes: file.dtypes,
-            tolerance: opts.budget(case.manifest.tolerance, profile.1),
+            tolerance: case.manifest.tolerance,
             profile,
+            opts,
         })
     }
 
@@ -261,13 +262,17 @@ impl<'a> Graph<'a> {
             Err(e) => check.error(e.to_string()),
             Ok(mut m) => {
                 check.provider = m.provider();
+                let computed = m.compute_precision();
+                check.compute_precision = judge::compute_name(computed);
+                let (tolerance, budget) =
+                    self.opts.judged(self.tolerance, self.profile.1, computed);
                 match m.run(&borrowed(&self.feed)) {
                     Err(e) => check.error(e.to_string()),
                     Ok(out) => Judge {
-                        tolerance: self.tolerance,
+                        tolerance,
                         positions: self.positions.as_ref(),
                         dtypes: &self.dtypes,
-                        budget: reduced(self.profile.1),
+                        budget,
                     }
                     .judge(&mut check, &out, &self.expected),
                 }
@@ -333,54 +338,82 @@ pub fn random_inputs(
             .notes
             .push("only one runtime available: nothing to compare pairwise".into());
     }
-    let judge = Judge {
-        tolerance: opts.budget(Tolerance::default(), precision),
-        positions: None,
+    let judging = Judging {
+        opts,
+        precision,
         dtypes: &file.dtypes,
-        budget: reduced(precision),
     };
     // A decoder is also run step by step: a random sequence as a prompt and single-token
     // steps, each runtime feeding back its own cache, the logits of every position compared.
     let decoder = file.dtypes.contains_key(LOGITS) && file.inputs.iter().any(|i| is_past(&i.name));
     for (set, feed) in feeds.iter().enumerate() {
-        let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];
+        let mut results: Vec<RuntimeRun> = vec![];
         for (kind, m) in loaded.iter_mut() {
-            let r = match m {
-                Ok(m) => (
-                    m.provider(),
-                    m.run(&borrowed(feed)).map_err(RunFailure::from),
-                ),
-                Err(e) => (String::new(), Err(RunFailure::NotLoaded(e.to_string()))),
-            };
-            results.push((*kind, r.0, r.1));
+            results.push(match m {
+                Ok(m) => RuntimeRun {
+                    kind: *kind,
+                    provider: m.provider(),
+                    computed: m.compute_precision(),
+                    out: m.run(&borrowed(feed)).map_err(RunFailure::from),
+                },
+                Err(e) => RuntimeRun::not_loaded(*kind, e),
+            });
         }
         pairwise(
             &mut report,
             &format!("random-{set}"),
             &results,
-            &judge,
+            &judging,
             model,
         );
         if decoder {
             let (ids, mask) = inputs::sequence(set as u64, vocab, n_pos);
             let label = steps::label(ids.ncols());
-            let mut results: Vec<(RuntimeKind, String, RunResult)> = vec![];
+            let mut results: Vec<RuntimeRun> = vec![];
             for (kind, m) in loaded.iter_mut() {
-                let r = match m {
-                    Ok(m) => (
-                        m.provider(),
-                        steps::prompt_then_steps(m.as_mut(), &ids, &mask).map_err(RunFailure::from),
-                    ),
-                    Err(e) => (String::new(), Err(RunFailure::NotLoaded(e.to_string()))),
-                };
-                results.push((*kind, r.0, r.1));
+                results.push(match m {
+                    Ok(m) => RuntimeRun {
+                        kind: *kind,
+                        provider: m.provider(),
+                        computed: m.compute_precision(),
+                        out: steps::prompt_then_steps(m.as_mut(), &ids, &mask)
+                            .map_err(RunFailure::from),
+                    },
+                    Err(e) => RuntimeRun::not_loaded(*kind, e),
+                });
             }
             let case = format!("random-{set} {label}");
-            pairwise(&mut report, &case, &results, &judge, model);
+            pairwise(&mut report, &case, &results, &judging, model);
         }
     }
     report.finish();
     Ok(report)
+}
+
+/// One runtime's run of one feed: what ran, in which precision, and its outputs.
+struct RuntimeRun {
+    kind: RuntimeKind,
+    provider: String,
+    computed: Option<DataType>,
+    out: RunResult,
+}
+
+impl RuntimeRun {
+    fn not_loaded(kind: RuntimeKind, e: &RuntimeError) -> Self {
+        RuntimeRun {
+            kind,
+            provider: String::new(),
+            computed: None,
+            out: Err(RunFailure::NotLoaded(e.to_string())),
+        }
+    }
+}
+
+/// How random-input runs are judged: per pair, by the looser precision of the two runs.
+struct Judging<'a> {
+    opts: &'a VerifyOptions,
+    precision: Precision,
+    dtypes: &'a BTreeMap<String, String>,
 }
 
 /// Every pair of runtimes' results, as Polygraphy compares runtimes: the earlier one is the
@@ -388,23 +421,35 @@ pub fn random_inputs(
 fn pairwise(
     report: &mut Report,
     case: &str,
-    results: &[(RuntimeKind, String, RunResult)],
-    judge: &Judge<'_>,
+    results: &[RuntimeRun],
+    judging: &Judging<'_>,
     model: &Path,
 ) {
     let pairs = (0..results.len()).flat_map(|i| (i + 1..results.len()).map(move |j| (i, j)));
     for (i, j) in pairs {
-        let (ref_kind, _, ref_out) = &results[i];
-        let (kind, provider, out) = &results[j];
+        let (reference, run) = (&results[i], &results[j]);
         let start = Instant::now();
-        let mut check = Check::new(case, "-", *kind, provider, model);
-        check.reference = ref_kind.name().to_string();
-        match (ref_out, out) {
+        let mut check = Check::new(case, "-", run.kind, &run.provider, model);
+        check.reference = reference.kind.name().to_string();
+        // The run in the lower precision sets the budget (float32 pairs: neither).
+        let computed = run.computed.or(reference.computed);
+        check.compute_precision = judge::compute_name(computed);
+        let (tolerance, budget) =
+            judging
+                .opts
+                .judged(Tolerance::default(), judging.precision, computed);
+        let judge = Judge {
+            tolerance,
+            positions: None,
+            dtypes: judging.dtypes,
+            budget,
+        };
+        match (&reference.out, &run.out) {
             (Ok(r), Ok(o)) => {
                 let expected = r.iter().map(|(n, t)| (n.clone(), t.to_f32())).collect();
                 judge.judge(&mut check, o, &expected);
             }
-            (Err(e), _) => check.error(format!("{} failed: {e}", ref_kind.name())),
+            (Err(e), _) => check.error(format!("{} failed: {e}", reference.kind.name())),
             (_, Err(e)) => check.error(e.to_string()),
         }
         check.seconds = start.elapsed().as_secs_f64();
