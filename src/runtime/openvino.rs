@@ -9,7 +9,7 @@
 //!
 //! OpenVINO chooses the precision it computes in (`INFERENCE_PRECISION_HINT`): bf16 by default
 //! on CPUs with AVX-512 BF16 or AMX, f32 otherwise
-//! (<https://docs.openvino.ai/2026/openvino-workflow/running-inference/optimize-inference/precision-control.html>).
+//! (<https://docs.openvino.ai/2024/openvino-workflow/running-inference/optimize-inference/precision-control.html>).
 //! `--openvino-precision` sets the hint; the precision actually used is read back from the
 //! compiled model, named in [`LoadedModel::provider`] and returned by
 //! [`LoadedModel::compute_precision`], so a reduced-precision run is judged and reported as one.
