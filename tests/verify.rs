@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cli, copy_dir, export_head, fixture, require_ort_under_ci};
+use common::{cli, copy_dir, export_head, fixture, perturbed_base_hidden, require_ort_under_ci};
 use igpt_onnx::graph::Profile;
 use igpt_onnx::onnx::builder::attr_int;
 use igpt_onnx::onnx::proto::{data_type, ModelProto, NodeProto, OperatorSetIdProto};
@@ -81,36 +81,6 @@ fn golden_suite_passes_on_every_runtime() {
         }
     }
     assert_eq!(report.exit_code(), 0);
-}
-
-/// A copy of `base-hidden` (3 layers) with one weight of block h.1's MLP changed.
-fn perturbed_base_hidden(tmp: &Path) -> std::path::PathBuf {
-    let model = tmp.join("model");
-    copy_dir(&fixture("base-hidden").join("model"), &model);
-    let path = model.join("model.safetensors");
-    let bytes = std::fs::read(&path).expect("read");
-    let st = SafeTensors::deserialize(&bytes).expect("valid");
-    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.data().to_vec(), t.shape().to_vec()))
-        .collect();
-    let (_, data, _) = tensors
-        .iter_mut()
-        .find(|(n, _, _)| n == "h.1.mlp.c_fc.weight")
-        .expect("bare ImageGPTModel keys");
-    let v = f32::from_le_bytes([data[0], data[1], data[2], data[3]]) + 1.0;
-    data[..4].copy_from_slice(&v.to_le_bytes());
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, d, s)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
-                .expect("view");
-            (n.clone(), view)
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &path).expect("write");
-    model
 }
 
 #[test]
@@ -727,7 +697,7 @@ fn bad_arguments_are_one_line() {
     for (args, want) in [
         (
             &["verify", "--runtimes", "tract,foo"][..],
-            "error: unknown runtime `foo` (expected ort-cpu, ort-cuda, ort-tensorrt or tract)\n",
+            "error: unknown runtime `foo` (expected ort-cpu, ort-cuda, ort-tensorrt, tract or openvino)\n",
         ),
         (
             &["export", "--weights", "x", "--variant", "huge"][..],

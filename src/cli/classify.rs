@@ -13,7 +13,9 @@ use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::graph::io::{ATTENTION_MASK, INPUT_IDS, LOGITS};
 use igpt_onnx::graph::{ExportCard, Head};
 use igpt_onnx::image::Processor;
-use igpt_onnx::runtime::{self, LoadedModel, RuntimeKind, RuntimeOptions, Tensor};
+use igpt_onnx::runtime::{
+    self, ComputePrecision, LoadedModel, RuntimeKind, RuntimeOptions, Tensor,
+};
 use igpt_onnx::ImageGptConfig;
 use ndarray::{Array2, ArrayD, Ix2};
 use serde_json::json;
@@ -42,6 +44,13 @@ pub struct Args {
     /// ONNX Runtime shared library (first in the discovery order).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
+    /// OpenVINO's C library (libopenvino_c.so*) or its folder (first in the discovery order).
+    #[arg(long)]
+    pub openvino_lib: Option<PathBuf>,
+    /// OpenVINO's inference precision hint (f32, bf16, f16; default: OpenVINO's, bf16 on CPUs
+    /// with AVX-512 BF16 or AMX); the precision used is reported.
+    #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
+    pub openvino_precision: Option<ComputePrecision>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -67,6 +76,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let opts = RuntimeOptions {
         ort_lib: args.ort_lib.clone(),
         allow_fallback: false,
+        openvino_lib: args.openvino_lib.clone(),
+        openvino_precision: args.openvino_precision,
     };
     let rt = runtime::open(kind, &opts)?;
     let mut model = rt.load(&args.model)?;

@@ -12,7 +12,7 @@ use igpt_onnx::base::files::write_atomic;
 use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::generate::{self, DecoderDims, Sampler, Strategy};
 use igpt_onnx::graph::{ExportCard, Head};
-use igpt_onnx::runtime::{self, RuntimeKind, RuntimeOptions};
+use igpt_onnx::runtime::{self, ComputePrecision, RuntimeKind, RuntimeOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,6 +71,13 @@ pub struct Args {
     /// ONNX Runtime shared library.
     #[arg(long)]
     ort_lib: Option<PathBuf>,
+    /// OpenVINO's C library (libopenvino_c.so*) or its folder (first in the discovery order).
+    #[arg(long)]
+    openvino_lib: Option<PathBuf>,
+    /// OpenVINO's inference precision hint (f32, bf16, f16; default: OpenVINO's, bf16 on CPUs
+    /// with AVX-512 BF16 or AMX); the precision used is reported.
+    #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
+    openvino_precision: Option<ComputePrecision>,
     /// Let a GPU provider that cannot be registered run on CPU (reported as such).
     #[arg(long)]
     allow_fallback: bool,
@@ -103,6 +110,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         &RuntimeOptions {
             ort_lib: a.ort_lib.clone(),
             allow_fallback: a.allow_fallback,
+            openvino_lib: a.openvino_lib.clone(),
+            openvino_precision: a.openvino_precision,
         },
     )?;
     let mut model = rt.load(&a.model)?;

@@ -10,7 +10,7 @@ use igpt_onnx::base::files::write_atomic;
 use igpt_onnx::base::values::{Choice, ChoiceParser, Unknown};
 use igpt_onnx::graph::profile::Quantization;
 use igpt_onnx::graph::{Precision, Profile};
-use igpt_onnx::runtime::{RuntimeKind, RuntimeOptions};
+use igpt_onnx::runtime::{ComputePrecision, RuntimeKind, RuntimeOptions};
 use igpt_onnx::verify::options::OutputTolerance;
 use igpt_onnx::verify::{self, VerifyOptions};
 
@@ -34,7 +34,7 @@ pub struct Args {
     /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
     #[arg(long, value_name = "N", requires = "model")]
     random_inputs: Option<usize>,
-    /// Comma-separated runtimes (ort-cpu, ort-cuda, ort-tensorrt, tract).
+    /// Comma-separated runtimes (ort-cpu, ort-cuda, ort-tensorrt, tract, openvino).
     #[arg(long, value_delimiter = ',', default_value = "ort-cpu,tract", value_parser = runtime_kind)]
     runtimes: Vec<Option<RuntimeKind>>,
     /// A runtime that must be available (repeatable); otherwise a missing one is skipped.
@@ -46,6 +46,13 @@ pub struct Args {
     /// ONNX Runtime shared library (first in the discovery order).
     #[arg(long)]
     ort_lib: Option<PathBuf>,
+    /// OpenVINO's C library (libopenvino_c.so*) or its folder (first in the discovery order).
+    #[arg(long)]
+    openvino_lib: Option<PathBuf>,
+    /// OpenVINO's inference precision hint (f32, bf16, f16; default: OpenVINO's, bf16 on CPUs
+    /// with AVX-512 BF16 or AMX); the precision used is reported.
+    #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
+    openvino_precision: Option<ComputePrecision>,
     /// Absolute tolerance (overrides the cases').
     #[arg(long)]
     atol: Option<f64>,
@@ -93,6 +100,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         runtime: RuntimeOptions {
             ort_lib: a.ort_lib,
             allow_fallback: a.allow_fallback,
+            openvino_lib: a.openvino_lib,
+            openvino_precision: a.openvino_precision,
         },
         profile: a.profile,
         precision: a.quantize.map_or(Precision::Float32, |q| q.0),

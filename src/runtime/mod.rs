@@ -1,5 +1,5 @@
 //! Runtimes behind one small trait: ONNX Runtime (through `ort`, CPU / CUDA / TensorRT
-//! providers) and pure-Rust tract. A test or a verify run is written once against [`Runtime`]
+//! providers), pure-Rust tract and OpenVINO (CPU). A test or a verify run is written once against [`Runtime`]
 //! and runs on every runtime that is available.
 //!
 //! Values cross the boundary as typed [`Tensor`]s (int64, float32, float16) and each loaded graph
@@ -8,19 +8,21 @@
 //! in [`open`].
 
 pub mod model;
+pub mod openvino;
 pub mod ort;
 pub mod tract;
 
 pub use crate::base::tensor::{self, DimSpec, IoSpec, Tensor};
 pub use model::{
-    graph_io, install_panic_hook, Cache, LoadedModel, NamedOutputs, Runtime, RuntimeError,
-    RuntimeKind, RuntimeOptions,
+    graph_io, install_panic_hook, Cache, ComputePrecision, LoadedModel, NamedOutputs, Runtime,
+    RuntimeError, RuntimeKind, RuntimeOptions,
 };
 
 /// Opens a runtime, or says why it is unavailable.
 pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
     match kind {
         RuntimeKind::Tract => Ok(Box::new(tract::Tract)),
+        RuntimeKind::OpenVino => openvino::open(opts),
         _ => ort::open(kind, opts),
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use crate::base::values::Choice;
-use crate::base::{DimSpec, IoSpec, Tensor};
+use crate::base::{DataType, DimSpec, IoSpec, Tensor};
 use crate::graph::io::{present_for, LOGITS};
 use crate::onnx::inspect::{self, SigDim, Signature};
 
@@ -173,15 +173,17 @@ pub enum RuntimeKind {
     OrtCuda,
     OrtTensorrt,
     Tract,
+    OpenVino,
 }
 
 impl RuntimeKind {
     /// Every runtime, in report order.
-    pub const ALL: [RuntimeKind; 4] = [
+    pub const ALL: [RuntimeKind; 5] = [
         RuntimeKind::OrtCpu,
         RuntimeKind::OrtCuda,
         RuntimeKind::OrtTensorrt,
         RuntimeKind::Tract,
+        RuntimeKind::OpenVino,
     ];
 
     /// Command-line name (`ort-cpu`).
@@ -191,6 +193,7 @@ impl RuntimeKind {
             RuntimeKind::OrtCuda => "ort-cuda",
             RuntimeKind::OrtTensorrt => "ort-tensorrt",
             RuntimeKind::Tract => "tract",
+            RuntimeKind::OpenVino => "openvino",
         }
     }
 
@@ -212,6 +215,47 @@ impl Choice for RuntimeKind {
     }
 }
 
+/// The precision a runtime computes in when it may choose (OpenVINO's
+/// `INFERENCE_PRECISION_HINT`): the `--openvino-precision` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ComputePrecision {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl ComputePrecision {
+    /// The element type it computes in.
+    pub fn data_type(self) -> DataType {
+        match self {
+            ComputePrecision::F32 => DataType::Float32,
+            ComputePrecision::Bf16 => DataType::BFloat16,
+            ComputePrecision::F16 => DataType::Float16,
+        }
+    }
+}
+
+impl Choice for ComputePrecision {
+    const WHAT: &'static str = "precision";
+
+    fn all() -> Vec<Self> {
+        vec![
+            ComputePrecision::F32,
+            ComputePrecision::Bf16,
+            ComputePrecision::F16,
+        ]
+    }
+
+    /// OpenVINO's own spelling of the element type (`f32`, `bf16`, `f16`).
+    fn name(self) -> &'static str {
+        match self {
+            ComputePrecision::F32 => "f32",
+            ComputePrecision::Bf16 => "bf16",
+            ComputePrecision::F16 => "f16",
+        }
+    }
+}
+
 /// How runtimes are opened.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {
@@ -219,6 +263,12 @@ pub struct RuntimeOptions {
     pub ort_lib: Option<PathBuf>,
     /// Let a GPU provider that cannot be registered fall back to CPU (reported as such).
     pub allow_fallback: bool,
+    /// `--openvino-lib`: OpenVINO's C library (`libopenvino_c.so*`) or its folder, first in the
+    /// discovery order.
+    pub openvino_lib: Option<PathBuf>,
+    /// `--openvino-precision`: the inference precision hint; `None` leaves OpenVINO's default
+    /// (bf16 on CPUs with AVX-512 BF16 or AMX, f32 otherwise).
+    pub openvino_precision: Option<ComputePrecision>,
 }
 
 /// Output tensors by name, in the graph's output order, each in the graph's own element type.
@@ -241,6 +291,11 @@ pub trait LoadedModel {
     /// What actually executes it (e.g. `CPUExecutionProvider`, `CUDAExecutionProvider`,
     /// `tract (optimized)`): the report prints this, never the requested provider.
     fn provider(&self) -> String;
+    /// The element type the runtime actually computes in, when it is not float32 (OpenVINO on a
+    /// bf16 CPU): verify then judges by that precision's budget and reports it. `None`: float32.
+    fn compute_precision(&self) -> Option<DataType> {
+        None
+    }
     /// Runs the graph. Every input once, by name, in its declared type and rank; outputs in the
     /// graph's order and element type (types other than float32 / float16 / int64 come back as
     /// float32, so a comparison can still measure them).

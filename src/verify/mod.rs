@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayD};
 
-use crate::base::Tensor;
+use crate::base::{DataType, Tensor};
 use crate::checkpoint::Checkpoint;
 use crate::export::{self, ExportOptions};
 use crate::graph::io::{is_past, ATTENTION_MASK, INPUT_IDS, LOGITS};
@@ -103,11 +103,6 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
     Ok(report)
 }
 
-/// The extra budget of a reduced precision (none for float32, judged elementwise alone).
-fn reduced(precision: Precision) -> Option<&'static crate::graph::profile::Budget> {
-    (precision != Precision::Float32).then(|| &precision.spec().budget)
-}
-
 /// A decoder on `rt`: the case's sequence as a prompt and single steps, its logits against the
 /// full forward's goldens ([`steps`]).
 fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions) -> Check {
@@ -142,14 +137,17 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
         Err(e) => check.error(e.to_string()),
         Ok(mut m) => {
             check.provider = m.provider();
+            let computed = m.compute_precision();
+            check.compute_precision = judge::compute_name(computed);
+            let (tolerance, budget) = opts.judged(case.manifest.tolerance, precision, computed);
             match steps::prompt_then_steps(m.as_mut(), &ids, &mask) {
                 Err(e) => check.error(e.to_string()),
                 Ok(out) => Judge {
-                    tolerance: opts.budget(case.manifest.tolerance, precision),
+                    tolerance,
                     overrides: &opts.per_output,
                     positions: case.position_mask(Head::CausalLm).as_ref(),
                     dtypes: &BTreeMap::new(),
-                    budget: reduced(precision),
+                    budget,
                 }
                 .judge(&mut check, &out, &expected),
             }
@@ -211,9 +209,10 @@ struct Graph<'a> {
     expected: BTreeMap<String, ArrayD<f32>>,
     positions: Option<Array2<i64>>,
     dtypes: BTreeMap<String, String>,
+    /// The case's own tolerance (for float32 runs of float32 graphs).
     tolerance: Tolerance,
-    overrides: Vec<options::OutputTolerance>,
     profile: (Profile, Precision),
+    opts: &'a VerifyOptions,
 }
 
 impl<'a> Graph<'a> {
@@ -221,7 +220,7 @@ impl<'a> Graph<'a> {
         model: &'a Path,
         case: &'a Case,
         head: Head,
-        opts: &VerifyOptions,
+        opts: &'a VerifyOptions,
     ) -> Result<Self, VerifyError> {
         Self::with_file(model, GraphFile::read(model)?, case, head, opts)
     }
@@ -231,7 +230,7 @@ impl<'a> Graph<'a> {
         file: GraphFile,
         case: &'a Case,
         head: Head,
-        opts: &VerifyOptions,
+        opts: &'a VerifyOptions,
     ) -> Result<Self, VerifyError> {
         let profile = file.profile();
         Ok(Graph {
@@ -242,9 +241,9 @@ impl<'a> Graph<'a> {
             expected: case.expected_outputs(head),
             positions: case.position_mask(head),
             dtypes: file.dtypes,
-            tolerance: opts.budget(case.manifest.tolerance, profile.1),
-            overrides: opts.per_output.clone(),
+            tolerance: case.manifest.tolerance,
             profile,
+            opts,
         })
     }
 
@@ -266,14 +265,18 @@ impl<'a> Graph<'a> {
             Err(e) => check.error(e.to_string()),
             Ok(mut m) => {
                 check.provider = m.provider();
+                let computed = m.compute_precision();
+                check.compute_precision = judge::compute_name(computed);
+                let (tolerance, budget) =
+                    self.opts.judged(self.tolerance, self.profile.1, computed);
                 match m.run(&borrowed(&self.feed)) {
                     Err(e) => check.error(e.to_string()),
                     Ok(out) => Judge {
-                        tolerance: self.tolerance,
-                        overrides: &self.overrides,
+                        tolerance,
+                        overrides: &self.opts.per_output,
                         positions: self.positions.as_ref(),
                         dtypes: &self.dtypes,
-                        budget: reduced(self.profile.1),
+                        budget,
                     }
                     .judge(&mut check, &out, &self.expected),
                 }
@@ -347,12 +350,10 @@ pub fn random_inputs(
             .notes
             .push("only one runtime available: nothing to compare pairwise".into());
     }
-    let judge = Judge {
-        tolerance: opts.budget(Tolerance::default(), precision),
-        overrides: &opts.per_output,
-        positions: None,
+    let judging = Judging {
+        opts,
+        precision,
         dtypes: &file.dtypes,
-        budget: reduced(precision),
     };
     let mut recorder = saved::Recorder::default();
     // A decoder is also run step by step: a random sequence as a prompt and single-token
@@ -360,39 +361,42 @@ pub fn random_inputs(
     let decoder = file.dtypes.contains_key(LOGITS) && file.inputs.iter().any(|i| is_past(&i.name));
     for (set, feed) in feeds.iter().enumerate() {
         let case = format!("random-{set}");
-        let mut results: Vec<Run> = vec![];
+        let mut results: Vec<RuntimeRun> = vec![];
         for (kind, m) in loaded.iter_mut() {
-            let r = match m {
-                Ok(m) => (
-                    m.provider(),
-                    m.run(&borrowed(feed)).map_err(RunFailure::from),
-                ),
-                Err(e) => (String::new(), Err(RunFailure::NotLoaded(e.to_string()))),
-            };
-            results.push((kind.name().to_string(), r.0, r.1));
+            results.push(match m {
+                Ok(m) => RuntimeRun {
+                    name: kind.name().to_string(),
+                    provider: m.provider(),
+                    computed: m.compute_precision(),
+                    out: m.run(&borrowed(feed)).map_err(RunFailure::from),
+                },
+                Err(e) => RuntimeRun::not_loaded(*kind, e),
+            });
         }
         let sha = saved::inputs_sha256(feed);
         compare_runs(
             &mut report,
             &case,
             results,
-            (&judge, model),
+            (&judging, model),
             (&saved, &mut recorder),
             &sha,
         )?;
         if decoder {
             let (ids, mask) = inputs::sequence(set as u64, vocab, n_pos);
             let label = steps::label(ids.ncols());
-            let mut results: Vec<Run> = vec![];
+            let mut results: Vec<RuntimeRun> = vec![];
             for (kind, m) in loaded.iter_mut() {
-                let r = match m {
-                    Ok(m) => (
-                        m.provider(),
-                        steps::prompt_then_steps(m.as_mut(), &ids, &mask).map_err(RunFailure::from),
-                    ),
-                    Err(e) => (String::new(), Err(RunFailure::NotLoaded(e.to_string()))),
-                };
-                results.push((kind.name().to_string(), r.0, r.1));
+                results.push(match m {
+                    Ok(m) => RuntimeRun {
+                        name: kind.name().to_string(),
+                        provider: m.provider(),
+                        computed: m.compute_precision(),
+                        out: steps::prompt_then_steps(m.as_mut(), &ids, &mask)
+                            .map_err(RunFailure::from),
+                    },
+                    Err(e) => RuntimeRun::not_loaded(*kind, e),
+                });
             }
             let case = format!("{case} {label}");
             let sequence = [
@@ -404,7 +408,7 @@ pub fn random_inputs(
                 &mut report,
                 &case,
                 results,
-                (&judge, model),
+                (&judging, model),
                 (&saved, &mut recorder),
                 &sha,
             )?;
@@ -427,69 +431,117 @@ pub fn random_inputs(
     Ok(report)
 }
 
-/// One runtime's run: its name, what executed it, and its outputs.
-type Run = (String, String, RunResult);
+/// One runtime's run of one feed: what ran (a runtime, or `saved:<runtime>`), in which
+/// precision, and its outputs.
+struct RuntimeRun {
+    name: String,
+    provider: String,
+    computed: Option<DataType>,
+    out: RunResult,
+}
+
+impl RuntimeRun {
+    fn not_loaded(kind: RuntimeKind, e: &RuntimeError) -> Self {
+        RuntimeRun {
+            name: kind.name().to_string(),
+            provider: String::new(),
+            computed: None,
+            out: Err(RunFailure::NotLoaded(e.to_string())),
+        }
+    }
+}
+
+/// How random-input runs are judged: per pair, by the looser precision of the two runs.
+struct Judging<'a> {
+    opts: &'a VerifyOptions,
+    precision: Precision,
+    dtypes: &'a BTreeMap<String, String>,
+}
 
 /// Records the live runs of one input set (to save), puts the saved ones first (as the
 /// references), and compares every pair.
 fn compare_runs(
     report: &mut Report,
     case: &str,
-    live: Vec<Run>,
-    (judge, model): (&Judge<'_>, &Path),
+    live: Vec<RuntimeRun>,
+    (judging, model): (&Judging<'_>, &Path),
     (saved, recorder): (&Option<SavedRun>, &mut saved::Recorder),
     inputs_sha256: &str,
 ) -> Result<(), VerifyError> {
     let alone = live.len() + usize::from(saved.is_some()) < 2;
-    for (runtime, provider, r) in &live {
-        if let (Err(e), true) = (r, alone) {
+    for run in &live {
+        if let (Err(e), true) = (&run.out, alone) {
             // Nothing to pair it with: the failure is its own check.
-            let mut check = Check::new(case, "-", runtime, provider, model);
+            let mut check = Check::new(case, "-", &run.name, &run.provider, model);
             check.error(e.to_string());
             report.checks.push(check);
         }
     }
     let kept = live
         .iter()
-        .filter_map(|(runtime, provider, r)| {
-            let outputs = r.as_ref().ok()?.clone();
+        .filter_map(|run| {
+            let outputs = run.out.as_ref().ok()?.clone();
             Some(saved::SavedOutputs {
-                runtime: runtime.clone(),
-                provider: provider.clone(),
+                runtime: run.name.clone(),
+                provider: run.provider.clone(),
                 outputs,
             })
         })
         .collect();
     recorder.add(case, inputs_sha256.to_string(), kept);
-    let mut results: Vec<Run> = match saved {
+    let mut results: Vec<RuntimeRun> = match saved {
         Some(run) => run
             .set(case, inputs_sha256)?
             .into_iter()
-            .map(|s| (s.runtime, s.provider, Ok(s.outputs)))
+            .map(|s| RuntimeRun {
+                name: s.runtime,
+                provider: s.provider,
+                computed: None,
+                out: Ok(s.outputs),
+            })
             .collect(),
         None => vec![],
     };
     results.extend(live);
-    pairwise(report, case, &results, judge, model);
+    pairwise(report, case, &results, judging, model);
     Ok(())
 }
 
 /// Every pair of runtimes' results, as Polygraphy compares runtimes: the earlier one is the
 /// reference.
-fn pairwise(report: &mut Report, case: &str, results: &[Run], judge: &Judge<'_>, model: &Path) {
+fn pairwise(
+    report: &mut Report,
+    case: &str,
+    results: &[RuntimeRun],
+    judging: &Judging<'_>,
+    model: &Path,
+) {
     let pairs = (0..results.len()).flat_map(|i| (i + 1..results.len()).map(move |j| (i, j)));
     for (i, j) in pairs {
-        let (reference, _, ref_out) = &results[i];
-        let (runtime, provider, out) = &results[j];
+        let (reference, run) = (&results[i], &results[j]);
         let start = Instant::now();
-        let mut check = Check::new(case, "-", runtime, provider, model);
-        check.reference = reference.clone();
-        match (ref_out, out) {
+        let mut check = Check::new(case, "-", &run.name, &run.provider, model);
+        check.reference = reference.name.clone();
+        // The run in the lower precision sets the budget (float32 pairs: neither).
+        let computed = run.computed.or(reference.computed);
+        check.compute_precision = judge::compute_name(computed);
+        let (tolerance, budget) =
+            judging
+                .opts
+                .judged(Tolerance::default(), judging.precision, computed);
+        let judge = Judge {
+            tolerance,
+            overrides: &judging.opts.per_output,
+            positions: None,
+            dtypes: judging.dtypes,
+            budget,
+        };
+        match (&reference.out, &run.out) {
             (Ok(r), Ok(o)) => {
                 let expected = r.iter().map(|(n, t)| (n.clone(), t.to_f32())).collect();
                 judge.judge(&mut check, o, &expected);
             }
-            (Err(e), _) => check.error(format!("{reference} failed: {e}")),
+            (Err(e), _) => check.error(format!("{} failed: {e}", reference.name)),
             (_, Err(e)) => check.error(e.to_string()),
         }
         check.seconds = start.elapsed().as_secs_f64();

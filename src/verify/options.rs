@@ -2,6 +2,9 @@
 
 use super::fixture::{FixtureError, Tolerance};
 use super::inputs::InputsError;
+use super::judge::compute_budget;
+use crate::base::DataType;
+use crate::graph::profile::Budget;
 use crate::graph::{GraphCardError, Precision, Profile};
 use crate::runtime::model::GraphIoError;
 use crate::runtime::{RuntimeError, RuntimeKind, RuntimeOptions};
@@ -91,17 +94,27 @@ impl Default for VerifyOptions {
 }
 
 impl VerifyOptions {
-    /// The elementwise budget for a graph of `precision`: the case's for float32, the
-    /// precision's own otherwise; `--atol` / `--rtol` override either.
-    pub(crate) fn budget(&self, base: Tolerance, precision: Precision) -> Tolerance {
-        let base = match precision {
-            Precision::Float32 => base,
-            p => Tolerance {
-                atol: p.spec().budget.atol,
-                rtol: p.spec().budget.rtol,
-            },
+    /// How a run of a graph of `precision` that computed in `computed` (a runtime's reduced
+    /// compute precision, `None` for float32) is judged: the elementwise tolerance (the case's
+    /// for float32, else the budget's) and the reduced-precision budget, the looser of the
+    /// graph's and the run's; `--atol` / `--rtol` override the elementwise part.
+    pub(crate) fn judged(
+        &self,
+        base: Tolerance,
+        precision: Precision,
+        computed: Option<DataType>,
+    ) -> (Tolerance, Option<&'static Budget>) {
+        let graph = (precision != Precision::Float32).then(|| &precision.spec().budget);
+        let run = computed.and_then(compute_budget).map(|c| &c.budget);
+        let budget = match (graph, run) {
+            (Some(g), Some(r)) => Some(if r.atol > g.atol { r } else { g }),
+            (g, r) => g.or(r),
         };
-        self.tolerance(base)
+        let base = budget.map_or(base, |b| Tolerance {
+            atol: b.atol,
+            rtol: b.rtol,
+        });
+        (self.tolerance(base), budget)
     }
 
     pub(crate) fn tolerance(&self, base: Tolerance) -> Tolerance {

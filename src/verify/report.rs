@@ -3,7 +3,7 @@
 //! JSON schema 1 (stable; fields are only ever added):
 //! `{schema, tool_version, verdict: "pass"|"fail", summary: {passed, failed, errors, skipped_runtimes},
 //!   runtimes: [{runtime, available, detail}], notes: [..],
-//!   checks: [{case, head, runtime, provider, reference, model, status: "pass"|"fail"|"error",
+//!   checks: [{case, head, runtime, provider, compute_precision?, reference, model, status: "pass"|"fail"|"error",
 //!             error?, missing: [..], non_finite?: [{output, nan, inf}], first_divergent_layer?, seconds,
 //!             outputs: [{name, tolerance: {atol, rtol}, dtype,
 //!                        status: "pass"|"fail"|"shape_mismatch"|"dtype_mismatch",
@@ -88,6 +88,10 @@ pub struct Check {
     pub runtime: String,
     /// What actually executed (the provider that ran, not the one requested).
     pub provider: String,
+    /// The reduced precision the runtime computed in (`bf16`, `f16`; absent: float32), whose
+    /// budget judged the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_precision: Option<String>,
     /// `golden` or the runtime compared against.
     pub reference: String,
     pub model: String,
@@ -112,6 +116,7 @@ impl Check {
             head: head.into(),
             runtime: runtime.into(),
             provider: provider.into(),
+            compute_precision: None,
             reference: "golden".into(),
             model: model.display().to_string(),
             status: CheckStatus::Pass,

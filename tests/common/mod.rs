@@ -40,6 +40,36 @@ pub fn export_head(model_dir: &Path, head: Head, out: &Path, hidden_states: bool
     done[0].path.clone()
 }
 
+/// A copy of `base-hidden` (3 layers) with one weight of block h.1's MLP changed.
+pub fn perturbed_base_hidden(tmp: &Path) -> std::path::PathBuf {
+    let model = tmp.join("model");
+    copy_dir(&fixture("base-hidden").join("model"), &model);
+    let path = model.join("model.safetensors");
+    let bytes = std::fs::read(&path).expect("read");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec(), t.shape().to_vec()))
+        .collect();
+    let (_, data, _) = tensors
+        .iter_mut()
+        .find(|(n, _, _)| n == "h.1.mlp.c_fc.weight")
+        .expect("bare ImageGPTModel keys");
+    let v = f32::from_le_bytes([data[0], data[1], data[2], data[3]]) + 1.0;
+    data[..4].copy_from_slice(&v.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                .expect("view");
+            (n.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).expect("write");
+    model
+}
+
 /// The `igpt-onnx` binary with `args`: (exit code, stdout, stderr).
 pub fn cli(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_igpt-onnx"))
