@@ -10,6 +10,7 @@
 //! exporter cannot build yet (such as `decoder`) are noted, and a given graph of that head is
 //! verified like any other.
 
+mod budget;
 pub mod compare;
 mod feed;
 pub mod fixture;
@@ -138,7 +139,7 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
         Ok(mut m) => {
             check.provider = m.provider();
             let computed = m.compute_precision();
-            check.compute_precision = judge::compute_name(computed);
+            check.compute_precision = budget::compute_name(computed);
             let (tolerance, budget) = opts.judged(case.manifest.tolerance, precision, computed);
             match steps::prompt_then_steps(m.as_mut(), &ids, &mask) {
                 Err(e) => check.error(e.to_string()),
@@ -266,7 +267,7 @@ impl<'a> Graph<'a> {
             Ok(mut m) => {
                 check.provider = m.provider();
                 let computed = m.compute_precision();
-                check.compute_precision = judge::compute_name(computed);
+                check.compute_precision = budget::compute_name(computed);
                 let (tolerance, budget) =
                     self.opts.judged(self.tolerance, self.profile.1, computed);
                 match m.run(&borrowed(&self.feed)) {
@@ -524,7 +525,7 @@ fn pairwise(
         check.reference = reference.name.clone();
         // The run in the lower precision sets the budget (float32 pairs: neither).
         let computed = run.computed.or(reference.computed);
-        check.compute_precision = judge::compute_name(computed);
+        check.compute_precision = budget::compute_name(computed);
         let (tolerance, budget) =
             judging
                 .opts

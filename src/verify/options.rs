@@ -1,8 +1,8 @@
 //! What a verify run was asked for, and why one could not start.
 
+use super::budget::compute_budget;
 use super::fixture::{FixtureError, Tolerance};
 use super::inputs::InputsError;
-use super::judge::compute_budget;
 use crate::base::DataType;
 use crate::graph::profile::Budget;
 use crate::graph::{GraphCardError, Precision, Profile};
