@@ -989,3 +989,59 @@ fn per_output_tolerances_and_the_nan_scan() {
         .to_text()
         .contains("logits: 64 NaN, 0 infinite values"));
 }
+
+/// ONNX Runtime's checks say how many nodes each execution provider ran (from its profile): on
+/// the CPU runtime, every node the optimised graph kept, all on `CPUExecutionProvider`.
+#[test]
+fn onnx_runtime_checks_count_the_nodes_each_provider_ran() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = export_head(
+        &fixture("causal-lm").join("model"),
+        Head::CausalLm,
+        tmp.path(),
+        false,
+    );
+    let report =
+        verify::model_against_case(&model, &fixture("causal-lm"), &VerifyOptions::default())
+            .expect("runs");
+    require_ort_under_ci(&report);
+    let nodes = igpt_onnx::onnx::inspect::inspect(&model)
+        .expect("inspect")
+        .ops
+        .values()
+        .sum::<usize>();
+    for c in &report.checks {
+        if c.runtime == "ort-cpu" {
+            let cpu = c
+                .node_providers
+                .get("CPUExecutionProvider")
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(c.node_providers.len(), 1, "{:?}", c.node_providers);
+            // Fusion only removes nodes: at least one ran, at most the graph's.
+            assert!(cpu > 0 && cpu <= nodes, "{cpu} of {nodes}");
+        } else {
+            assert!(
+                c.node_providers.is_empty(),
+                "{}: {:?}",
+                c.runtime,
+                c.node_providers
+            );
+        }
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&report).expect("json")).expect("parse");
+    let ort = json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["runtime"] == "ort-cpu");
+    if let Some(c) = ort {
+        assert!(
+            c["node_providers"]["CPUExecutionProvider"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        );
+    }
+}

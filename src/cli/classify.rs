@@ -74,6 +74,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map(|path| processor.encode_file(path))
         .collect::<Result<Vec<_>, _>>()?;
     let opts = RuntimeOptions {
+        count_nodes: false,
         ort_lib: args.ort_lib.clone(),
         allow_fallback: false,
         openvino_lib: args.openvino_lib.clone(),

@@ -108,6 +108,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let rt = runtime::open(
         kind,
         &RuntimeOptions {
+            count_nodes: false,
             ort_lib: a.ort_lib.clone(),
             allow_fallback: a.allow_fallback,
             openvino_lib: a.openvino_lib.clone(),

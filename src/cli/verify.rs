@@ -98,6 +98,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         save_outputs: a.save_outputs,
         compare_with: a.compare_with,
         runtime: RuntimeOptions {
+            // The report says which execution provider ran how many nodes.
+            count_nodes: true,
             ort_lib: a.ort_lib,
             allow_fallback: a.allow_fallback,
             openvino_lib: a.openvino_lib,

@@ -269,6 +269,9 @@ pub struct RuntimeOptions {
     /// `--openvino-precision`: the inference precision hint; `None` leaves OpenVINO's default
     /// (bf16 on CPUs with AVX-512 BF16 or AMX, f32 otherwise).
     pub openvino_precision: Option<ComputePrecision>,
+    /// ONNX Runtime: profile sessions to count the nodes each execution provider ran
+    /// ([`LoadedModel::node_providers`]), so a GPU run that fell back to the CPU shows.
+    pub count_nodes: bool,
 }
 
 /// Output tensors by name, in the graph's output order, each in the graph's own element type.
@@ -294,6 +297,11 @@ pub trait LoadedModel {
     /// The element type the runtime actually computes in, when it is not float32 (OpenVINO on a
     /// bf16 CPU): verify then judges by that precision's budget and reports it. `None`: float32.
     fn compute_precision(&self) -> Option<DataType> {
+        None
+    }
+    /// How many of the graph's nodes each execution provider ran, from the runs so far, when
+    /// the runtime can tell (ONNX Runtime with [`RuntimeOptions::count_nodes`]); `None` else.
+    fn node_providers(&mut self) -> Option<std::collections::BTreeMap<String, usize>> {
         None
     }
     /// Runs the graph. Every input once, by name, in its declared type and rank; outputs in the

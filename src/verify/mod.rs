@@ -141,7 +141,9 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
             let computed = m.compute_precision();
             check.compute_precision = budget::compute_name(computed);
             let (tolerance, budget) = opts.judged(case.manifest.tolerance, precision, computed);
-            match steps::prompt_then_steps(m.as_mut(), &ids, &mask) {
+            let out = steps::prompt_then_steps(m.as_mut(), &ids, &mask);
+            check.node_providers = m.node_providers().unwrap_or_default();
+            match out {
                 Err(e) => check.error(e.to_string()),
                 Ok(out) => Judge {
                     tolerance,
@@ -270,7 +272,9 @@ impl<'a> Graph<'a> {
                 check.compute_precision = budget::compute_name(computed);
                 let (tolerance, budget) =
                     self.opts.judged(self.tolerance, self.profile.1, computed);
-                match m.run(&borrowed(&self.feed)) {
+                let out = m.run(&borrowed(&self.feed));
+                check.node_providers = m.node_providers().unwrap_or_default();
+                match out {
                     Err(e) => check.error(e.to_string()),
                     Ok(out) => Judge {
                         tolerance,
@@ -370,6 +374,7 @@ pub fn random_inputs(
                     provider: m.provider(),
                     computed: m.compute_precision(),
                     out: m.run(&borrowed(feed)).map_err(RunFailure::from),
+                    nodes: m.node_providers().unwrap_or_default(),
                 },
                 Err(e) => RuntimeRun::not_loaded(*kind, e),
             });
@@ -395,6 +400,7 @@ pub fn random_inputs(
                         computed: m.compute_precision(),
                         out: steps::prompt_then_steps(m.as_mut(), &ids, &mask)
                             .map_err(RunFailure::from),
+                        nodes: m.node_providers().unwrap_or_default(),
                     },
                     Err(e) => RuntimeRun::not_loaded(*kind, e),
                 });
@@ -439,6 +445,8 @@ struct RuntimeRun {
     provider: String,
     computed: Option<DataType>,
     out: RunResult,
+    /// Nodes per execution provider, where the runtime tells.
+    nodes: BTreeMap<String, usize>,
 }
 
 impl RuntimeRun {
@@ -448,6 +456,7 @@ impl RuntimeRun {
             provider: String::new(),
             computed: None,
             out: Err(RunFailure::NotLoaded(e.to_string())),
+            nodes: BTreeMap::new(),
         }
     }
 }
@@ -499,6 +508,7 @@ fn compare_runs(
                 provider: s.provider,
                 computed: None,
                 out: Ok(s.outputs),
+                nodes: BTreeMap::new(),
             })
             .collect(),
         None => vec![],
@@ -523,6 +533,7 @@ fn pairwise(
         let start = Instant::now();
         let mut check = Check::new(case, "-", &run.name, &run.provider, model);
         check.reference = reference.name.clone();
+        check.node_providers = run.nodes.clone();
         // The run in the lower precision sets the budget (float32 pairs: neither).
         let computed = run.computed.or(reference.computed);
         check.compute_precision = budget::compute_name(computed);

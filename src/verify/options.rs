@@ -86,7 +86,11 @@ impl Default for VerifyOptions {
             per_output: vec![],
             save_outputs: None,
             compare_with: None,
-            runtime: RuntimeOptions::default(),
+            // The report says which execution provider ran how many nodes.
+            runtime: RuntimeOptions {
+                count_nodes: true,
+                ..Default::default()
+            },
             profile: Profile::Portable,
             precision: Precision::Float32,
         }

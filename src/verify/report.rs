@@ -4,7 +4,8 @@
 //! `{schema, tool_version, verdict: "pass"|"fail", summary: {passed, failed, errors, skipped_runtimes},
 //!   runtimes: [{runtime, available, detail}], notes: [..],
 //!   checks: [{case, head, runtime, provider, compute_precision?, reference, model, status: "pass"|"fail"|"error",
-//!             error?, missing: [..], non_finite?: [{output, nan, inf}], first_divergent_layer?, seconds,
+//!             error?, missing: [..], non_finite?: [{output, nan, inf}], node_providers?: {provider: nodes},
+//!             first_divergent_layer?, seconds,
 //!             outputs: [{name, tolerance: {atol, rtol}, dtype,
 //!                        status: "pass"|"fail"|"shape_mismatch"|"dtype_mismatch",
 //!                        expected_shape, actual_shape,
@@ -100,6 +101,10 @@ pub struct Check {
     pub error: Option<String>,
     /// Expected outputs the graph does not produce.
     pub missing: Vec<String>,
+    /// ONNX Runtime: the graph's nodes each execution provider ran (from its profile), so a
+    /// GPU run that fell back to the CPU for some nodes shows.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub node_providers: std::collections::BTreeMap<String, usize>,
     /// Outputs holding NaN or infinite values (every output is scanned, compared or not).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub non_finite: Vec<NonFinite>,
@@ -123,6 +128,7 @@ impl Check {
             error: None,
             missing: vec![],
             non_finite: vec![],
+            node_providers: Default::default(),
             first_divergent_layer: None,
             seconds: 0.0,
             outputs: vec![],
@@ -324,6 +330,21 @@ impl Report {
             if let Some(l) = &c.first_divergent_layer {
                 let _ = writeln!(s, "  first divergence: {l}");
             }
+        }
+        for c in self.checks.iter().filter(|c| c.node_providers.len() > 1) {
+            let nodes: Vec<String> = c
+                .node_providers
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\n- {} {} on {}: nodes by execution provider: {}",
+                c.case,
+                c.head,
+                c.runtime,
+                nodes.join(", ")
+            );
         }
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");

@@ -8,6 +8,7 @@
 mod library;
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -126,6 +127,7 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
         env,
         gpu,
         allow_fallback: opts.allow_fallback,
+        count_nodes: opts.count_nodes,
     }))
 }
 
@@ -150,6 +152,7 @@ struct Ort {
     env: &'static OrtEnv,
     gpu: Option<Gpu>,
     allow_fallback: bool,
+    count_nodes: bool,
 }
 
 /// Why a GPU session could not be made.
@@ -169,26 +172,37 @@ impl Ort {
         }
     }
 
-    fn builder(&self) -> Result<SessionBuilder, Failure> {
+    fn builder(&self, profile: Option<&Path>) -> Result<SessionBuilder, Failure> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Builder errors are not `Send`: converted through `ort::Error` (which is) first.
         let err = |e: ort::Error| Failure::native("cannot make a session builder", e);
-        Session::builder(&self.env.env)
+        let b = Session::builder(&self.env.env)
             .map_err(err)?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| err(e.into()))?
             .with_intra_threads(threads)
-            .map_err(|e| err(e.into()))
+            .map_err(|e| err(e.into()))?;
+        match profile {
+            Some(prefix) => b.with_profiling(prefix).map_err(|e| err(e.into())),
+            None => Ok(b),
+        }
     }
 
-    fn commit_cpu(&self, model: &Path) -> Result<Session, RuntimeError> {
-        let mut b = self.builder().map_err(|e| self.load_error(model, e))?;
+    fn commit_cpu(&self, model: &Path, profile: Option<&Path>) -> Result<Session, RuntimeError> {
+        let mut b = self
+            .builder(profile)
+            .map_err(|e| self.load_error(model, e))?;
         // From a path, so external data resolves relative to the model's folder.
         b.commit_from_file(model)
             .map_err(|e| self.load_error(model, Failure::native("", e)))
     }
 
-    fn commit_gpu(&self, model: &Path, gpu: Gpu) -> Result<Session, GpuFailure> {
+    fn commit_gpu(
+        &self,
+        model: &Path,
+        gpu: Gpu,
+        profile: Option<&Path>,
+    ) -> Result<Session, GpuFailure> {
         if !gpu.compiled_in().map_err(GpuFailure::Register)? {
             return Err(GpuFailure::Register(Failure::Provider {
                 provider: gpu.name(),
@@ -198,7 +212,7 @@ impl Ort {
                 ),
             }));
         }
-        let b = self.builder().map_err(GpuFailure::Commit)?;
+        let b = self.builder(profile).map_err(GpuFailure::Commit)?;
         let mut b = b.with_execution_providers(gpu.dispatches()).map_err(|e| {
             GpuFailure::Register(Failure::Provider {
                 provider: gpu.name(),
@@ -222,12 +236,25 @@ impl Runtime for Ort {
     fn load(&self, model: &Path) -> Result<Box<dyn LoadedModel>, RuntimeError> {
         // Before ONNX Runtime sees the file: it also refuses what graph_io does, less clearly.
         let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e.into()))?;
+        // ONNX Runtime writes `<prefix>_<time>.json` when profiling ends; the folder goes with
+        // the model.
+        let profile_dir = match self.count_nodes {
+            true => Some(tempfile::tempdir().map_err(|e| {
+                self.load_error(model, Failure::native("cannot make a profiling folder", e))
+            })?),
+            false => None,
+        };
+        let prefix = profile_dir.as_ref().map(|d| d.path().join("ort-profile"));
+        let prefix = prefix.as_deref();
         let (session, provider) = match self.gpu {
-            None => (self.commit_cpu(model)?, "CPUExecutionProvider".to_string()),
-            Some(gpu) => match self.commit_gpu(model, gpu) {
+            None => (
+                self.commit_cpu(model, prefix)?,
+                "CPUExecutionProvider".to_string(),
+            ),
+            Some(gpu) => match self.commit_gpu(model, gpu, prefix) {
                 Ok(s) => (s, gpu.name().to_string()),
                 Err(_) if self.allow_fallback => (
-                    self.commit_cpu(model)?,
+                    self.commit_cpu(model, prefix)?,
                     format!("CPUExecutionProvider (fallback from {})", gpu.name()),
                 ),
                 Err(GpuFailure::Register(source)) => {
@@ -246,6 +273,7 @@ impl Runtime for Ort {
             provider,
             inputs,
             outputs,
+            profile: profile_dir.map(|dir| (dir, None)),
         }))
     }
 }
@@ -258,6 +286,8 @@ struct OrtModel {
     provider: String,
     inputs: Vec<IoSpec>,
     outputs: Vec<IoSpec>,
+    /// With node counting: the profile's folder, and the counts once profiling has ended.
+    profile: Option<(tempfile::TempDir, Option<BTreeMap<String, usize>>)>,
 }
 
 /// An input in standard layout: borrowed when the caller's array already is (ONNX Runtime reads
@@ -307,6 +337,27 @@ fn output_tensor(value: &DynValue) -> Result<Tensor, Failure> {
     };
     cast.map(Tensor::F32)
         .ok_or_else(|| Failure::Unreadable(format!("{:?}", value.dtype())))
+}
+
+/// Distinct nodes per execution provider in an ONNX Runtime profile.
+fn count_nodes(profile: &str) -> BTreeMap<String, usize> {
+    let events: Vec<serde_json::Value> = serde_json::from_str(profile).unwrap_or_default();
+    let mut nodes: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for e in &events {
+        let name = e.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+        let provider = e
+            .get("args")
+            .and_then(|a| a.get("provider"))
+            .and_then(|p| p.as_str());
+        let node = e.get("cat").and_then(|c| c.as_str()) == Some("Node");
+        if let (true, Some(p), Some(n)) = (node, provider, name.strip_suffix("_kernel_time")) {
+            nodes
+                .entry(p.to_string())
+                .or_default()
+                .insert(n.to_string());
+        }
+    }
+    nodes.into_iter().map(|(p, n)| (p, n.len())).collect()
 }
 
 impl OrtModel {
@@ -402,6 +453,19 @@ impl LoadedModel for OrtModel {
 
     fn provider(&self) -> String {
         self.provider.clone()
+    }
+
+    /// Ends the session's profiling (once: the counts are kept) and counts, per execution
+    /// provider, the distinct nodes with a `*_kernel_time` event in ONNX Runtime's profile
+    /// (Chrome trace JSON: `{cat: "Node", name, args: {provider, ...}}`).
+    fn node_providers(&mut self) -> Option<BTreeMap<String, usize>> {
+        let (_, counts) = self.profile.as_mut()?;
+        if counts.is_none() {
+            let file = self.session.end_profiling().ok()?;
+            let text = std::fs::read_to_string(&file).ok()?;
+            *counts = Some(count_nodes(&text));
+        }
+        counts.clone()
     }
 
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<NamedOutputs, RuntimeError> {
