@@ -36,12 +36,16 @@ pub struct Args {
     /// Also write `{"images": [{"path", "logits", "top": [{"id", "label", "probability"}]}]}`.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// The runtime to classify on.
+    /// The runtime to classify on (ort-cpu, ort-cuda, ort-tensorrt, tract or cmd:PROGRAM).
     #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
     pub runtime: RuntimeKind,
     /// ONNX Runtime shared library (first in the discovery order).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
+    /// cmd: runtimes: seconds an adapter may take to load the graph or answer one request
+    /// (default 120).
+    #[arg(long, value_name = "SECS", value_parser = super::seconds)]
+    pub command_timeout: Option<std::time::Duration>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -67,6 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let opts = RuntimeOptions {
         ort_lib: args.ort_lib.clone(),
         allow_fallback: false,
+        command_timeout: args.command_timeout,
     };
     let rt = runtime::open(kind, &opts)?;
     let mut model = rt.load(&args.model)?;

@@ -1,12 +1,14 @@
 //! Runtimes behind one small trait: ONNX Runtime (through `ort`, CPU / CUDA / TensorRT
-//! providers) and pure-Rust tract. A test or a verify run is written once against [`Runtime`]
-//! and runs on every runtime that is available.
+//! providers), pure-Rust tract, and any other through an adapter program speaking a file
+//! protocol (`cmd:PROGRAM`, [`command`]). A test or a verify run is written once against
+//! [`Runtime`] and runs on every runtime that is available.
 //!
 //! Values cross the boundary as typed [`Tensor`]s (int64, float32, float16) and each loaded graph
 //! describes its inputs and outputs as [`IoSpec`]s read from the graph file, the same for every
 //! runtime. Adding a runtime means one module here, one variant of [`RuntimeKind`] and one arm
 //! in [`open`].
 
+pub mod command;
 pub mod model;
 pub mod ort;
 pub mod tract;
@@ -21,6 +23,7 @@ pub use model::{
 pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
     match kind {
         RuntimeKind::Tract => Ok(Box::new(tract::Tract)),
+        RuntimeKind::Command(text) => command::open(kind, text, opts),
         _ => ort::open(kind, opts),
     }
 }
