@@ -84,6 +84,8 @@ pub enum CommandError {
         #[source]
         source: safetensors::SafeTensorError,
     },
+    #[error("the adapter answered `ok` but wrote no {0}")]
+    NoOutputs(String),
     #[error("cannot read the outputs {path}: {why}")]
     ReadOutputs { path: String, why: String },
     #[error("the adapter wrote no output `{0}`")]
@@ -496,7 +498,10 @@ fn read_outputs(path: &Path, specs: &[IoSpec]) -> Result<NamedOutputs, CommandEr
         path: path.display().to_string(),
         why,
     };
-    let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CommandError::NoOutputs(path.display().to_string()),
+        _ => read_error(e.to_string()),
+    })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| read_error(e.to_string()))?;
     let mut out = Vec::with_capacity(specs.len());
     for spec in specs {
