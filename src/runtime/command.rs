@@ -227,6 +227,8 @@ struct Adapter {
     stdin: Option<ChildStdin>,
     lines: Receiver<std::io::Result<String>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Disconnected once the stderr reader has read everything.
+    stderr_done: Receiver<()>,
     timeout: Duration,
     /// Stopped after a failure that leaves the conversation out of step.
     dead: bool,
@@ -260,15 +262,20 @@ impl Adapter {
             });
         }
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (done, stderr_done) = mpsc::channel::<()>();
         if let Some(err) = child.stderr.take() {
             let keep = Arc::clone(&stderr);
-            std::thread::spawn(move || tail_lines(err, &keep));
+            std::thread::spawn(move || {
+                tail_lines(err, &keep);
+                drop(done);
+            });
         }
         Ok(Adapter {
             child,
             stdin,
             lines,
             stderr,
+            stderr_done,
             timeout,
             dead: false,
         })
@@ -331,8 +338,9 @@ impl Adapter {
             None => "closed its output".to_string(),
         };
         self.stop();
-        // The stderr reader may still be draining what the process wrote last.
-        std::thread::sleep(Duration::from_millis(20));
+        // Let the stderr reader drain what the process wrote last (bounded: a grandchild may
+        // hold the pipe open).
+        let _ = self.stderr_done.recv_timeout(Duration::from_millis(500));
         CommandError::Exited {
             how,
             stderr: self.stderr_tail(),
