@@ -285,11 +285,35 @@ fn a_failing_adapter_is_one_error_naming_it() {
             logits,
         )],
     );
-    let ready = "echo 'ready test adapter'\n";
-    let wrong_body = format!(
-        "{ready}while read cmd inputs outputs; do cp '{}' \"$outputs\"; echo ok; done\n",
-        wrong.display()
+    // Int64 logits of the right shape, and a file without logits.
+    let ids = tmp.path().join("ids.safetensors");
+    write_safetensors(
+        &ids,
+        &[(
+            "logits".into(),
+            safetensors::Dtype::I64,
+            vec![2, 8, 512],
+            vec![0u8; 2 * 8 * 512 * 8],
+        )],
     );
+    let other = tmp.path().join("other.safetensors");
+    write_safetensors(
+        &other,
+        &[(
+            "hidden".into(),
+            safetensors::Dtype::F32,
+            vec![1],
+            vec![0u8; 4],
+        )],
+    );
+    let ready = "echo 'ready test adapter'\n";
+    let copies = |file: &Path| {
+        format!(
+            "{ready}while read cmd inputs outputs; do cp '{}' \"$outputs\"; echo ok; done\n",
+            file.display()
+        )
+    };
+    let wrong_body = copies(&wrong);
     let cases = [
         (
             script(tmp.path(), "exits", "echo 'no model for you' >&2\nexit 3\n"),
@@ -310,6 +334,16 @@ fn a_failing_adapter_is_one_error_naming_it() {
             script(tmp.path(), "wrong-shape", &wrong_body),
             "run failed",
             "output `logits` is float32 [1, 1, 512]; the graph declares logits float32 [batch, sequence, 512]",
+        ),
+        (
+            script(tmp.path(), "mistyped", &copies(&ids)),
+            "run failed",
+            "output `logits` is int64 [2, 8, 512]; the graph declares logits float32 [batch, sequence, 512]",
+        ),
+        (
+            script(tmp.path(), "no-logits", &copies(&other)),
+            "run failed",
+            "the adapter wrote no output `logits`",
         ),
         (
             script(tmp.path(), "sleeps", &format!("{ready}exec sleep 60\n")),
@@ -407,4 +441,48 @@ fn runtime_names_take_a_command() {
         igpt_onnx::runtime::RuntimeKind::parse("cmd:ci/adapters/ort-node"),
         Some(kind)
     );
+}
+
+#[test]
+fn classify_through_onnxruntime_python_matches_tract() {
+    if !adapter_ready("ort-python") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let case = fixture("classifier-images");
+    let graph = export_head(&case.join("model"), Head::Classifier, tmp.path(), false);
+    let logits = |runtime: &str| -> Vec<f64> {
+        let json = tmp.path().join("probs.json");
+        let (code, _, stderr) = igpt(&[
+            "classify",
+            "--model",
+            graph.to_str().expect("utf-8"),
+            "--processor",
+            case.join("model").to_str().expect("utf-8"),
+            case.join("wide.png").to_str().expect("utf-8"),
+            case.join("palette.png").to_str().expect("utf-8"),
+            "--runtime",
+            runtime,
+            "--json",
+            json.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+        v["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .flat_map(|i| i["logits"].as_array().expect("logits").clone())
+            .map(|x| x.as_f64().expect("a number"))
+            .collect()
+    };
+    let (ours, theirs) = (logits("cmd:ci/adapters/ort-python"), logits("tract"));
+    assert_eq!(ours.len(), theirs.len());
+    let worst = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
+    assert!(worst < 1e-4, "{worst}");
 }
