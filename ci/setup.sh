@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a project-local virtual environment (.venv, ignored by git) holding the
 # ONNX Runtime shared library (from the onnxruntime wheel) and the official ONNX checker.
-# Needs only python3 and a Rust toolchain; installs nothing globally.
+# Needs only python3 and a Rust toolchain; installs nothing globally. With node and npm present,
+# also the `cmd:` runtime adapters' packages (onnxruntime-node, onnxruntime-web) into
+# ci/adapters/node_modules (ignored by git), from the committed lockfile.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+
+# The Node adapters: `npm ci --ignore-scripts` (onnxruntime-node's install script would download
+# CUDA binaries from outside the registry; its CPU binaries ship in the package).
+adapters="$root/ci/adapters"
+node_stamp="$adapters/node_modules/.package-lock.sha256"
+node_want=$(sha256sum "$adapters/package-lock.json" | cut -d' ' -f1)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "node/npm not found: the cmd:ci/adapters/ort-node and ort-web adapters are not set up (their tests skip unless CI is set)"
+elif [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
+  echo "setting up $adapters/node_modules (onnxruntime-node, onnxruntime-web) ..."
+  (cd "$adapters" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  echo "$node_want" > "$node_stamp"
+fi
+
 venv="$root/.venv"
 req="$root/ci/requirements.txt"
 stamp="$venv/.requirements.sha256"

@@ -38,7 +38,7 @@ pub struct Args {
     /// Also write `{"images": [{"path", "logits", "top": [{"id", "label", "probability"}]}]}`.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// The runtime to classify on.
+    /// The runtime to classify on (ort-cpu, ort-cuda, ort-tensorrt, tract or cmd:PROGRAM).
     #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
     pub runtime: RuntimeKind,
     /// ONNX Runtime shared library (first in the discovery order).
@@ -51,6 +51,10 @@ pub struct Args {
     /// with AVX-512 BF16 or AMX); the precision used is reported.
     #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
     pub openvino_precision: Option<ComputePrecision>,
+    /// cmd: runtimes: seconds an adapter may take to load the graph or answer one request
+    /// (default 120).
+    #[arg(long, value_name = "SECS", value_parser = super::seconds)]
+    pub command_timeout: Option<std::time::Duration>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -79,6 +83,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         allow_fallback: false,
         openvino_lib: args.openvino_lib.clone(),
         openvino_precision: args.openvino_precision,
+        command_timeout: args.command_timeout,
     };
     let rt = runtime::open(kind, &opts)?;
     let mut model = rt.load(&args.model)?;

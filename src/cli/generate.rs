@@ -19,7 +19,7 @@ pub struct Args {
     /// The decoder graph (`decoder.onnx`, from `export --head decoder` or `--head all`).
     #[arg(long)]
     model: PathBuf,
-    /// The runtime to generate on.
+    /// The runtime to generate on (ort-cpu, ort-cuda, ort-tensorrt, tract or cmd:PROGRAM).
     #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
     runtime: RuntimeKind,
     /// Sequences generated at once (each from the same prompt).
@@ -81,6 +81,10 @@ pub struct Args {
     /// Let a GPU provider that cannot be registered run on CPU (reported as such).
     #[arg(long)]
     allow_fallback: bool,
+    /// cmd: runtimes: seconds an adapter may take to load the graph or answer one request
+    /// (default 120).
+    #[arg(long, value_name = "SECS", value_parser = super::seconds)]
+    command_timeout: Option<std::time::Duration>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -113,6 +117,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             allow_fallback: a.allow_fallback,
             openvino_lib: a.openvino_lib.clone(),
             openvino_precision: a.openvino_precision,
+            command_timeout: a.command_timeout,
         },
     )?;
     let mut model = rt.load(&a.model)?;

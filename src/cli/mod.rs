@@ -97,3 +97,17 @@ pub fn clap_line(e: &clap::Error) -> String {
         .collect();
     parts.join(" ").trim_start_matches("error: ").to_string()
 }
+
+/// A duration in seconds that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a positive number of seconds")]
+pub struct BadSeconds(String);
+
+/// `--command-timeout SECS`: a positive number of seconds (fractions allowed).
+pub fn seconds(text: &str) -> Result<std::time::Duration, BadSeconds> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| BadSeconds(text.to_string()))
+}

@@ -34,7 +34,8 @@ pub struct Args {
     /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
     #[arg(long, value_name = "N", requires = "model")]
     random_inputs: Option<usize>,
-    /// Comma-separated runtimes (ort-cpu, ort-cuda, ort-tensorrt, tract, openvino).
+    /// Comma-separated runtimes (ort-cpu, ort-cuda, ort-tensorrt, tract, openvino,
+    /// cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol).
     #[arg(long, value_delimiter = ',', default_value = "ort-cpu,tract", value_parser = runtime_kind)]
     runtimes: Vec<Option<RuntimeKind>>,
     /// A runtime that must be available (repeatable); otherwise a missing one is skipped.
@@ -53,6 +54,10 @@ pub struct Args {
     /// with AVX-512 BF16 or AMX); the precision used is reported.
     #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
     openvino_precision: Option<ComputePrecision>,
+    /// cmd: runtimes: seconds an adapter may take to load the graph or answer one request
+    /// (default 120).
+    #[arg(long, value_name = "SECS", value_parser = super::seconds)]
+    command_timeout: Option<std::time::Duration>,
     /// Absolute tolerance (overrides the cases').
     #[arg(long)]
     atol: Option<f64>,
@@ -104,6 +109,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             allow_fallback: a.allow_fallback,
             openvino_lib: a.openvino_lib,
             openvino_precision: a.openvino_precision,
+            command_timeout: a.command_timeout,
         },
         profile: a.profile,
         precision: a.quantize.map_or(Precision::Float32, |q| q.0),

@@ -1,12 +1,14 @@
 //! Runtimes behind one small trait: ONNX Runtime (through `ort`, CPU / CUDA / TensorRT
-//! providers), pure-Rust tract and OpenVINO (CPU). A test or a verify run is written once against [`Runtime`]
-//! and runs on every runtime that is available.
+//! providers), pure-Rust tract, OpenVINO (CPU), and any other through an adapter program
+//! speaking a file protocol (`cmd:PROGRAM`, [`command`]). A test or a verify run is written
+//! once against [`Runtime`] and runs on every runtime that is available.
 //!
 //! Values cross the boundary as typed [`Tensor`]s (int64, float32, float16) and each loaded graph
 //! describes its inputs and outputs as [`IoSpec`]s read from the graph file, the same for every
 //! runtime. Adding a runtime means one module here, one variant of [`RuntimeKind`] and one arm
 //! in [`open`].
 
+pub mod command;
 pub mod model;
 pub mod openvino;
 pub mod ort;
@@ -23,6 +25,7 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
     match kind {
         RuntimeKind::Tract => Ok(Box::new(tract::Tract)),
         RuntimeKind::OpenVino => openvino::open(opts),
+        RuntimeKind::Command(text) => command::open(kind, text, opts),
         _ => ort::open(kind, opts),
     }
 }

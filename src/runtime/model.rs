@@ -174,6 +174,10 @@ pub enum RuntimeKind {
     OrtTensorrt,
     Tract,
     OpenVino,
+    /// `cmd:PROGRAM`, the whole text: any runtime through an adapter program (see
+    /// `runtime::command`). The text is leaked once per distinct name ([`command_name`]) so the
+    /// kind stays `Copy`; a command line names a handful.
+    Command(&'static str),
 }
 
 impl RuntimeKind {
@@ -194,6 +198,7 @@ impl RuntimeKind {
             RuntimeKind::OrtTensorrt => "ort-tensorrt",
             RuntimeKind::Tract => "tract",
             RuntimeKind::OpenVino => "openvino",
+            RuntimeKind::Command(text) => text,
         }
     }
 
@@ -213,6 +218,33 @@ impl Choice for RuntimeKind {
     fn name(self) -> &'static str {
         RuntimeKind::name(self)
     }
+
+    /// A table name, or `cmd:PROGRAM` (PROGRAM not empty).
+    fn parse(name: &str) -> Option<Self> {
+        match name.strip_prefix("cmd:") {
+            Some("") => None,
+            Some(_) => Some(RuntimeKind::Command(command_name(name))),
+            None => Self::all().into_iter().find(|v| v.name() == name),
+        }
+    }
+
+    /// The table's names, then `cmd:PROGRAM`.
+    fn expected() -> String {
+        let names: Vec<&str> = Self::all().into_iter().map(Choice::name).collect();
+        format!("{} or cmd:PROGRAM", names.join(", "))
+    }
+}
+
+/// `text` as a `&'static str`, leaked once per distinct text.
+fn command_name(text: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.iter().find(|n| **n == text) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.to_string().into_boxed_str());
+    names.push(leaked);
+    leaked
 }
 
 /// The precision a runtime computes in when it may choose (OpenVINO's
@@ -272,6 +304,9 @@ pub struct RuntimeOptions {
     /// ONNX Runtime: profile sessions to count the nodes each execution provider ran
     /// ([`LoadedModel::node_providers`]), so a GPU run that fell back to the CPU shows.
     pub count_nodes: bool,
+    /// `--command-timeout`: how long a `cmd:` adapter may take to load a graph or answer one
+    /// request (default `command::DEFAULT_TIMEOUT`).
+    pub command_timeout: Option<std::time::Duration>,
 }
 
 /// Output tensors by name, in the graph's output order, each in the graph's own element type.
