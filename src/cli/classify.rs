@@ -38,7 +38,7 @@ pub struct Args {
     /// Also write `{"images": [{"path", "logits", "top": [{"id", "label", "probability"}]}]}`.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// The runtime to classify on (ort-cpu, ort-cuda, ort-tensorrt, tract or cmd:PROGRAM).
+    /// The runtime to classify on (ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM).
     #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
     pub runtime: RuntimeKind,
     /// ONNX Runtime shared library (first in the discovery order).

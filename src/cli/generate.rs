@@ -19,7 +19,7 @@ pub struct Args {
     /// The decoder graph (`decoder.onnx`, from `export --head decoder` or `--head all`).
     #[arg(long)]
     model: PathBuf,
-    /// The runtime to generate on (ort-cpu, ort-cuda, ort-tensorrt, tract or cmd:PROGRAM).
+    /// The runtime to generate on (ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM).
     #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
     runtime: RuntimeKind,
     /// Sequences generated at once (each from the same prompt).
