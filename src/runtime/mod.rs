@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod model;
+pub mod native;
 pub mod openvino;
 pub mod ort;
 pub mod tract;

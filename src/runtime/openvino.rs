@@ -16,7 +16,6 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ndarray::{ArrayD, IxDyn};
@@ -27,189 +26,28 @@ use openvino::{
 use super::model::RuntimeOptions;
 use super::model::{check_input_names, graph_io, quietly, Cause, ComputePrecision, Failure};
 use super::model::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
+use super::native::{LibraryError, NativeLibrary};
 use crate::base::values::Choice;
 use crate::base::{DataType, IoSpec, Tensor};
 
 const KIND: RuntimeKind = RuntimeKind::OpenVino;
 
-/// The environment variable naming the C library (or its folder), after `--openvino-lib`.
-pub const LIB_ENV: &str = "OPENVINO_LIB_PATH";
+/// OpenVINO's C library, as its PyPI wheel ships it (`openvino/libs/libopenvino_c.so.<n>`).
+pub const LIBRARY: NativeLibrary = NativeLibrary {
+    what: "OpenVINO",
+    flag: "--openvino-lib",
+    env: "OPENVINO_LIB_PATH",
+    package: "openvino",
+    subdir: "libs",
+    stem: "openvino_c",
+    hint: "Install it with ./ci/setup.sh, or `pip install openvino==2026.4.1` and pass \
+           --openvino-lib PATH (or set OPENVINO_LIB_PATH) to its openvino/libs/libopenvino_c.so.*",
+    system: false,
+};
 
-/// How to get the library, appended to every "not found" message.
-const INSTALL_HINT: &str = "Install it with ./ci/setup.sh, or `pip install openvino==2026.4.1` \
-     and pass --openvino-lib PATH (or set OPENVINO_LIB_PATH) to its openvino/libs/libopenvino_c.so.*";
-
-/// The code `python3` runs to say where its `openvino` package lives.
-const PYTHON_PROBE: &str = "import openvino, os; print(os.path.dirname(openvino.__file__))";
-
-/// Why no OpenVINO library could be used.
-#[derive(Debug, thiserror::Error)]
-pub enum LibraryError {
-    #[error("no OpenVINO library found; looked at: {}. {INSTALL_HINT}", .tried.join("; "))]
-    NotFound { tried: Vec<String> },
-    #[error("{given} names {path}, which is neither libopenvino_c nor a folder holding it. {INSTALL_HINT}")]
-    NotALibrary { given: &'static str, path: String },
-    #[error("{given} {path}: {source}")]
-    Absolute {
-        given: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Finds OpenVINO's C library: `--openvino-lib`, then `OPENVINO_LIB_PATH` (a file, or a folder
-/// holding it), then the project's `.venv` (searched from the current directory upwards and at
-/// the crate's own folder), then the `openvino` package of the `python3` on `PATH`. An explicit
-/// path that names no library is an error, never skipped over; when nothing is found the
-/// message lists what each step looked at.
+/// Finds OpenVINO's C library (see [`NativeLibrary::find`]).
 pub fn discover_library(opts: &RuntimeOptions) -> Result<PathBuf, LibraryError> {
-    if let Some(p) = &opts.openvino_lib {
-        return explicit(p, "--openvino-lib");
-    }
-    if let Some(p) = std::env::var_os(LIB_ENV).filter(|v| !v.is_empty()) {
-        return explicit(Path::new(&p), LIB_ENV);
-    }
-    let mut tried = vec![
-        "--openvino-lib: not given".to_string(),
-        format!("{LIB_ENV}: not set"),
-    ];
-    let (found, venvs) = search_venvs();
-    if let Some(p) = found {
-        return Ok(p);
-    }
-    tried.push(venvs);
-    let (found, python) = python_package();
-    if let Some(p) = found {
-        return Ok(p);
-    }
-    tried.push(format!("python3 on PATH: {python}"));
-    Err(LibraryError::NotFound { tried })
-}
-
-fn explicit(path: &Path, given: &'static str) -> Result<PathBuf, LibraryError> {
-    let not_a_library = || LibraryError::NotALibrary {
-        given,
-        path: path.display().to_string(),
-    };
-    let file = if path.is_file() {
-        path.to_path_buf()
-    } else if path.is_dir() {
-        library_in(path).ok_or_else(not_a_library)?
-    } else {
-        return Err(not_a_library());
-    };
-    std::path::absolute(&file).map_err(|source| LibraryError::Absolute {
-        given,
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// `<dir>/.venv/lib/python3*/site-packages/openvino/libs/`.
-fn search_venvs() -> (Option<PathBuf>, String) {
-    let mut roots: Vec<PathBuf> = std::env::current_dir()
-        .map(|d| d.ancestors().map(Path::to_path_buf).collect())
-        .unwrap_or_default();
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if !roots.contains(&manifest) {
-        roots.push(manifest.clone());
-    }
-    let mut looked = Vec::new();
-    for root in &roots {
-        let venv = root.join(".venv");
-        if !venv.is_dir() {
-            continue;
-        }
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-                    .map(|e| e.path().join("site-packages/openvino/libs"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        dirs.sort();
-        // Windows virtual environments.
-        dirs.push(venv.join("Lib/site-packages/openvino/libs"));
-        if let Some(lib) = dirs.iter().find_map(|d| library_in(d)) {
-            return (Some(lib), String::new());
-        }
-        looked.push(venv.display().to_string());
-    }
-    let cwd = roots
-        .first()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "?".into());
-    let what = if looked.is_empty() {
-        format!(
-            "project .venv: none in {cwd} or its parents, nor in {}",
-            manifest.display()
-        )
-    } else {
-        format!(
-            "project .venv: no openvino/libs/libopenvino_c.so* in {}",
-            looked.join(", ")
-        )
-    };
-    (None, what)
-}
-
-/// The `openvino` package of the `python3` on `PATH`; else what was seen there.
-fn python_package() -> (Option<PathBuf>, String) {
-    let out = match Command::new("python3").args(["-c", PYTHON_PROBE]).output() {
-        Ok(out) => out,
-        Err(e) => return (None, format!("cannot run it ({e})")),
-    };
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or("failed").trim().to_string();
-        return (None, format!("no openvino package ({last})"));
-    }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("libs");
-    match library_in(&dir) {
-        Some(lib) => (Some(lib), String::new()),
-        None => (None, format!("no libopenvino_c in {}", dir.display())),
-    }
-}
-
-/// OpenVINO's C library in `dir`: the unversioned name if present, else the highest versioned
-/// one (the PyPI wheel ships only `libopenvino_c.so.2641` for 2026.4.1).
-fn library_in(dir: &Path) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    let mut best: Option<(Vec<u64>, PathBuf)> = None;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let version = if let Some(rest) = name.strip_prefix("libopenvino_c.so") {
-            rest
-        } else if let Some(rest) = name
-            .strip_prefix("libopenvino_c")
-            .and_then(|r| r.strip_suffix(".dylib"))
-        {
-            rest
-        } else if name == "openvino_c.dll" {
-            ""
-        } else {
-            continue;
-        };
-        if !(version.is_empty() || version.starts_with('.')) || !e.path().is_file() {
-            continue;
-        }
-        let key: Vec<u64> = if version.is_empty() {
-            vec![u64::MAX]
-        } else {
-            version
-                .split('.')
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse().unwrap_or(0))
-                .collect()
-        };
-        if best.as_ref().is_none_or(|(k, _)| key > *k) {
-            best = Some((key, e.path()));
-        }
-    }
-    best.and_then(|(_, p)| std::path::absolute(p).ok())
+    LIBRARY.find(opts.openvino_lib.as_deref())
 }
 
 /// The library this process loaded and its version (`2026.4.1`).
@@ -529,15 +367,16 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(name), b"").expect("write");
         }
-        let found = library_in(dir.path()).expect("found");
+        let found = LIBRARY.library_in(dir.path()).expect("found");
         assert!(
             found.ends_with("libopenvino_c.so.2641"),
             "{}",
             found.display()
         );
-        let e = explicit(&dir.path().join("nonexistent"), "--openvino-lib").expect_err("bad");
+        let missing = dir.path().join("nonexistent");
+        let e = LIBRARY.find(Some(&missing)).expect_err("bad");
         assert!(e.to_string().contains("nonexistent"), "{e}");
-        let via_dir = explicit(dir.path(), "--openvino-lib").expect("a folder");
+        let via_dir = LIBRARY.find(Some(dir.path())).expect("a folder");
         assert!(via_dir.ends_with("libopenvino_c.so.2641"));
     }
 }
