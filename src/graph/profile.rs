@@ -86,6 +86,9 @@ pub struct Budget {
     pub min_argmax_agreement: f64,
     /// Highest mean KL(golden ‖ ours) of the next-token distributions, in nats.
     pub max_kl: f64,
+    /// The golden's top-1/top-2 logit gap (nats) up to which a flipped argmax is a near-tie;
+    /// a flip where the gap is larger is damage and fails the check.
+    pub tie_gap: f64,
 }
 
 /// One precision.
@@ -117,6 +120,7 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
             min_cosine: 0.999_999,
             min_argmax_agreement: 1.0,
             max_kl: 1e-6,
+            tie_gap: 0.0,
         },
     },
     PrecisionSpec {
@@ -137,6 +141,9 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
             min_cosine: 0.999,
             min_argmax_agreement: 0.9,
             max_kl: 1e-3,
+            // On a trained small ImageGPT every int8 flip (390 of 51,200 teacher-forced
+            // positions) fell where float32's own top-two gap was at most 0.135 nats.
+            tie_gap: 0.2,
         },
     },
 ];

@@ -31,6 +31,7 @@ pub(crate) const COMPUTE_BUDGETS: &[ComputeBudget] = &[
             min_cosine: 0.9995,
             min_argmax_agreement: 0.9,
             max_kl: 1e-3,
+            tie_gap: 0.2,
         },
     },
     ComputeBudget {
@@ -42,6 +43,7 @@ pub(crate) const COMPUTE_BUDGETS: &[ComputeBudget] = &[
             min_cosine: 0.99999,
             min_argmax_agreement: 0.9,
             max_kl: 1e-4,
+            tie_gap: 0.05,
         },
     },
 ];

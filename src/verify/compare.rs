@@ -37,6 +37,12 @@ pub struct Metrics {
     /// For logits: the mean over rows of KL(softmax(expected) ‖ softmax(actual)), in nats.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kl_divergence: Option<f64>,
+    /// For logits: rows whose argmax differs where the reference's top-1/top-2 gap exceeds the
+    /// tie bound (damage), and where it does not (near-ties, which any reduced precision flips).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flips_beyond_ties: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flips_at_ties: Option<usize>,
     /// Elements compared (padded positions excluded where the case says so).
     pub compared: usize,
     /// Elements outside tolerance.
@@ -62,6 +68,9 @@ pub struct CompareOptions<'a> {
     pub positions: Option<&'a ndarray::Array2<i64>>,
     /// Compute argmax agreement over the last axis.
     pub argmax: bool,
+    /// With `argmax`: the reference's top-1/top-2 logit gap (nats) at or below which a flipped
+    /// argmax counts as a near-tie rather than damage.
+    pub tie_gap: f64,
 }
 
 /// Compares `actual` with `expected`.
@@ -84,6 +93,7 @@ pub fn compare(
     let mut rows_total = 0usize;
     let mut rows_agree = 0usize;
     let mut kl_sum = 0f64;
+    let (mut beyond, mut at_ties) = (0usize, 0usize);
     let last = es.len().saturating_sub(1);
     let per_position = es.len() >= 3;
     for (idx, (a_row, e_row)) in actual
@@ -107,13 +117,21 @@ pub fn compare(
         }
         if opts.argmax {
             rows_total += 1;
-            rows_agree += usize::from(argmax(a_row.iter()) == argmax(e_row.iter()));
+            if argmax(a_row.iter()) == argmax(e_row.iter()) {
+                rows_agree += 1;
+            } else if top2_gap(e_row.iter()) > opts.tie_gap {
+                beyond += 1;
+            } else {
+                at_ties += 1;
+            }
             kl_sum += kl(e_row.iter(), a_row.iter());
         }
     }
     let mut metrics = acc.finish(opts.argmax.then(|| ratio(rows_agree, rows_total)));
     if opts.argmax {
         metrics.kl_divergence = Some(ratio_f(kl_sum, rows_total));
+        metrics.flips_beyond_ties = Some(beyond);
+        metrics.flips_at_ties = Some(at_ties);
     }
     Comparison {
         status: if metrics.violations == 0 && metrics.compared > 0 {
@@ -174,10 +192,28 @@ impl Acc {
             cosine: if denom > 0.0 { self.dot / denom } else { 1.0 },
             argmax_agreement,
             kl_divergence: None,
+            flips_beyond_ties: None,
+            flips_at_ties: None,
             compared: self.n,
             violations: self.violations,
         }
     }
+}
+
+/// The gap between the largest and second-largest value of a row (logits: the top-1/top-2
+/// log-probability gap, in nats, since softmax shifts every logit alike).
+fn top2_gap<'a>(xs: impl Iterator<Item = &'a f32>) -> f64 {
+    let (mut first, mut second) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    for &x in xs {
+        let x = f64::from(x);
+        if x > first {
+            second = first;
+            first = x;
+        } else if x > second {
+            second = x;
+        }
+    }
+    first - second
 }
 
 fn argmax<'a>(xs: impl Iterator<Item = &'a f32>) -> usize {
@@ -243,6 +279,7 @@ mod tests {
             },
             positions: None,
             argmax: true,
+            tie_gap: 0.0,
         }
     }
 
@@ -296,5 +333,32 @@ mod tests {
         let c = compare(&t(&[2, 2], vec![0.0, f32::NAN, 0.0, 0.0]), &e, &opts());
         assert_eq!(c.status, Status::Fail);
         assert_eq!(c.metrics.expect("metrics").max_abs, f64::INFINITY);
+    }
+
+    /// A flipped argmax is a near-tie when the reference's top-two gap is within the bound,
+    /// damage when it is beyond it.
+    #[test]
+    fn flips_are_told_apart_from_ties() {
+        // Row 0: top two 0.1 apart (a tie at 0.2); row 1: 1.0 apart; row 2: agrees.
+        let expected = t(
+            &[1, 3, 3],
+            vec![2.0, 1.9, 0.0, 3.0, 2.0, 0.0, 0.0, 1.0, 0.0],
+        );
+        let actual = t(
+            &[1, 3, 3],
+            vec![1.9, 2.0, 0.0, 2.0, 3.0, 0.0, 0.0, 1.0, 0.0],
+        );
+        let c = compare(
+            &actual,
+            &expected,
+            &CompareOptions {
+                tie_gap: 0.2,
+                ..opts()
+            },
+        );
+        let m = c.metrics.expect("metrics");
+        assert_eq!((m.flips_at_ties, m.flips_beyond_ties), (Some(1), Some(1)));
+        assert!((m.argmax_agreement.unwrap_or(0.0) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((top2_gap([2.0f32, 1.9, 0.0].iter()) - 0.1).abs() < 1e-6);
     }
 }

@@ -10,6 +10,7 @@ use super::compare::{self, CompareOptions, Status};
 use super::fixture::Tolerance;
 use super::options::OutputTolerance;
 use super::report::{Check, NonFinite, OutputCheck};
+use crate::graph::io::LOGITS;
 use crate::graph::profile::Budget;
 use crate::runtime::NamedOutputs;
 
@@ -68,7 +69,8 @@ impl Judge<'_> {
                 &CompareOptions {
                     tolerance,
                     positions: self.positions,
-                    argmax: name == "logits",
+                    argmax: name == LOGITS,
+                    tie_gap: self.budget.map_or(0.0, |b| b.tie_gap),
                 },
             );
             let dtype = self
@@ -80,6 +82,7 @@ impl Judge<'_> {
                 let logits_ok = m
                     .argmax_agreement
                     .is_none_or(|a| a >= b.min_argmax_agreement)
+                    && m.flips_beyond_ties.is_none_or(|f| f == 0)
                     && m.kl_divergence.is_none_or(|k| k <= b.max_kl);
                 if c.status == Status::Pass && !(m.cosine >= b.min_cosine && logits_ok) {
                     c.status = Status::Fail;
