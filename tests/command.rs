@@ -225,10 +225,7 @@ fn greedy_generation_through_onnxruntime_node_reproduces_the_reference() {
 }
 
 #[test]
-fn a_perturbed_graph_fails_naming_the_runtime() {
-    if !adapter_ready("ort-python") {
-        return;
-    }
+fn a_perturbed_graph_fails_naming_the_runtime_in_every_adapter() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // base-hidden (3 layers) with one weight of block h.1's MLP changed.
     let model = tmp.path().join("model");
@@ -243,17 +240,23 @@ fn a_perturbed_graph_fails_naming_the_runtime() {
     data[..4].copy_from_slice(&v.to_le_bytes());
     write_safetensors(&weights, &tensors);
     let graph = export_head(&model, Head::Base, &tmp.path().join("out"), true);
-    let (code, report, text) = verify(&graph, "base-hidden", "cmd:ci/adapters/ort-python", &[]);
-    assert_eq!(code, 1, "{text}");
-    assert_eq!(report["verdict"], "fail");
-    let check = &report["checks"][0];
-    assert_eq!(check["runtime"], "cmd:ci/adapters/ort-python");
-    assert_eq!(check["status"], "fail");
-    assert_eq!(check["first_divergent_layer"], "hidden_states.2: block h.1");
-    assert!(
-        text.contains("cmd:ci/adapters/ort-python") && text.contains("first divergence"),
-        "{text}"
-    );
+    for adapter in ["ort-python", "ort-node", "ort-web"] {
+        if !adapter_ready(adapter) {
+            continue;
+        }
+        let runtime = format!("cmd:ci/adapters/{adapter}");
+        let (code, report, text) = verify(&graph, "base-hidden", &runtime, &[]);
+        assert_eq!(code, 1, "{text}");
+        assert_eq!(report["verdict"], "fail");
+        let check = &report["checks"][0];
+        assert_eq!(check["runtime"], runtime.as_str());
+        assert_eq!(check["status"], "fail");
+        assert_eq!(check["first_divergent_layer"], "hidden_states.2: block h.1");
+        assert!(
+            text.contains(&runtime) && text.contains("first divergence"),
+            "{text}"
+        );
+    }
 }
 
 /// Writes an executable shell script `name` into `dir`.
