@@ -807,12 +807,7 @@ fn ort_profile_golden_suite_passes_and_tract_is_not_applicable() {
 #[test]
 fn random_inputs_compare_a_decoder_step_by_step() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let path = export_head(
-        &fixture("kv-cache").join("model"),
-        Head::Decoder,
-        tmp.path(),
-        false,
-    );
+    let path = kv_cache(Head::Decoder, tmp.path());
     let report = verify::random_inputs(&path, 2, &VerifyOptions::default()).expect("runs");
     require_ort_under_ci(&report);
     let runtimes = report.runtimes.iter().filter(|r| r.available).count();
@@ -843,18 +838,8 @@ fn random_inputs_compare_a_decoder_step_by_step() {
 #[test]
 fn saved_outputs_compared_elsewhere_judge_like_a_live_comparison() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let model = export_head(
-        &fixture("kv-cache").join("model"),
-        Head::Decoder,
-        &tmp.path().join("out"),
-        false,
-    );
-    let other = export_head(
-        &fixture("kv-cache").join("model"),
-        Head::CausalLm,
-        &tmp.path().join("out"),
-        false,
-    );
+    let model = kv_cache(Head::Decoder, &tmp.path().join("out"));
+    let other = kv_cache(Head::CausalLm, &tmp.path().join("out"));
     let saved = tmp.path().join("tract.safetensors");
     let opts = |runtimes: Vec<RuntimeKind>| VerifyOptions {
         runtimes,
@@ -923,12 +908,7 @@ fn saved_outputs_compared_elsewhere_judge_like_a_live_comparison() {
 #[test]
 fn per_output_tolerances_and_the_nan_scan() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let model = export_head(
-        &fixture("kv-cache").join("model"),
-        Head::Decoder,
-        &tmp.path().join("out"),
-        false,
-    );
+    let model = kv_cache(Head::Decoder, &tmp.path().join("out"));
     let tolerances = |specs: &[&str]| VerifyOptions {
         runtimes: vec![RuntimeKind::OrtCpu, RuntimeKind::Tract],
         per_output: specs
@@ -1044,4 +1024,9 @@ fn onnx_runtime_checks_count_the_nodes_each_provider_ran() {
                 > 0
         );
     }
+}
+
+/// `head` of the kv-cache case's checkpoint, exported into `out`.
+fn kv_cache(head: Head, out: &Path) -> std::path::PathBuf {
+    export_head(&fixture("kv-cache").join("model"), head, out, false)
 }

@@ -366,19 +366,9 @@ pub fn random_inputs(
     let decoder = file.dtypes.contains_key(LOGITS) && file.inputs.iter().any(|i| is_past(&i.name));
     for (set, feed) in feeds.iter().enumerate() {
         let case = format!("random-{set}");
-        let mut results: Vec<RuntimeRun> = vec![];
-        for (kind, m) in loaded.iter_mut() {
-            results.push(match m {
-                Ok(m) => RuntimeRun {
-                    name: kind.name().to_string(),
-                    provider: m.provider(),
-                    computed: m.compute_precision(),
-                    out: m.run(&borrowed(feed)).map_err(RunFailure::from),
-                    nodes: m.node_providers().unwrap_or_default(),
-                },
-                Err(e) => RuntimeRun::not_loaded(*kind, e),
-            });
-        }
+        let results = run_all(&mut loaded, |m| {
+            m.run(&borrowed(feed)).map_err(RunFailure::from)
+        });
         let sha = saved::inputs_sha256(feed);
         compare_runs(
             &mut report,
@@ -391,20 +381,9 @@ pub fn random_inputs(
         if decoder {
             let (ids, mask) = inputs::sequence(set as u64, vocab, n_pos);
             let label = steps::label(ids.ncols());
-            let mut results: Vec<RuntimeRun> = vec![];
-            for (kind, m) in loaded.iter_mut() {
-                results.push(match m {
-                    Ok(m) => RuntimeRun {
-                        name: kind.name().to_string(),
-                        provider: m.provider(),
-                        computed: m.compute_precision(),
-                        out: steps::prompt_then_steps(m.as_mut(), &ids, &mask)
-                            .map_err(RunFailure::from),
-                        nodes: m.node_providers().unwrap_or_default(),
-                    },
-                    Err(e) => RuntimeRun::not_loaded(*kind, e),
-                });
-            }
+            let results = run_all(&mut loaded, |m| {
+                steps::prompt_then_steps(m, &ids, &mask).map_err(RunFailure::from)
+            });
             let case = format!("{case} {label}");
             let sequence = [
                 (INPUT_IDS.to_string(), Tensor::I64(ids.into_dyn())),
@@ -447,6 +426,29 @@ struct RuntimeRun {
     out: RunResult,
     /// Nodes per execution provider, where the runtime tells.
     nodes: BTreeMap<String, usize>,
+}
+
+/// One run per loaded runtime: `run` on each graph that loaded, the load error on the others.
+fn run_all(
+    loaded: &mut [(RuntimeKind, Loaded)],
+    mut run: impl FnMut(&mut dyn LoadedModel) -> RunResult,
+) -> Vec<RuntimeRun> {
+    loaded
+        .iter_mut()
+        .map(|(kind, m)| match m {
+            Ok(m) => {
+                let out = run(m.as_mut());
+                RuntimeRun {
+                    name: kind.name().to_string(),
+                    provider: m.provider(),
+                    computed: m.compute_precision(),
+                    out,
+                    nodes: m.node_providers().unwrap_or_default(),
+                }
+            }
+            Err(e) => RuntimeRun::not_loaded(*kind, e),
+        })
+        .collect()
 }
 
 impl RuntimeRun {
