@@ -1,5 +1,5 @@
-//! Checkpoint tensors as initializer bytes ([`TensorSource`]s): a tensor streamed as float32,
-//! and a `Linear` weight written transposed. Sources computed from weights (quantised blocks)
+//! Checkpoint tensors as initializer bytes ([`TensorSource`]s): a tensor streamed as float32 or
+//! converted to float16, and a `Linear` weight written transposed. Sources computed from weights (quantised blocks)
 //! belong to the graph that decides on them.
 
 use std::fs::File;
@@ -18,6 +18,28 @@ pub struct Float32<'w> {
 impl TensorSource for Float32<'_> {
     fn write_to(&self, out: &mut BufWriter<File>) -> Result<u64, SourceError> {
         self.store.write_f32(&self.name, out)
+    }
+}
+
+/// A checkpoint tensor as float16 (round to nearest even, as torch's `.half()`), read whole.
+#[derive(Debug)]
+pub struct Float16<'w> {
+    pub store: &'w WeightStore,
+    pub name: String,
+}
+
+impl TensorSource for Float16<'_> {
+    fn write_to(&self, out: &mut BufWriter<File>) -> Result<u64, SourceError> {
+        let w = self
+            .store
+            .read_f32(&self.name)
+            .map_err(SourceError::input)?;
+        let bytes: Vec<u8> = w
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        out.write_all(&bytes).map_err(SourceError::Output)?;
+        Ok(bytes.len() as u64)
     }
 }
 

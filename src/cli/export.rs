@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::{ChoiceParser, OneOrAll};
 use igpt_onnx::export::{self, ExportOptions};
-use igpt_onnx::graph::profile::Quantization;
+use igpt_onnx::graph::profile::{FloatType, Quantization};
 use igpt_onnx::graph::{GraphOptions, Precision, Profile};
 use igpt_onnx::{Checkpoint, Head, Variant};
 
@@ -47,6 +47,9 @@ pub struct Args {
     /// Weight-only quantised block matrices (MatMulNBits; needs --profile ort).
     #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
     quantize: Option<Quantization>,
+    /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).
+    #[arg(long, value_parser = ChoiceParser::<FloatType>::new())]
+    dtype: Option<FloatType>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -76,7 +79,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             hidden_states: a.hidden_states,
         },
         profile: a.profile,
-        precision: a.quantize.map_or(Precision::Float32, |q| q.0),
+        precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,
         force_external_data: a.external_data,
         ..Default::default()
     };

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::ExportOptions;
-use igpt_onnx::graph::profile::Quantization;
+use igpt_onnx::graph::profile::{FloatType, Quantization};
 use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::package::{genai, triton};
 use igpt_onnx::{Checkpoint, Head};
@@ -53,6 +53,9 @@ pub struct Args {
     /// genai: quantised block matrices (needs --profile ort), as CPU deployments use.
     #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
     quantize: Option<Quantization>,
+    /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).
+    #[arg(long, value_parser = ChoiceParser::<FloatType>::new())]
+    dtype: Option<FloatType>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -62,8 +65,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             || a.external_data
             || a.profile.is_some()
             || a.quantize.is_some()
+            || a.dtype.is_some()
         {
-            bail!("--weights, --config, --external-data, --profile and --quantize belong to --genai; --triton packages the export folder --from (export it in the profile and precision you want)");
+            bail!("--weights, --config, --external-data, --profile, --quantize and --dtype belong to --genai; --triton packages the export folder --from (export it in the profile and precision you want)");
         }
         // Names become folder names and Triton model names.
         let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -107,7 +111,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let opts = ExportOptions {
         force_external_data: a.external_data,
         profile: a.profile.unwrap_or(Profile::Portable),
-        precision: a.quantize.map_or(Precision::Float32, |q| q.0),
+        precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
     let pkg = genai::write(&ckpt, dir, &opts).context("onnxruntime-genai packaging failed")?;

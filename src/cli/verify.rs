@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 
 use igpt_onnx::base::files::write_atomic;
 use igpt_onnx::base::values::{Choice, ChoiceParser, Unknown};
-use igpt_onnx::graph::profile::Quantization;
+use igpt_onnx::graph::profile::{FloatType, Quantization};
 use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::runtime::{ComputePrecision, RuntimeKind, RuntimeOptions};
 use igpt_onnx::verify::options::OutputTolerance;
@@ -28,6 +28,9 @@ pub struct Args {
     /// Golden suite: export with quantised block matrices (needs --profile ort).
     #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
     quantize: Option<Quantization>,
+    /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).
+    #[arg(long, value_parser = ChoiceParser::<FloatType>::new())]
+    dtype: Option<FloatType>,
     /// A case folder whose goldens --model is compared with.
     #[arg(long, requires = "model", conflicts_with = "random_inputs")]
     fixture: Option<PathBuf>,
@@ -112,7 +115,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             command_timeout: a.command_timeout,
         },
         profile: a.profile,
-        precision: a.quantize.map_or(Precision::Float32, |q| q.0),
+        precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,
     };
     let report = match (&a.model, &a.fixture, a.random_inputs) {
         (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,

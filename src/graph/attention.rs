@@ -26,6 +26,11 @@ pub fn sequence_length(cx: &mut Ctx<'_, '_>, ids: &str) -> SeqLen {
 
 /// The value torch writes for masked scores: `torch.finfo(float32).min`, not -inf.
 const MASK_VALUE: f32 = f32::MIN;
+/// In float16, half its minimum (−32752): float32 min would round to −inf, and a padded query
+/// whose every visible key is padding would get a softmax of all −inf, NaN, which its key and
+/// value then carry into every later query (0 · NaN). Half keeps a causally masked padded key
+/// (two masks added) finite at −65504, and still drowns any score (|w| ≪ 16,000).
+const MASK_VALUE_F16: f32 = -32752.0;
 /// The additive attention bias `[batch, 1, seq, seq]`, computed once for all layers:
 /// `where(causal, 0, MIN) + (1 - mask) * MIN`.
 ///
@@ -106,12 +111,18 @@ fn causal_constant(cx: &mut Ctx<'_, '_>) -> String {
     cx.g.const_bool("causal_mask", &[n, n], tril)
 }
 
-/// `where(allowed, 0, MIN) + (1 - mask) * MIN`, the mask broadcast over heads and queries.
+/// `where(allowed, 0, MIN) + (1 - mask) * MIN` in the activations' type, the mask broadcast
+/// over heads and queries.
 fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> String {
+    let act = cx.act();
+    let min = match act {
+        DataType::Float16 => MASK_VALUE_F16,
+        _ => MASK_VALUE,
+    };
+    let fzero = cx.constant("const.f_zero", &[], &[0.0]);
+    let fmin = cx.constant("const.f_mask", &[], &[min]);
+    let fone = cx.constant("const.f_one", &[], &[1.0]);
     let g = &mut *cx.g;
-    let fzero = g.const_f32("const.f_zero", &[], &[0.0]);
-    let fmin = g.const_f32("const.f_mask", &[], &[MASK_VALUE]);
-    let fone = g.const_f32("const.f_one", &[], &[1.0]);
     let causal = g.op(
         Op::Where,
         s.name("causal_bias"),
@@ -120,9 +131,9 @@ fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> Stri
     );
     let maskf = g.op(
         Op::Cast,
-        s.name("mask_f32"),
+        s.name("mask_float"),
         &[mask],
-        vec![attr_int("to", DataType::Float32.onnx() as i64)],
+        vec![attr_int("to", act.onnx() as i64)],
     );
     let inv = g.op(Op::Sub, s.name("mask_inv"), &[&fone, &maskf], vec![]);
     let pad = g.op(Op::Mul, s.name("pad"), &[&inv, &fmin], vec![]);
@@ -158,6 +169,13 @@ pub(super) fn attention(
         let out = conv1d(cx, &s.pp("c_proj"), &ctx.0, d, d);
         return (out, ctx.1);
     }
+    // Two divisions, as HF does them, so the floats match.
+    let sqrt_head_dim = c
+        .scale_attn_weights
+        .then(|| cx.constant("const.sqrt_head_dim", &[], &[(hd as f64).sqrt() as f32]));
+    let layer_scale = c
+        .scale_attn_by_inverse_layer_idx
+        .then(|| cx.constant(&s.name("layer_scale"), &[], &[(layer + 1) as f32]));
     let g = &mut *cx.g;
     let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
     // q and v to [b, h, s, hd]. Without a past, k goes straight to [b, h, hd, s] so q·kᵀ is a
@@ -212,13 +230,10 @@ pub(super) fn attention(
         &[&heads[0], &heads[1]],
         vec![],
     );
-    // Two divisions, as HF does them, so the floats match.
-    if c.scale_attn_weights {
-        let k = g.const_f32("const.sqrt_head_dim", &[], &[(hd as f64).sqrt() as f32]);
+    if let Some(k) = sqrt_head_dim {
         scores = g.op(Op::Div, s.name("scaled"), &[&scores, &k], vec![]);
     }
-    if c.scale_attn_by_inverse_layer_idx {
-        let k = g.const_f32(&s.name("layer_scale"), &[], &[(layer + 1) as f32]);
+    if let Some(k) = layer_scale {
         scores = g.op(Op::Div, s.name("layer_scaled"), &[&scores, &k], vec![]);
     }
     let masked = g.op(Op::Add, s.name("masked"), &[&scores, bias], vec![]);

@@ -1,14 +1,15 @@
 //! What every emitter works with ([`Ctx`]): the graph being built, the checkpoint, the profile
 //! and precision rows, and whether the trunk has a past (the decoder); and how a checkpoint
-//! weight becomes an initializer in that precision.
+//! weight or a constant becomes an initializer in that precision.
 
 use super::io::DecoderIo;
 use super::profile::{PrecisionSpec, ProfileSpec};
-use super::quant::{BlockPart, Int8Blocks};
-use crate::base::DataType;
-use crate::checkpoint::source::Float32;
+use super::quant::{BlockPart, QuantBlocks};
+use crate::base::{DataType, TensorSource};
+use crate::checkpoint::source::{Float16, Float32};
 use crate::checkpoint::Checkpoint;
-use crate::onnx::GraphBuilder;
+use crate::onnx::builder::attr_int;
+use crate::onnx::{GraphBuilder, Op};
 
 /// What every emitter works with: the graph being built, the checkpoint, the profile, and
 /// whether the trunk has a past (the decoder).
@@ -21,53 +22,80 @@ pub struct Ctx<'a, 'w> {
 }
 
 impl<'w> Ctx<'_, 'w> {
-    /// The decoder's cache as this graph declares it (float32 activations).
+    /// The type the trunk computes in: its activations, float weights and constants.
+    pub fn act(&self) -> DataType {
+        self.precision.activations
+    }
+
+    /// The decoder's cache as this graph declares it (in the activations' type).
     pub fn decoder_io(&self) -> DecoderIo {
         let c = &self.ckpt.config;
         DecoderIo {
             n_layer: c.n_layer,
             n_head: c.n_head,
             head_dim: c.head_dim(),
-            dtype: DataType::Float32,
+            dtype: self.act(),
         }
     }
 
-    /// A checkpoint tensor as a float32 initializer named as in the checkpoint (its shape was
-    /// checked when the checkpoint opened).
+    /// A checkpoint tensor as an initializer in the activations' type, named as in the
+    /// checkpoint (its shape was checked when the checkpoint opened).
     pub fn weight(&mut self, name: &str, dims: &[usize]) -> String {
-        let source = Float32 {
-            store: &self.ckpt.weights,
-            name: name.to_string(),
-        };
-        self.g
-            .initializer(name, DataType::Float32, dims, Box::new(source))
+        self.weight_as(name, dims, self.act())
     }
 
-    /// A Conv1D weight `[n_in, n_out]` as `MatMulNBits` 8-bit blocks: the quantised matrix
-    /// `[n_out, blocks, block]` (uint8, zero point 128) and its scales `[n_out, blocks]`.
-    pub fn int8_weight(
+    /// A checkpoint tensor as a float32 or float16 initializer.
+    pub fn weight_as(&mut self, name: &str, dims: &[usize], dtype: DataType) -> String {
+        let (store, owned) = (&self.ckpt.weights, name.to_string());
+        let source: Box<dyn TensorSource> = match dtype {
+            DataType::Float16 => Box::new(Float16 { store, name: owned }),
+            _ => Box::new(Float32 { store, name: owned }),
+        };
+        self.g.initializer(name, dtype, dims, source)
+    }
+
+    /// A constant in the activations' type.
+    pub fn constant(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
+        let dtype = self.act();
+        self.g.const_float(name, dtype, dims, values)
+    }
+
+    /// `x` cast to `to`, or `x` itself when it already is (`from`).
+    pub fn cast(&mut self, name: &str, x: &str, from: DataType, to: DataType) -> String {
+        if from == to {
+            return x.to_string();
+        }
+        let attrs = vec![attr_int("to", to.onnx() as i64)];
+        self.g.op(Op::Cast, name, &[x], attrs)
+    }
+
+    /// A Conv1D weight `[n_in, n_out]` as `MatMulNBits` blocks of `bits`: the quantised matrix
+    /// `[n_out, blocks, block · bits / 8]` (uint8, default zero point) and its scales
+    /// `[n_out, blocks]`.
+    pub fn block_weight(
         &mut self,
         name: &str,
-        n_in: usize,
-        n_out: usize,
+        (n_in, n_out): (usize, usize),
+        bits: u8,
         block: usize,
     ) -> (String, String) {
         let blocks = n_in.div_ceil(block);
         let part = |part| {
-            Box::new(Int8Blocks {
+            Box::new(QuantBlocks {
                 store: &self.ckpt.weights,
                 name: name.to_string(),
                 n_in,
                 n_out,
+                bits,
                 block,
                 part,
             })
         };
         let (q, scales) = (part(BlockPart::Quantized), part(BlockPart::Scales));
         let q = self.g.initializer(
-            &format!("{name}.int8"),
+            &format!("{name}.int{bits}"),
             DataType::UInt8,
-            &[n_out, blocks, block],
+            &[n_out, blocks, block * usize::from(bits) / 8],
             q,
         );
         let scales = self.g.initializer(

@@ -22,7 +22,16 @@ pub fn emit(
     logits: LogitsWidth,
 ) -> Result<(), WeightsError> {
     let c = cx.ckpt.config.clone();
-    let x = trunk.last_hidden_state.as_str();
+    // The heads compute and answer in float32 whatever the trunk's type: logits, pooled
+    // features and hidden states keep float32's range and every reader one output type.
+    let act = cx.act();
+    let x = cx.cast(
+        "last_hidden_state.float32",
+        &trunk.last_hidden_state,
+        act,
+        DataType::Float32,
+    );
+    let x = x.as_str();
     let per_position = |width| [Dim::Symbol(BATCH), Dim::Symbol(SEQUENCE), Dim::Fixed(width)];
     match head {
         Head::Base => {
@@ -32,7 +41,8 @@ pub fn emit(
             if hidden_states {
                 for (i, s) in trunk.hidden_states.iter().enumerate() {
                     let name = hidden_state(i);
-                    cx.g.op(Op::Identity, name.clone(), &[s], vec![]);
+                    let s = cx.cast(&format!("{name}.float32"), s, act, DataType::Float32);
+                    cx.g.op(Op::Identity, name.clone(), &[&s], vec![]);
                     cx.g.output(&name, DataType::Float32, &dims);
                 }
             }

@@ -1,33 +1,34 @@
 //! The block matrices (attention and MLP Conv1D layers, HF `Conv1D`: `y = x @ W + b`, W
-//! `[n_in, n_out]`) in the precision's form: a float32 MatMul plus the bias, or ONNX Runtime's
-//! `MatMulNBits` on quantised blocks. A new precision adds its arm here.
+//! `[n_in, n_out]`) in the precision's form: a MatMul in the activations' type plus the bias, or
+//! ONNX Runtime's `MatMulNBits` on quantised blocks. A new precision adds its arm here.
 
 use super::ctx::Ctx;
 use super::profile::MatMulForm;
 use crate::onnx::builder::attr_int;
 use crate::onnx::{Op, Scope};
 
-/// HF Conv1D: `x @ W + b` with W stored `[in, out]`; in 8-bit precision one `MatMulNBits`
-/// over the weight quantised in blocks along `in` (stored `[out, blocks, block]`).
+/// HF Conv1D: `x @ W + b` with W stored `[in, out]`; in a block precision one `MatMulNBits`
+/// over the weight quantised in blocks along `in` (stored `[out, blocks, block · bits / 8]`).
 pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usize) -> String {
     let bias = |cx: &mut Ctx<'_, '_>| cx.weight(&s.name("bias"), &[n_out]);
     match cx.precision.matmul {
-        MatMulForm::Float32 => {
+        MatMulForm::Float => {
             let weight = cx.weight(&s.name("weight"), &[n_in, n_out]);
             let bias = bias(cx);
             let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
             cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
         }
-        MatMulForm::Blocks8 {
+        MatMulForm::Blocks {
+            bits,
             block_size,
             accuracy_level,
         } => {
-            let (q, scales) = cx.int8_weight(&s.name("weight"), n_in, n_out, block_size);
+            let (q, scales) = cx.block_weight(&s.name("weight"), (n_in, n_out), bits, block_size);
             let bias = bias(cx);
             let attrs = vec![
                 attr_int("K", n_in as i64),
                 attr_int("N", n_out as i64),
-                attr_int("bits", 8),
+                attr_int("bits", i64::from(bits)),
                 attr_int("block_size", block_size as i64),
                 attr_int("accuracy_level", accuracy_level),
             ];

@@ -4,9 +4,11 @@
 //! profile is adding a row (and, for a new op form, one match arm where that part is emitted).
 //!
 //! Precision is a second, independent axis ([`PRECISIONS`]): how the block matrices are stored
-//! and multiplied (float32, 8-bit blocks, float16) and the accuracy budget that goes with it.
+//! and multiplied (float32, float16, 8- or 4-bit blocks), the type the trunk computes in, and the
+//! accuracy budget that goes with it.
 
 use crate::base::values::Choice;
+use crate::base::DataType;
 
 /// How the RMS norm is emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,20 +57,25 @@ pub enum ActivationForm {
 pub enum Precision {
     /// Float32 weights and activations.
     Float32,
+    /// Float16 weights and activations in the trunk; the heads read it as float32.
+    Float16,
     /// Weight-only 8-bit blocks (`MatMulNBits`, symmetric, one float32 scale per block of
     /// `block_size` input rows); activations stay float32.
     Int8,
+    /// Weight-only 4-bit blocks, as `Int8` with two values a byte.
+    Int4,
 }
 
 /// How a precision emits a block matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatMulForm {
-    /// `MatMul` with a float32 weight, then `Add` the bias.
-    Float32,
-    /// `MatMulNBits` bits 8 with the bias as its input: `block_size` rows of K per scale, and
-    /// `accuracy_level` (4: ONNX Runtime quantises activations to int8 per block and multiplies
-    /// in integers; 0: dequantise to float32).
-    Blocks8 {
+    /// `MatMul` with the weight in the activation type, then `Add` the bias.
+    Float,
+    /// `MatMulNBits` with `bits` 8 or 4 and the bias as its input: `block_size` rows of K per
+    /// scale, and `accuracy_level` (4: ONNX Runtime quantises activations to int8 per block and
+    /// multiplies in integers; 1: float32 compute; 0: unset, the kernel's default).
+    Blocks {
+        bits: u8,
         block_size: usize,
         accuracy_level: i64,
     },
@@ -99,9 +106,15 @@ pub struct PrecisionSpec {
     pub name: &'static str,
     /// The `--quantize` value that asks for it (`None`: not a quantisation).
     pub quantize: Option<&'static str>,
+    /// The `--dtype` value that asks for it (`None`: not a float type of its own).
+    pub dtype: Option<&'static str>,
+    /// The type the trunk's activations, its float weights and the decoder's cache are in.
+    pub activations: DataType,
     pub matmul: MatMulForm,
     /// Profiles it can be combined with (an ONNX Runtime contrib op needs the ort profile).
     pub profiles: &'static [Profile],
+    /// Whether tract runs its graphs (`None`: it does; `Some(why)`: verify skips tract).
+    pub tract: Option<&'static str>,
     pub budget: Budget,
 }
 
@@ -112,8 +125,11 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
         precision: Precision::Float32,
         name: "float32",
         quantize: None,
-        matmul: MatMulForm::Float32,
+        dtype: None,
+        activations: DataType::Float32,
+        matmul: MatMulForm::Float,
         profiles: &[Profile::Portable, Profile::Ort],
+        tract: None,
         budget: Budget {
             atol: 1e-4,
             rtol: 1e-3,
@@ -127,11 +143,15 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
         precision: Precision::Int8,
         name: "int8",
         quantize: Some("int8"),
-        matmul: MatMulForm::Blocks8 {
+        dtype: None,
+        activations: DataType::Float32,
+        matmul: MatMulForm::Blocks {
+            bits: 8,
             block_size: 32,
             accuracy_level: 4,
         },
         profiles: &[Profile::Ort],
+        tract: None,
         // Measured on the fixtures (tiny random models, the worst case: near-tied logits):
         // logits max abs ≤ 0.14, cosine ≥ 0.9998, argmax agreement ≥ 91.7 %; on a random
         // small-size checkpoint against the reference: KL 3.5e-5, argmax 96 %.
@@ -144,6 +164,46 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
             // On a trained small ImageGPT every int8 flip (390 of 51,200 teacher-forced
             // positions) fell where float32's own top-two gap was at most 0.135 nats.
             tie_gap: 0.2,
+        },
+    },
+    PrecisionSpec {
+        precision: Precision::Float16,
+        name: "float16",
+        quantize: None,
+        dtype: Some("fp16"),
+        activations: DataType::Float16,
+        matmul: MatMulForm::Float,
+        profiles: &[Profile::Portable, Profile::Ort],
+        tract: None,
+        budget: Budget {
+            atol: 0.03,
+            rtol: 0.01,
+            min_cosine: 0.99999,
+            min_argmax_agreement: 0.9,
+            max_kl: 1e-4,
+            tie_gap: 0.05,
+        },
+    },
+    PrecisionSpec {
+        precision: Precision::Int4,
+        name: "int4",
+        quantize: Some("int4"),
+        dtype: None,
+        activations: DataType::Float32,
+        matmul: MatMulForm::Blocks {
+            bits: 4,
+            block_size: 32,
+            accuracy_level: 4,
+        },
+        profiles: &[Profile::Ort],
+        tract: None,
+        budget: Budget {
+            atol: 0.5,
+            rtol: 0.2,
+            min_cosine: 0.995,
+            min_argmax_agreement: 0.8,
+            max_kl: 1e-2,
+            tie_gap: 0.5,
         },
     },
 ];
@@ -302,6 +362,45 @@ impl Choice for Quantization {
     }
 }
 
+/// A `--dtype` value: the precisions whose row names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloatType(pub Precision);
+
+impl Choice for FloatType {
+    const WHAT: &'static str = "dtype";
+
+    fn all() -> Vec<Self> {
+        PRECISIONS
+            .iter()
+            .filter(|p| p.dtype.is_some())
+            .map(|p| FloatType(p.precision))
+            .collect()
+    }
+
+    fn name(self) -> &'static str {
+        self.0.spec().dtype.unwrap_or(self.0.spec().name)
+    }
+}
+
+impl Precision {
+    /// The precision the command line's `--quantize` and `--dtype` ask for (float32 when
+    /// neither); both at once is refused: quantised blocks take float32 activations.
+    pub fn chosen(
+        quantize: Option<Quantization>,
+        dtype: Option<FloatType>,
+    ) -> Result<Precision, String> {
+        match (quantize, dtype) {
+            (Some(q), Some(d)) => Err(format!(
+                "--quantize {} and --dtype {} cannot be combined: quantised weights take float32 activations",
+                Choice::name(q),
+                Choice::name(d)
+            )),
+            (Some(Quantization(p)), None) | (None, Some(FloatType(p))) => Ok(p),
+            (None, None) => Ok(Precision::Float32),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,12 +413,36 @@ mod tests {
             assert_eq!(PROFILES.iter().filter(|s| s.profile == p).count(), 1);
             assert_eq!(Profile::parse(p.name()), Some(p));
         }
-        for p in [Precision::Float32, Precision::Int8] {
+        for p in [
+            Precision::Float32,
+            Precision::Float16,
+            Precision::Int8,
+            Precision::Int4,
+        ] {
             assert_eq!(PRECISIONS.iter().filter(|s| s.precision == p).count(), 1);
             assert_eq!(Precision::parse(p.name()), Some(p));
         }
         assert!(Profile::all().iter().all(|&p| Precision::Float32.fits(p)));
         assert!(!Precision::Int8.fits(Profile::Portable));
-        assert_eq!(Quantization::all(), vec![Quantization(Precision::Int8)]);
+        assert!(!Precision::Int4.fits(Profile::Portable));
+        assert!(
+            Precision::Float16.fits(Profile::Portable) && Precision::Float16.fits(Profile::Ort)
+        );
+        assert_eq!(
+            Quantization::all(),
+            vec![Quantization(Precision::Int8), Quantization(Precision::Int4)]
+        );
+        assert_eq!(FloatType::all(), vec![FloatType(Precision::Float16)]);
+        assert_eq!(
+            Precision::chosen(None, Some(FloatType(Precision::Float16))),
+            Ok(Precision::Float16)
+        );
+        assert_eq!(
+            Precision::chosen(
+                Some(Quantization(Precision::Int4)),
+                Some(FloatType(Precision::Float16))
+            ),
+            Err("--quantize int4 and --dtype fp16 cannot be combined: quantised weights take float32 activations".into())
+        );
     }
 }

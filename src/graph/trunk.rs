@@ -1,5 +1,5 @@
 //! The trunk every head shares (HF `ImageGPTModel`): embeddings, `n_layer` pre-norm blocks,
-//! `ln_f`, the norms, Conv1D (float32 or 8-bit blocks) and the MLP; attention is in
+//! `ln_f`, the norms, Conv1D (in the precision's form) and the MLP; attention is in
 //! [`super::attention`]. Node and value names follow the checkpoint's (`h.3.attn.c_proj`).
 //!
 //! With a past (the decoder), the same emitters take `position_ids` and per-layer
@@ -136,11 +136,13 @@ fn embeddings(cx: &mut Ctx<'_, '_>, ids: &str, positions: Positions<'_>) -> Stri
     g.op(Op::Add, s.name("sum"), &[&tokens, &positions], vec![])
 }
 
-/// ImageGPTLayerNorm: `x / sqrt(mean(x², -1) + eps) * weight` — RMS norm, no bias.
+/// ImageGPTLayerNorm: `x / sqrt(mean(x², -1) + eps) * weight` — RMS norm, no bias. The fused
+/// form keeps its statistics in float32 (`stash_type` 1); the decomposed form computes in
+/// float32 whatever the activations' type (`x²` overflows float16 above |x| ≈ 256).
 fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let (d, eps) = (cx.ckpt.config.n_embd, cx.ckpt.config.layer_norm_epsilon);
-    let weight = cx.weight(&s.name("weight"), &[d]);
     if cx.profile.norm == NormForm::Fused {
+        let weight = cx.weight(&s.name("weight"), &[d]);
         let attrs = vec![
             attr_int("axis", -1),
             attr_float("epsilon", eps as f32),
@@ -154,9 +156,17 @@ fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
             attrs,
         );
     }
+    let (act, f32) = (cx.act(), DataType::Float32);
+    let weight = cx.weight_as(&s.name("weight"), &[d], f32);
+    let x = cx.cast(&s.name("float32"), x, act, f32);
+    let out = if act == f32 {
+        s.path().to_string()
+    } else {
+        s.name("normed_float32")
+    };
     let g = &mut *cx.g;
     let eps = g.const_f32(&s.name("eps"), &[], &[eps as f32]);
-    let sq = g.op(Op::Mul, s.name("square"), &[x, x], vec![]);
+    let sq = g.op(Op::Mul, s.name("square"), &[&x, &x], vec![]);
     let mean = g.op(
         Op::ReduceMean,
         s.name("mean"),
@@ -165,8 +175,9 @@ fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     );
     let var = g.op(Op::Add, s.name("mean_eps"), &[&mean, &eps], vec![]);
     let rms = g.op(Op::Sqrt, s.name("rms"), &[&var], vec![]);
-    let normed = g.op(Op::Div, s.name("normed"), &[x, &rms], vec![]);
-    g.op(Op::Mul, s.path().to_string(), &[&normed, &weight], vec![])
+    let normed = g.op(Op::Div, s.name("normed"), &[&x, &rms], vec![]);
+    let out = g.op(Op::Mul, out, &[&normed, &weight], vec![]);
+    cx.cast(s.path(), &out, f32, act)
 }
 
 /// `sum = residual + delta` (named `sum_name`) and the norm of it (named by `s`): one
@@ -206,10 +217,10 @@ fn add_norm(
 fn mlp(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let (d, inner) = (cx.ckpt.config.n_embd, cx.ckpt.config.n_inner);
     let fc = conv1d(cx, &s.pp("c_fc"), x, d, inner);
+    let k = cx.constant("const.quick_gelu", &[], &[QUICK_GELU_ALPHA]);
     let g = &mut *cx.g;
     let act = match cx.profile.activation {
         ActivationForm::Decomposed => {
-            let k = g.const_f32("const.quick_gelu", &[], &[QUICK_GELU_ALPHA]);
             let scaled = g.op(Op::Mul, s.name("act.scaled"), &[&fc, &k], vec![]);
             let gate = g.op(Op::Sigmoid, s.name("act.gate"), &[&scaled], vec![]);
             g.op(Op::Mul, s.name("act"), &[&fc, &gate], vec![])

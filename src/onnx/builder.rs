@@ -252,8 +252,26 @@ impl<'w> GraphBuilder<'w> {
 
     /// A float32 initializer from values computed at export time.
     pub fn const_f32(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
-        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.constant(name, DataType::Float32, dims, bytes)
+        self.const_float(name, DataType::Float32, dims, values)
+    }
+
+    /// A float initializer of `dtype` (float32 or float16, rounded to nearest) from float32
+    /// values computed at export time.
+    pub fn const_float(
+        &mut self,
+        name: &str,
+        dtype: DataType,
+        dims: &[usize],
+        values: &[f32],
+    ) -> String {
+        let bytes = match dtype {
+            DataType::Float16 => values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        self.constant(name, dtype, dims, bytes)
     }
 
     /// An int64 initializer; `dims` empty makes a scalar.
