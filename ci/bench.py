@@ -13,6 +13,8 @@ TORCH_PY for another).
   .venv/bin/python ci/bench.py image       # encode 1,000 PNGs against the reference processor
   .venv/bin/python ci/bench.py attention   # attention forms a profile could emit, per layer
   .venv/bin/python ci/bench.py accuracy    # each profile/precision against the fixture goldens
+  .venv/bin/python ci/bench.py trained     # each precision on the trained model's held-out set
+  .venv/bin/python ci/bench.py steps       # decoder step ms per precision, block size, level
   .venv/bin/python ci/bench.py profile     # ONNX Runtime's profiler: kernel time per op type
 
 `ci/bench.py SUBCOMMAND --help` lists each one's options and defaults.
@@ -35,6 +37,9 @@ VARIANTS = {  # the profile and precision flags of each exported variant
     "portable": ["--profile", "portable"],
     "ort": ["--profile", "ort"],
     "ort int8": ["--profile", "ort", "--quantize", "int8"],
+    "portable fp16": ["--profile", "portable", "--dtype", "fp16"],
+    "ort fp16": ["--profile", "ort", "--dtype", "fp16"],
+    "ort int4": ["--profile", "ort", "--quantize", "int4"],
 }
 
 
@@ -879,6 +884,207 @@ def cmd_accuracy(a):
     bl.write_json(a.json, {"command": "accuracy", "cases": rows, "worst": worst})
 
 
+TRAINED = os.path.join(FIXTURES, "trained")
+
+
+def with_accuracy_level(src, dst, level):
+    """A copy of graph `src` whose MatMulNBits nodes take `accuracy_level` `level`."""
+    import onnx
+
+    m = onnx.load(src)
+    for n in m.graph.node:
+        if n.op_type == "MatMulNBits":
+            for at in n.attribute:
+                if at.name == "accuracy_level":
+                    at.i = level
+    onnx.save(m, dst)
+    return dst
+
+
+def requantized(src, dst, block, weights):
+    """A copy of graph `src` whose MatMulNBits weights are quantised again from the float32
+    checkpoint `weights` ({name: array}) in blocks of `block`, as src/graph/quant.rs does it
+    (symmetric, scale max |w| / (2^(bits-1) - 1), default zero point, 4-bit values two a byte,
+    low nibble first). At the exported block size it must give the exported bytes (checked)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(src)
+    inits = {i.name: i for i in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type != "MatMulNBits":
+            continue
+        at = {x.name: x for x in n.attribute}
+        bits, k, nout, old = at["bits"].i, at["K"].i, at["N"].i, at["block_size"].i
+        name = n.input[1].rsplit(".", 1)[0]
+        w = weights.get(name, weights.get("transformer." + name)).astype(np.float32)  # [K, N]
+        blocks = -(-k // block)
+        col = np.zeros((nout, blocks * block), np.float32)
+        col[:, :k] = w.T
+        col = col.reshape(nout, blocks, block)
+        qmax, zero = (1 << (bits - 1)) - 1, 1 << (bits - 1)
+        amax = np.abs(col).max(-1)
+        scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
+        x = col / scale[..., None]
+        x = np.sign(x) * np.floor(np.abs(x) + 0.5)  # Rust's round: halves away from zero
+        q = (np.clip(x, -qmax, qmax) + zero).astype(np.uint8)
+        if bits == 4:
+            q = q[..., 0::2] | (q[..., 1::2] << 4)
+        if block == old:
+            same = (numpy_helper.to_array(inits[n.input[1]]) == q).all() and \
+                   (numpy_helper.to_array(inits[n.input[2]]) == scale).all()
+            if not same:
+                raise RuntimeError(f"{n.name}: the re-quantised blocks differ from the export's")
+        inits[n.input[1]].CopyFrom(numpy_helper.from_array(q, n.input[1]))
+        inits[n.input[2]].CopyFrom(numpy_helper.from_array(scale, n.input[2]))
+        at["block_size"].i = block
+    onnx.save(m, dst)
+    return dst
+
+
+def variant_graphs(binary, model, variants, sizes, levels, tmp, heads):
+    """[(label, {head: path})]: `model` exported in each variant; the block variants also
+    re-quantised in each of `sizes` and re-run at each of `levels` (None: as exported)."""
+    weights = None
+    graphs = []
+    for v in variants:
+        out = os.path.join(tmp, variant_dir(v))
+        bl.run([binary, "export", "--weights", model, "--head", "all", "--out", out, *VARIANTS[v]])
+        blocks = "--quantize" in VARIANTS[v]
+        if blocks and sizes != [None] and weights is None:
+            weights = bl.load_safetensors(os.path.join(model, "model.safetensors"))
+        for size in (sizes if blocks else [None]):
+            for level in (levels if blocks else [None]):
+                label = " ".join([v] + ([f"block {size}"] if size else [])
+                                 + ([f"level {level}"] if level is not None else []))
+                paths = {}
+                for h in heads:
+                    path = os.path.join(out, f"{h}.onnx")
+                    if size:
+                        path = requantized(path, os.path.join(out, f"{h}.b{size}.onnx"), size, weights)
+                    if level is not None:
+                        path = with_accuracy_level(path, os.path.join(out, f"{h}.b{size}.l{level}.onnx"), level)
+                    paths[h] = path
+                graphs.append((label, paths))
+    return graphs
+
+
+def step_ms(path, threads, steps, past=128, batch=1):
+    """Median ms of one decoder step (one new token) after `past` cached positions."""
+    import time
+
+    import numpy as np
+
+    s = bl.session(path, threads)
+    cache = {i.name: np.zeros([batch, i.shape[1], past, i.shape[3]],
+                              np.float16 if i.type == "tensor(float16)" else np.float32)
+             for i in s.get_inputs() if i.name.startswith("past_key_values.")}
+    feed = {"input_ids": np.full([batch, 1], 5, np.int64),
+            "attention_mask": np.ones([batch, past + 1], np.int64),
+            "position_ids": np.full([batch, 1], past, np.int64), **cache}
+    s.run(None, feed)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        s.run(None, feed)
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
+
+
+def block_options(a):
+    levels = [int(x) for x in a.accuracy_levels.split(",")] if a.accuracy_levels else [None]
+    sizes = [int(x) for x in a.block_sizes.split(",")] if a.block_sizes else [None]
+    return sizes, levels
+
+
+def cmd_steps(a):
+    """Decoder step time of each variant on a random checkpoint of a published size (batch 1,
+    one token after `--past` cached positions), with the block variants re-quantised in each of
+    `--block-sizes` and run at each of `--accuracy-levels`."""
+    bl.check_modules(["numpy", "onnxruntime", "onnx"])
+    binary = bl.igpt_bin(a.build_profile, a.bin)
+    ckpt, _ = bl.random_checkpoint(binary, a.bench_dir, a.size, 0)
+    sizes, levels = block_options(a)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = variant_graphs(binary, ckpt, a.variants.split(","), sizes, levels, tmp, ["decoder"])
+        for label, paths in graphs:
+            rows.append({"variant": label, "step_ms": step_ms(paths["decoder"], a.threads, a.steps, a.past)})
+            say(f"{label}: {rows[-1]['step_ms']:.2f} ms")
+    table(["variant", "step ms"], [[r["variant"], f2(r["step_ms"])] for r in rows])
+    bl.write_json(a.json, {"command": "steps", "size": a.size, "past": a.past, "rows": rows})
+
+
+def cmd_trained(a):
+    """Each precision on the trained fixture's held-out set, against its float32 graph: the
+    300 held-out images teacher-forced through the causal LM (SOS + 255 tokens predicting the
+    256), and their 256 tokens through the classifier. Per variant: max abs of the logits,
+    mean KL(float32 ‖ ours), held-out NLL (nats/token) and its increase, argmax flips and the
+    largest float32 top-1/top-2 gap at a flip (a flip at a larger gap than the precision's
+    tie_gap fails verify), classification accuracy against the labels, and a decoder step
+    (batch 1, past 128) in ms. `--accuracy-levels` re-runs the block variants with each
+    MatMulNBits accuracy_level; `--variants` names the exports (flags as in VARIANTS)."""
+    bl.check_modules(["numpy", "onnxruntime", "onnx"])
+    import numpy as np
+
+    binary = bl.igpt_bin(a.build_profile, a.bin)
+    held = bl.load_safetensors(os.path.join(TRAINED, "heldout.safetensors"))
+    ids, labels = held["input_ids"], held["labels"]
+    lm_ids, cls_ids = ids[:, :-1], ids[:, 1:]
+    model = os.path.join(TRAINED, "digits", "model")
+    variants = ["portable"] + [v for v in a.variants.split(",") if v and v != "portable"]
+    sizes, levels = block_options(a)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = variant_graphs(binary, model, variants, sizes, levels, tmp,
+                                ["causal-lm", "classifier", "decoder"])
+
+        def lm_logits(path):
+            s = bl.session(path, a.threads)
+            chunks = []
+            for i in range(0, len(lm_ids), a.batch):
+                x = lm_ids[i:i + a.batch]
+                chunks.append(s.run(["logits"], {"input_ids": x, "attention_mask": np.ones_like(x)})[0])
+            return np.concatenate(chunks)
+
+        def classes(path):
+            s = bl.session(path, a.threads)
+            return np.concatenate([s.run(["logits"], {"input_ids": cls_ids[i:i + a.batch],
+                                                      "attention_mask": np.ones_like(cls_ids[i:i + a.batch])})[0]
+                                   for i in range(0, len(cls_ids), a.batch)]).argmax(-1)
+
+        base = None
+        for label, heads in graphs:
+            logits = lm_logits(heads["causal-lm"]).astype(np.float64)
+            lp = bl.log_softmax(logits)
+            nll = float(-np.take_along_axis(lp, ids[:, 1:, None], -1).mean())
+            pred = classes(heads["classifier"])
+            row = {"variant": label, "nll": nll, "cls_accuracy": float((pred == labels).mean()),
+                   "step_ms": step_ms(heads["decoder"], a.threads, a.steps)}
+            if base is None:
+                base = {"logits": logits, "lp": lp, "nll": nll, "pred": pred}
+                top2 = np.sort(logits, -1)[..., -2:]
+                base["gap"] = top2[..., 1] - top2[..., 0]
+            flips = logits.argmax(-1) != base["logits"].argmax(-1)
+            row.update({"max_abs": float(np.abs(logits - base["logits"]).max()),
+                        "kl": float((np.exp(base["lp"]) * (base["lp"] - lp)).sum(-1).mean()),
+                        "nll_increase": nll / base["nll"] - 1,
+                        "flips": int(flips.sum()), "positions": int(flips.size),
+                        "max_gap_at_flip": float(base["gap"][flips].max()) if flips.any() else 0.0,
+                        "cls_changed": int((pred != base["pred"]).sum())})
+            rows.append(row)
+            say(f"{label}: done")
+
+    head = ["variant", "max abs", "KL", "NLL", "NLL +%", "flips", "max gap at flip", "cls acc",
+            "cls changed", "step ms"]
+    table(head, [[r["variant"], f"{r['max_abs']:.2e}", f"{r['kl']:.2e}", f"{r['nll']:.5f}",
+                  f"{r['nll_increase']:+.3%}", f"{r['flips']}/{r['positions']}",
+                  f"{r['max_gap_at_flip']:.3f}", f"{r['cls_accuracy']:.1%}", str(r["cls_changed"]),
+                  f2(r["step_ms"])] for r in rows])
+    bl.write_json(a.json, {"command": "trained", "rows": rows})
+
+
 # --- profile ------------------------------------------------------------------------------------
 
 
@@ -1001,6 +1207,28 @@ def main():
     p.add_argument("--fixtures", default=FIXTURES)
     p.add_argument("--cases", help="comma-separated case names (default: every causal-lm case)")
     p.add_argument("--threads", type=int, default=2)
+
+    p = add("trained", cmd_trained, "dev", "each precision on the trained model's held-out set")
+    p.add_argument("--variants", default="ort,ort int8,portable fp16,ort fp16,ort int4",
+                   help=f"of {list(VARIANTS)} (portable float32 is the baseline)")
+    p.add_argument("--accuracy-levels", default="",
+                   help="comma-separated MatMulNBits accuracy_level values to run the block variants with")
+    p.add_argument("--block-sizes", default="",
+                   help="comma-separated block sizes to re-quantise the block variants in")
+    p.add_argument("--batch", type=int, default=50)
+    p.add_argument("--steps", type=int, default=50, help="decoder steps timed (median)")
+    p.add_argument("--threads", type=int, default=2)
+
+    p = add("steps", cmd_steps, "dev", "decoder step ms of each precision, block size and level")
+    p.add_argument("--size", default="small")
+    p.add_argument("--variants", default="ort,ort int8,portable fp16,ort fp16,ort int4",
+                   help=f"of {list(VARIANTS)}")
+    p.add_argument("--block-sizes", default="", help="as for trained")
+    p.add_argument("--accuracy-levels", default="", help="as for trained")
+    p.add_argument("--past", type=int, default=256)
+    p.add_argument("--steps", type=int, default=20, help="steps timed (median)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--bench-dir", default=bench_dir, help="the checkpoint is cached here")
 
     p = add("profile", cmd_profile, "dev", "ONNX Runtime profiler: kernel time per op type")
     p.add_argument("--batch", type=int, default=1)

@@ -114,10 +114,12 @@ def test_genai_unseen(tmp):
 
 def test_genai_precisions(tmp):
     """Each profile and precision genai is shipped in: genai's greedy tokens equal ours on the
-    same decoder (an int8 decoder's tokens need not equal float32's: near-ties flip)."""
+    same decoder (a block or float16 decoder's tokens need not equal float32's: near-ties flip)."""
     model_dir = FIXTURES / "greedy/model"
     cases = json.loads((FIXTURES / "greedy/generations.json").read_text())["generations"]
-    variants = ((["--profile", "ort"], "ort"), (["--profile", "ort", "--quantize", "int8"], "ort-int8"))
+    variants = ((["--profile", "ort"], "ort"), (["--profile", "ort", "--quantize", "int8"], "ort-int8"),
+                (["--profile", "ort", "--quantize", "int4"], "ort-int4"),
+                (["--profile", "ort", "--dtype", "fp16"], "ort-fp16"))
     for flags, name in variants:
         igpt("package", "--genai", tmp / name, "--weights", model_dir, *flags)
         igpt("export", "--weights", model_dir, "--head", "decoder", "--out", tmp / f"{name}-ours", *flags)

@@ -1,7 +1,8 @@
-//! The ort profile and the int8 precision against the golden fixtures, in ONNX Runtime: every
-//! fixture case, every head it has goldens for (base with its hidden states, causal-lm,
-//! classifier), exported in the profile/precision and checked within its budget — the case's
-//! tolerance for float32, the precision's budget (atol/rtol, cosine, argmax agreement) for int8.
+//! The ort profile and the float16, int8 and int4 precisions against the golden fixtures, in
+//! ONNX Runtime: every fixture case, every head it has goldens for (base with its hidden states,
+//! causal-lm, classifier), exported in the profile/precision and checked within its budget — the
+//! case's tolerance for float32, the precision's budget (atol/rtol, cosine, argmax agreement)
+//! for the others.
 //! Without ONNX Runtime (outside CI) the checks are skipped with a note; under `CI` they fail.
 
 mod common;
@@ -93,41 +94,83 @@ fn int8_ort_profile_stays_within_its_budget() {
 }
 
 #[test]
-fn int8_in_the_portable_profile_is_refused_by_name() {
+fn int4_ort_profile_stays_within_its_budget() {
+    let (passed, heads) = check_all(Profile::Ort, Precision::Int4);
+    assert!(passed == 0 || passed == heads, "{passed} of {heads} checks");
+}
+
+#[test]
+fn float16_stays_within_its_budget_in_both_profiles() {
+    for profile in [Profile::Portable, Profile::Ort] {
+        let (passed, heads) = check_all(profile, Precision::Float16);
+        assert_eq!(heads, 25);
+        assert!(passed == 0 || passed == heads, "{passed} of {heads} checks");
+    }
+}
+
+#[test]
+fn block_precisions_in_the_portable_profile_are_refused_by_name() {
     let ckpt =
         Checkpoint::open(&common::fixture("causal-lm").join("model"), None, None).expect("opens");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let opts = ExportOptions {
-        precision: Precision::Int8,
-        ..Default::default()
-    };
-    let err = export(&ckpt, &[Head::CausalLm], tmp.path(), &opts).expect_err("refused");
-    assert!(matches!(err, ExportError::PrecisionUnavailable { .. }));
-    assert_eq!(
-        err.to_string(),
-        "int8 weights are not available in the portable profile (they need ONNX Runtime's MatMulNBits: use --profile ort)"
-    );
-    assert_eq!(std::fs::read_dir(tmp.path()).expect("dir").count(), 0);
+    for precision in [Precision::Int8, Precision::Int4] {
+        let opts = ExportOptions {
+            precision,
+            ..Default::default()
+        };
+        let err = export(&ckpt, &[Head::CausalLm], tmp.path(), &opts).expect_err("refused");
+        assert!(matches!(err, ExportError::PrecisionUnavailable { .. }));
+        assert_eq!(
+            err.to_string(),
+            format!("{} weights are not available in the portable profile (they need ONNX Runtime's MatMulNBits: use --profile ort)", precision.name())
+        );
+        assert_eq!(std::fs::read_dir(tmp.path()).expect("dir").count(), 0);
+    }
+}
+
+/// Runs `export` of the causal-lm fixture with `flags`: (exit code, stderr, whether anything
+/// was written).
+fn export_cli(flags: &[&str]) -> (i32, String, bool) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let weights = common::fixture("causal-lm").join("model");
+    let mut args = vec![
+        "export",
+        "--weights",
+        weights.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(flags);
+    let (code, stdout, stderr) = common::cli(&args);
+    assert!(stdout.is_empty() || code == 0, "{stdout}");
+    (code, stderr, out.exists())
 }
 
 #[test]
 fn cli_quantize_without_the_ort_profile_exits_2_with_one_line() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let out = tmp.path().join("out");
-    let weights = common::fixture("causal-lm").join("model");
-    let (code, stdout, stderr) = common::cli(&[
-        "export",
-        "--weights",
-        weights.to_str().expect("utf-8 path"),
-        "--quantize",
-        "int8",
-        "--out",
-        out.to_str().expect("utf-8 path"),
-    ]);
-    assert_eq!(code, 2, "{stdout}{stderr}");
+    for q in ["int8", "int4"] {
+        let (code, stderr, wrote) = export_cli(&["--quantize", q]);
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(
+            stderr,
+            format!("error: export failed: {q} weights are not available in the portable profile (they need ONNX Runtime's MatMulNBits: use --profile ort)\n")
+        );
+        assert!(!wrote, "nothing written");
+    }
+}
+
+#[test]
+fn cli_dtype_and_quantize_together_exit_with_one_line() {
+    let (code, stderr, wrote) =
+        export_cli(&["--profile", "ort", "--quantize", "int4", "--dtype", "fp16"]);
+    assert_eq!(code, 2, "{stderr}");
     assert_eq!(
         stderr,
-        "error: export failed: int8 weights are not available in the portable profile (they need ONNX Runtime's MatMulNBits: use --profile ort)\n"
+        "error: --quantize int4 and --dtype fp16 cannot be combined: quantised weights take float32 activations\n"
     );
-    assert!(!out.exists(), "nothing written");
+    assert!(!wrote, "nothing written");
+    let (code, stderr, _) = export_cli(&["--dtype", "fp32"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr, "error: unknown dtype `fp32` (expected fp16)\n");
 }

@@ -115,9 +115,9 @@ fn causal_constant(cx: &mut Ctx<'_, '_>) -> String {
 /// over heads and queries.
 fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> String {
     let act = cx.act();
-    let min = match act {
-        DataType::Float16 => MASK_VALUE_F16,
-        _ => MASK_VALUE,
+    let (min, mask_name) = match act {
+        DataType::Float16 => (MASK_VALUE_F16, "mask_f16"),
+        _ => (MASK_VALUE, "mask_f32"),
     };
     let fzero = cx.constant("const.f_zero", &[], &[0.0]);
     let fmin = cx.constant("const.f_mask", &[], &[min]);
@@ -131,7 +131,7 @@ fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> Stri
     );
     let maskf = g.op(
         Op::Cast,
-        s.name("mask_float"),
+        s.name(mask_name),
         &[mask],
         vec![attr_int("to", act.onnx() as i64)],
     );
@@ -169,13 +169,6 @@ pub(super) fn attention(
         let out = conv1d(cx, &s.pp("c_proj"), &ctx.0, d, d);
         return (out, ctx.1);
     }
-    // Two divisions, as HF does them, so the floats match.
-    let sqrt_head_dim = c
-        .scale_attn_weights
-        .then(|| cx.constant("const.sqrt_head_dim", &[], &[(hd as f64).sqrt() as f32]));
-    let layer_scale = c
-        .scale_attn_by_inverse_layer_idx
-        .then(|| cx.constant(&s.name("layer_scale"), &[], &[(layer + 1) as f32]));
     let g = &mut *cx.g;
     let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
     // q and v to [b, h, s, hd]. Without a past, k goes straight to [b, h, hd, s] so q·kᵀ is a
@@ -230,6 +223,14 @@ pub(super) fn attention(
         &[&heads[0], &heads[1]],
         vec![],
     );
+    // Two divisions, as HF does them, so the floats match.
+    let sqrt_head_dim = c
+        .scale_attn_weights
+        .then(|| cx.constant("const.sqrt_head_dim", &[], &[(hd as f64).sqrt() as f32]));
+    let layer_scale = c
+        .scale_attn_by_inverse_layer_idx
+        .then(|| cx.constant(&s.name("layer_scale"), &[], &[(layer + 1) as f32]));
+    let g = &mut *cx.g;
     if let Some(k) = sqrt_head_dim {
         scores = g.op(Op::Div, s.name("scaled"), &[&scores, &k], vec![]);
     }

@@ -173,14 +173,23 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
         dtype: Some("fp16"),
         activations: DataType::Float16,
         matmul: MatMulForm::Float,
+        // ONNX Runtime 1.31.1's CPU provider has float16 kernels for every op of both profiles
+        // (SimplifiedLayerNormalization, SkipSimplifiedLayerNormalization, MultiHeadAttention
+        // and QuickGelu included), and tract runs the portable graphs.
         profiles: &[Profile::Portable, Profile::Ort],
         tract: None,
+        // Measured on the golden fixtures (both profiles, ONNX Runtime and tract, the decoder
+        // step by step) and the trained model's case: max abs 0.012 (fixtures), 0.032 (the
+        // trained model's residual stream), cosine ≥ 0.9999987, KL ≤ 2.0e-6, argmax ≥ 94.4 %
+        // (random fixtures' near-ties, none beyond 0.05 nats). On the trained model's 300
+        // held-out images (76,800 teacher-forced positions): NLL +0.000 %, 16 (portable) / 38
+        // (ort) flips, all where float32's top-two gap is ≤ 0.001 nats, classes identical.
         budget: Budget {
-            atol: 0.03,
+            atol: 0.05,
             rtol: 0.01,
             min_cosine: 0.99999,
             min_argmax_agreement: 0.9,
-            max_kl: 1e-4,
+            max_kl: 1e-5,
             tie_gap: 0.05,
         },
     },

@@ -217,15 +217,15 @@ fn add_norm(
 fn mlp(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let (d, inner) = (cx.ckpt.config.n_embd, cx.ckpt.config.n_inner);
     let fc = conv1d(cx, &s.pp("c_fc"), x, d, inner);
-    let k = cx.constant("const.quick_gelu", &[], &[QUICK_GELU_ALPHA]);
-    let g = &mut *cx.g;
     let act = match cx.profile.activation {
         ActivationForm::Decomposed => {
+            let k = cx.constant("const.quick_gelu", &[], &[QUICK_GELU_ALPHA]);
+            let g = &mut *cx.g;
             let scaled = g.op(Op::Mul, s.name("act.scaled"), &[&fc, &k], vec![]);
             let gate = g.op(Op::Sigmoid, s.name("act.gate"), &[&scaled], vec![]);
             g.op(Op::Mul, s.name("act"), &[&fc, &gate], vec![])
         }
-        ActivationForm::QuickGelu => g.op(
+        ActivationForm::QuickGelu => cx.g.op(
             Op::QuickGelu,
             s.name("act"),
             &[&fc],
