@@ -396,3 +396,53 @@ fn classify_gives_the_reference_labels_for_the_held_out_pngs() {
     }
     assert!(ran.contains(&"tract"));
 }
+
+/// Float16 (both profiles) and int4 (ort profile) on the trained case: every head and the
+/// decoder step by step within the precision's budget, on every runtime that runs the profile,
+/// no argmax flip, and the logits within the measured error: float16 ≤ 0.006 (tract; ONNX
+/// Runtime 0.0036), KL ≤ 2.1e-6; int4 ≤ 0.234, KL ≤ 2.1e-3.
+#[test]
+fn reduced_precisions_keep_the_trained_model_within_budget() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fixtures = trained();
+    let runs: [(&[&str], f64, f64); 3] = [
+        (&["--dtype", "fp16"], 0.01, 1e-5),
+        (&["--profile", "ort", "--dtype", "fp16"], 0.01, 1e-5),
+        (&["--profile", "ort", "--quantize", "int4"], 0.3, 5e-3),
+    ];
+    for (i, (flags, max_abs, max_kl)) in runs.into_iter().enumerate() {
+        let json = tmp.path().join(format!("{i}.json"));
+        let mut args = vec!["verify", "--fixtures", s(&fixtures)];
+        args.extend_from_slice(flags);
+        args.extend(["--json", s(&json)]);
+        let Some(stdout) = run_on("ort-cpu", &args) else {
+            return;
+        };
+        let report = read_json(&json);
+        assert_eq!(report["verdict"], "pass", "{flags:?}: {stdout}");
+        let checks = report["checks"].as_array().expect("checks");
+        let ran: Vec<&Value> = checks.iter().filter(|c| c["status"] == "pass").collect();
+        let portable = flags[0] == "--dtype";
+        assert_eq!(
+            ran.len(),
+            if portable { 8 } else { 4 },
+            "{flags:?}: {stdout}"
+        );
+        for c in ran {
+            for o in c["outputs"].as_array().expect("outputs") {
+                let m = &o["metrics"];
+                let Some(kl) = m["kl_divergence"].as_f64() else {
+                    continue;
+                };
+                let what = format!("{flags:?} {} {}", c["head"], c["runtime"]);
+                assert!(
+                    m["max_abs"].as_f64().expect("max_abs") <= max_abs,
+                    "{what}: {m}"
+                );
+                assert!(kl <= max_kl, "{what}: {m}");
+                assert_eq!(m["argmax_agreement"], 1.0, "{what}");
+                assert_eq!(m["flips_beyond_ties"], 0, "{what}");
+            }
+        }
+    }
+}
