@@ -174,3 +174,51 @@ fn cli_dtype_and_quantize_together_exit_with_one_line() {
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(stderr, "error: unknown dtype `fp32` (expected fp16)\n");
 }
+
+/// A float16 export declares float16 caches and float32 logits (the heads answer in float32);
+/// int4 stores two values a byte.
+#[test]
+fn float16_and_int4_declare_their_types_and_sizes() {
+    use igpt_onnx::base::DataType;
+    use igpt_onnx::graph::DecoderIo;
+    let ckpt =
+        Checkpoint::open(&common::fixture("kv-cache").join("model"), None, None).expect("opens");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut bytes = Vec::new();
+    for (profile, precision) in [
+        (Profile::Portable, Precision::Float32),
+        (Profile::Portable, Precision::Float16),
+        (Profile::Ort, Precision::Int8),
+        (Profile::Ort, Precision::Int4),
+    ] {
+        let opts = ExportOptions {
+            profile,
+            precision,
+            ..Default::default()
+        };
+        let out = tmp.path().join(precision.name());
+        let done = export(&ckpt, &[Head::Decoder], &out, &opts).expect("exports");
+        let (inputs, outputs) = igpt_onnx::runtime::graph_io(&done[0].path).expect("io");
+        let io = DecoderIo::from_inputs(&inputs).expect("decoder contract");
+        let cache = match precision {
+            Precision::Float16 => DataType::Float16,
+            _ => DataType::Float32,
+        };
+        assert_eq!(io.dtype, cache, "{}", precision.name());
+        for o in &outputs {
+            let want = if o.name == "logits" {
+                DataType::Float32
+            } else {
+                cache
+            };
+            assert_eq!(o.dtype, want, "{} {}", precision.name(), o.name);
+        }
+        bytes.push(done[0].bytes as f64);
+    }
+    // int4 stores each block matrix in half int8's bytes (same scales, same names' lengths).
+    let c = &ckpt.config;
+    let per_layer = c.n_embd * (3 * c.n_embd + c.n_embd + 2 * c.n_inner);
+    let (f32_, f16, i8_, i4) = (bytes[0], bytes[1], bytes[2], bytes[3]);
+    assert_eq!(i8_ - i4, (c.n_layer * per_layer / 2) as f64, "{bytes:?}");
+    assert!(f16 < f32_, "{bytes:?}");
+}

@@ -44,12 +44,12 @@ impl<'w> Ctx<'_, 'w> {
         self.weight_as(name, dims, self.act())
     }
 
-    /// A checkpoint tensor as a float32 or float16 initializer.
+    /// A checkpoint tensor as a float16 initializer when `dtype` is float16, else float32.
     pub fn weight_as(&mut self, name: &str, dims: &[usize], dtype: DataType) -> String {
         let (store, owned) = (&self.ckpt.weights, name.to_string());
-        let source: Box<dyn TensorSource> = match dtype {
-            DataType::Float16 => Box::new(Float16 { store, name: owned }),
-            _ => Box::new(Float32 { store, name: owned }),
+        let (dtype, source): (_, Box<dyn TensorSource>) = match dtype {
+            DataType::Float16 => (dtype, Box::new(Float16 { store, name: owned })),
+            _ => (DataType::Float32, Box::new(Float32 { store, name: owned })),
         };
         self.g.initializer(name, dtype, dims, source)
     }

@@ -255,8 +255,8 @@ impl<'w> GraphBuilder<'w> {
         self.const_float(name, DataType::Float32, dims, values)
     }
 
-    /// A float initializer of `dtype` (float32 or float16, rounded to nearest) from float32
-    /// values computed at export time.
+    /// A float initializer from float32 values computed at export time: float16 (rounded to
+    /// nearest) when `dtype` is float16, else float32.
     pub fn const_float(
         &mut self,
         name: &str,
@@ -264,12 +264,18 @@ impl<'w> GraphBuilder<'w> {
         dims: &[usize],
         values: &[f32],
     ) -> String {
-        let bytes = match dtype {
-            DataType::Float16 => values
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect(),
-            _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        let (dtype, bytes) = match dtype {
+            DataType::Float16 => (
+                dtype,
+                values
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect(),
+            ),
+            _ => (
+                DataType::Float32,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
         };
         self.constant(name, dtype, dims, bytes)
     }
