@@ -12,7 +12,7 @@ TORCH_PY for another).
   .venv/bin/python ci/bench.py forward     # forward table: our graphs vs torch.onnx.export's
   .venv/bin/python ci/bench.py image       # encode 1,000 PNGs against the reference processor
   .venv/bin/python ci/bench.py attention   # attention forms a profile could emit, per layer
-  .venv/bin/python ci/bench.py accuracy    # each profile/precision against the fixture goldens
+  .venv/bin/python ci/bench.py accuracy    # each profile/precision against the goldens and on the trained model
   .venv/bin/python ci/bench.py profile     # ONNX Runtime's profiler: kernel time per op type
 
 `ci/bench.py SUBCOMMAND --help` lists each one's options and defaults.
@@ -23,6 +23,7 @@ import collections
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -843,6 +844,10 @@ def cmd_accuracy(a):
     decoder is checked by `igpt-onnx verify` (every step against the full forward's goldens)."""
     bl.check_modules(["numpy", "onnxruntime"])
     binary = bl.igpt_bin(a.build_profile, a.bin)
+    trained = None if a.no_trained else trained_accuracy(binary, a.trained, a.runtime)
+    if a.trained_only:
+        bl.write_json(a.json, {"command": "accuracy", "trained": trained})
+        return
     rows, worst = [], {}
     wanted = set(a.cases.split(",")) if a.cases else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -876,7 +881,97 @@ def cmd_accuracy(a):
     table(head, [line(r["case"], r["variant"], r) for r in rows])
     say("worst over the cases:")
     table(head, [line("", v, m) for v, m in worst.items()])
-    bl.write_json(a.json, {"command": "accuracy", "cases": rows, "worst": worst})
+    bl.write_json(a.json, {"command": "accuracy", "cases": rows, "worst": worst, "trained": trained})
+
+
+def help_choices(binary, option):
+    """The `[possible values: ...]` of `igpt-onnx export`'s `option`, as the binary lists them
+    (empty when the binary has no such option)."""
+    text = bl.run([binary, "export", "--help"]).stdout
+    for line in text.splitlines():
+        if line.strip().startswith(option + " ") and "[possible values:" in line:
+            return [v.strip() for v in line.split("[possible values:")[1].split("]")[0].split(",")]
+    return []
+
+
+def precision_variants(binary):
+    """(label, export flags) of every precision the binary offers, in each profile: float32 in
+    every profile, then each `--dtype` (other than float32) and each `--quantize` value."""
+    profiles = help_choices(binary, "--profile")
+    out = [(f"float32 {p}", ["--profile", p]) for p in profiles]
+    for option in ("--dtype", "--quantize"):
+        for value in help_choices(binary, option):
+            if value in ("float32", "f32", "fp32"):
+                continue
+            out += [(f"{value} {p}", ["--profile", p, option, value]) for p in profiles]
+    return out
+
+
+def trained_accuracy(binary, case, runtime):
+    """The trained model at every precision the binary offers: exported, verified against the
+    reference (`igpt-onnx verify --fixture`: the causal LM's logits and held-out NLL, the
+    classifier's held-out accuracy, the decoder's greedy generations), and printed as a
+    markdown table."""
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, flags in precision_variants(binary):
+            out = os.path.join(tmp, label.replace(" ", "-"))
+            p = subprocess.run([binary, "export", "--weights", os.path.join(case, "model"), "--head", "all",
+                                "--out", out, *flags], capture_output=True, text=True)
+            if p.returncode != 0:  # a combination the binary refuses (int8 needs the ort profile)
+                notes.append(f"{label}: not exported ({p.stderr.strip().splitlines()[-1]})")
+                continue
+            row = {"variant": label, "flags": flags, "verdict": "pass"}
+            for head in ("causal-lm", "classifier", "decoder"):
+                report = os.path.join(out, f"{head}.json")
+                subprocess.run([binary, "verify", "--model", os.path.join(out, f"{head}.onnx"),
+                                "--fixture", case, "--runtimes", runtime, "--require", runtime,
+                                "--json", report], capture_output=True, text=True)
+                if not os.path.exists(report):
+                    raise RuntimeError(f"verify wrote no report for {label} {head}")
+                r = json.load(open(report))
+                if r["verdict"] != "pass":
+                    row["verdict"] = "fail"
+                for c in r["checks"]:
+                    if c.get("error"):
+                        raise RuntimeError(f"{label} {c['head']}: {c['error']}")
+                    if c["head"] == "causal-lm":
+                        m = c["outputs"][0]["metrics"]
+                        row.update(max_abs=m["max_abs"], cosine=m["cosine"], kl=m["kl_divergence"],
+                                   flips_beyond_ties=m["flips_beyond_ties"], flips_at_ties=m["flips_at_ties"],
+                                   positions=m["compared"] // c["outputs"][0]["expected_shape"][-1],
+                                   nll=c.get("nll"))
+                    elif c["head"] == "classifier":
+                        row["classification"] = c.get("classification")
+                    elif c.get("greedy"):
+                        row["greedy"] = c["greedy"]
+            rows.append(row)
+
+    def divergence(g):
+        if not g:
+            return "-"
+        d = g["first_divergence"]
+        if d is None:
+            return f"none ({g['tokens']} tokens)"
+        return f"run {d['run']} row {d['row']}, token {d['generated_before'] + 1} ({g['diverged_runs']}/{g['runs']} runs)"
+
+    def nll(m):
+        return f"{m['ours']:.4f} vs {m['reference']:.4f} ({100 * m['relative_increase']:+.4f} %)" if m else "-"
+
+    def acc(m):
+        return f"{100 * m['ours']:.2f} % (ref {100 * m['reference']:.2f} %, {-m['drop_points']:+.2f} pt)" if m else "-"
+
+    say(f"\n## trained model ({os.path.relpath(case, ROOT)}) on {runtime}, against the reference\n")
+    say("| precision | max abs | cosine | KL | NLL (ours vs ref) | flips beyond ties (+ at ties) "
+        "| first greedy divergence | accuracy | verdict |")
+    say("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        say(f"| {r['variant']} | {r['max_abs']:.2e} | {r['cosine']:.7f} | {r['kl']:.2e} | {nll(r.get('nll'))} "
+            f"| {r['flips_beyond_ties']} (+{r['flips_at_ties']}) of {r['positions']} | {divergence(r.get('greedy'))} "
+            f"| {acc(r.get('classification'))} | {r['verdict']} |")
+    for n in notes:
+        say(f"- {n}")
+    return {"case": case, "runtime": runtime, "rows": rows, "notes": notes}
 
 
 # --- profile ------------------------------------------------------------------------------------
@@ -1001,6 +1096,11 @@ def main():
     p.add_argument("--fixtures", default=FIXTURES)
     p.add_argument("--cases", help="comma-separated case names (default: every causal-lm case)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--trained", default=os.path.join(FIXTURES, "trained", "digits"),
+                   help="the trained case (with a labelled set and generations) for the precision table")
+    p.add_argument("--runtime", default="ort-cpu", help="runtime of the trained model's table")
+    p.add_argument("--trained-only", action="store_true", help="only the trained model's table")
+    p.add_argument("--no-trained", action="store_true", help="only the golden cases' table")
 
     p = add("profile", cmd_profile, "dev", "ONNX Runtime profiler: kernel time per op type")
     p.add_argument("--batch", type=int, default=1)

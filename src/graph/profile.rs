@@ -89,6 +89,11 @@ pub struct Budget {
     /// The golden's top-1/top-2 logit gap (nats) up to which a flipped argmax is a near-tie;
     /// a flip where the gap is larger is damage and fails the check.
     pub tie_gap: f64,
+    /// Highest relative increase of the teacher-forced next-token NLL over the reference's
+    /// (0.001 = +0.1 %), where the case has labelled tokens.
+    pub max_nll_increase: f64,
+    /// Highest drop in classification accuracy on a labelled set, in percentage points.
+    pub max_accuracy_drop: f64,
 }
 
 /// One precision.
@@ -121,6 +126,8 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
             min_argmax_agreement: 1.0,
             max_kl: 1e-6,
             tie_gap: 0.0,
+            max_nll_increase: 1e-5,
+            max_accuracy_drop: 0.0,
         },
     },
     PrecisionSpec {
@@ -144,6 +151,8 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
             // On a trained small ImageGPT every int8 flip (390 of 51,200 teacher-forced
             // positions) fell where float32's own top-two gap was at most 0.135 nats.
             tie_gap: 0.2,
+            max_nll_increase: 1e-3,
+            max_accuracy_drop: 0.5,
         },
     },
 ];

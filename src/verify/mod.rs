@@ -22,6 +22,7 @@ pub mod report;
 mod runtimes;
 pub mod saved;
 mod steps;
+pub mod tasks;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,10 +30,12 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayD};
 
-use crate::base::{DataType, Tensor};
+use crate::base::{DataType, IoSpec, Tensor};
 use crate::checkpoint::Checkpoint;
 use crate::export::{self, ExportOptions};
+use crate::generate::DecoderDims;
 use crate::graph::io::{is_past, ATTENTION_MASK, INPUT_IDS, LOGITS};
+use crate::graph::profile::Budget;
 use crate::graph::{GraphOptions, Head, Precision, Profile};
 use crate::runtime::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
 use fixture::{Case, Tolerance};
@@ -154,6 +157,16 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
                 }
                 .judge(&mut check, &out, &expected),
             }
+            if let (Some(runs), true) = (&case.generations, check.error.is_none()) {
+                let dims = DecoderDims {
+                    vocab_size: case.config.vocab_size,
+                    n_positions: case.config.n_positions,
+                };
+                match tasks::greedy(m.as_mut(), &dims, runs) {
+                    Ok(g) => check.greedy = Some(g),
+                    Err(e) => check.error(format!("greedy generations: {e}")),
+                }
+            }
         }
     }
     check.seconds = start.elapsed().as_secs_f64();
@@ -212,6 +225,8 @@ struct Graph<'a> {
     expected: BTreeMap<String, ArrayD<f32>>,
     positions: Option<Array2<i64>>,
     dtypes: BTreeMap<String, String>,
+    /// The graph's inputs (to feed a labelled set).
+    inputs: Vec<IoSpec>,
     /// The case's own tolerance (for float32 runs of float32 graphs).
     tolerance: Tolerance,
     profile: (Profile, Precision),
@@ -241,6 +256,7 @@ impl<'a> Graph<'a> {
             case,
             head,
             feed: case.feed(head, &file.inputs)?,
+            inputs: file.inputs.clone(),
             expected: case.expected_outputs(head),
             positions: case.position_mask(head),
             dtypes: file.dtypes,
@@ -276,19 +292,70 @@ impl<'a> Graph<'a> {
                 check.node_providers = m.node_providers().unwrap_or_default();
                 match out {
                     Err(e) => check.error(e.to_string()),
-                    Ok(out) => Judge {
-                        tolerance,
-                        overrides: &self.opts.per_output,
-                        positions: self.positions.as_ref(),
-                        dtypes: &self.dtypes,
-                        budget,
+                    Ok(out) => {
+                        Judge {
+                            tolerance,
+                            overrides: &self.opts.per_output,
+                            positions: self.positions.as_ref(),
+                            dtypes: &self.dtypes,
+                            budget,
+                        }
+                        .judge(&mut check, &out, &self.expected);
+                        let budget = budget.unwrap_or(&self.profile.1.spec().budget);
+                        if let Err(e) = self.tasks(&mut check, m.as_mut(), &out, budget) {
+                            check.error(e);
+                        }
+                        check.settle();
                     }
-                    .judge(&mut check, &out, &self.expected),
                 }
             }
         }
         check.seconds = start.elapsed().as_secs_f64();
         check
+    }
+}
+
+impl Graph<'_> {
+    /// The task metrics of this head: the NLL of a causal LM (over the case's labelled set,
+    /// else its golden inputs), the accuracy of a classifier on the labelled set.
+    fn tasks(
+        &self,
+        check: &mut Check,
+        m: &mut dyn LoadedModel,
+        out: &NamedOutputs,
+        budget: &Budget,
+    ) -> Result<(), String> {
+        let labelled = self.case.labelled.as_ref();
+        match (self.head, labelled) {
+            (Head::CausalLm, Some(set)) => {
+                check.nll = tasks::labelled_nll(m, &self.inputs, set, budget)
+                    .map_err(|e| format!("labelled set: {e}"))?;
+            }
+            (Head::CausalLm, None) => {
+                let ours = out
+                    .iter()
+                    .find(|(n, _)| n == LOGITS)
+                    .map(|(_, t)| t.to_f32());
+                let ids = self.case.inputs.get(INPUT_IDS).and_then(Tensor::as_i64);
+                let mask = self
+                    .case
+                    .inputs
+                    .get(ATTENTION_MASK)
+                    .and_then(Tensor::as_i64);
+                if let (Some(ours), Some(want), Some(ids)) = (ours, self.expected.get(LOGITS), ids)
+                {
+                    check.nll = tasks::nll_from_goldens(&ours, want, ids, mask, budget);
+                }
+            }
+            (Head::Classifier, Some(set)) => {
+                check.classification = Some(
+                    tasks::accuracy(m, &self.inputs, set, budget)
+                        .map_err(|e| format!("labelled set: {e}"))?,
+                );
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
