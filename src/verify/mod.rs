@@ -302,7 +302,7 @@ impl<'a> Graph<'a> {
                         }
                         .judge(&mut check, &out, &self.expected);
                         let budget = budget.unwrap_or(&self.profile.1.spec().budget);
-                        if let Err(e) = self.tasks(&mut check, m.as_mut(), &out, budget) {
+                        if let Err(e) = self.tasks(&mut check, m.as_mut(), budget) {
                             check.error(e);
                         }
                         check.settle();
@@ -316,13 +316,13 @@ impl<'a> Graph<'a> {
 }
 
 impl Graph<'_> {
-    /// The task metrics of this head: the NLL of a causal LM (over the case's labelled set,
-    /// else its golden inputs), the accuracy of a classifier on the labelled set.
+    /// The task metrics of this head on the case's labelled set, when it has one: a causal LM's
+    /// NLL, a classifier's accuracy. (Random-weight cases have none: the NLL of random ids under
+    /// random weights says nothing a precision could be judged by.)
     fn tasks(
         &self,
         check: &mut Check,
         m: &mut dyn LoadedModel,
-        out: &NamedOutputs,
         budget: &Budget,
     ) -> Result<(), String> {
         let labelled = self.case.labelled.as_ref();
@@ -330,22 +330,6 @@ impl Graph<'_> {
             (Head::CausalLm, Some(set)) => {
                 check.nll = tasks::labelled_nll(m, &self.inputs, set, budget)
                     .map_err(|e| format!("labelled set: {e}"))?;
-            }
-            (Head::CausalLm, None) => {
-                let ours = out
-                    .iter()
-                    .find(|(n, _)| n == LOGITS)
-                    .map(|(_, t)| t.to_f32());
-                let ids = self.case.inputs.get(INPUT_IDS).and_then(Tensor::as_i64);
-                let mask = self
-                    .case
-                    .inputs
-                    .get(ATTENTION_MASK)
-                    .and_then(Tensor::as_i64);
-                if let (Some(ours), Some(want), Some(ids)) = (ours, self.expected.get(LOGITS), ids)
-                {
-                    check.nll = tasks::nll_from_goldens(&ours, want, ids, mask, budget);
-                }
             }
             (Head::Classifier, Some(set)) => {
                 check.classification = Some(

@@ -20,7 +20,7 @@ const CHUNK: usize = 50;
 /// Teacher-forced next-token NLL, ours against the reference's.
 #[derive(Debug, Clone, Serialize)]
 pub struct NllMetric {
-    /// `labelled set` (the case's held-out tokens) or `golden inputs`.
+    /// Where the tokens came from: `labelled set` (the case's held-out tokens).
     pub source: String,
     /// Predicted tokens counted (padded positions excluded).
     pub tokens: usize,
@@ -87,7 +87,8 @@ pub fn nll_sum(
     let (batch, seq, vocab) = logits.dim();
     let (mut sum, mut n) = (0.0f64, 0usize);
     for b in 0..batch.min(ids.nrows()) {
-        for t in 0..seq.min(ids.ncols()).saturating_sub(1) {
+        // Position t scores ids[t + 1]: the last position only when the ids go one further.
+        for t in 0..seq.min(ids.ncols().saturating_sub(1)) {
             let counted = mask.is_none_or(|m| m.get((b, t + 1)) == Some(&1));
             let target = usize::try_from(ids[(b, t + 1)]).ok().filter(|&i| i < vocab);
             let (true, Some(target)) = (counted, target) else {
@@ -108,35 +109,6 @@ pub fn nll_sum(
         }
     }
     (sum, n)
-}
-
-/// The NLL metric from the golden inputs: ours from `actual`, the reference's from the golden
-/// logits (`None` when either is not `[batch, sequence, vocab]` over the ids).
-pub fn nll_from_goldens(
-    actual: &ArrayD<f32>,
-    expected: &ArrayD<f32>,
-    ids: &ArrayD<i64>,
-    mask: Option<&ArrayD<i64>>,
-    budget: &Budget,
-) -> Option<NllMetric> {
-    let a = actual.view().into_dimensionality::<Ix3>().ok()?;
-    let e = expected.view().into_dimensionality::<Ix3>().ok()?;
-    let ids = ids.view().into_dimensionality::<Ix2>().ok()?;
-    let mask = mask.and_then(|m| m.view().into_dimensionality::<Ix2>().ok());
-    if a.dim() != e.dim() || (a.dim().0, a.dim().1) != ids.dim() {
-        return None;
-    }
-    let (ours, n) = nll_sum(a, ids, mask);
-    let (reference, _) = nll_sum(e, ids, mask);
-    (n > 0).then(|| {
-        nll_metric(
-            "golden inputs",
-            reference / n as f64,
-            ours / n as f64,
-            n,
-            budget,
-        )
-    })
 }
 
 fn nll_metric(
