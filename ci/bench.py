@@ -940,7 +940,7 @@ def trained_accuracy(binary, case, runtime):
                         row.update(max_abs=m["max_abs"], cosine=m["cosine"], kl=m["kl_divergence"],
                                    flips_beyond_ties=m["flips_beyond_ties"], flips_at_ties=m["flips_at_ties"],
                                    positions=m["compared"] // c["outputs"][0]["expected_shape"][-1],
-                                   nll=c.get("nll"))
+                                   nll=c.get("nll"), labelled_flips=c.get("labelled_flips"))
                     elif c["head"] == "classifier":
                         row["classification"] = c.get("classification")
                     elif c.get("greedy"):
@@ -956,18 +956,24 @@ def trained_accuracy(binary, case, runtime):
         return f"run {d['run']} row {d['row']}, token {d['generated_before'] + 1} ({g['diverged_runs']}/{g['runs']} runs)"
 
     def nll(m):
-        return f"{m['ours']:.4f} vs {m['reference']:.4f} ({100 * m['relative_increase']:+.4f} %)" if m else "-"
+        return f"{m['ours']:.6f} vs {m['reference']:.6f} ({100 * m['relative_increase']:+.4f} %)" if m else "-"
+
+    def flips(r):
+        f = r.get("labelled_flips")  # over the held-out set, else the golden inputs
+        if f:
+            return f"{f['beyond_ties']} (+{f['at_ties']}) of {f['positions']}"
+        return f"{r['flips_beyond_ties']} (+{r['flips_at_ties']}) of {r['positions']}"
 
     def acc(m):
         return f"{100 * m['ours']:.2f} % (ref {100 * m['reference']:.2f} %, {-m['drop_points']:+.2f} pt)" if m else "-"
 
     say(f"\n## trained model ({os.path.relpath(case, ROOT)}) on {runtime}, against the reference\n")
-    say("| precision | max abs | cosine | KL | NLL (ours vs ref) | flips beyond ties (+ at ties) "
+    say("| precision | max abs | cosine | KL | held-out NLL (ours vs ref) | flips beyond ties (+ at ties) "
         "| first greedy divergence | accuracy | verdict |")
     say("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         say(f"| {r['variant']} | {r['max_abs']:.2e} | {r['cosine']:.7f} | {r['kl']:.2e} | {nll(r.get('nll'))} "
-            f"| {r['flips_beyond_ties']} (+{r['flips_at_ties']}) of {r['positions']} | {divergence(r.get('greedy'))} "
+            f"| {flips(r)} | {divergence(r.get('greedy'))} "
             f"| {acc(r.get('classification'))} | {r['verdict']} |")
     for n in notes:
         say(f"- {n}")

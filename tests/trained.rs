@@ -468,6 +468,13 @@ fn verify_reports_the_held_out_nll_of_the_reference() {
         (Some(0), Some(0))
     );
     assert!(stdout.contains("0 beyond ties, 0 at near-ties"), "{stdout}");
+    // Over every held-out position, against the reference's recorded argmaxes: none either.
+    let f = &check["labelled_flips"];
+    assert_eq!(f["positions"], nll["tokens"]);
+    assert_eq!(
+        (f["beyond_ties"].as_u64(), f["at_ties"].as_u64()),
+        (Some(0), Some(0))
+    );
 }
 
 /// The float32 classifier's accuracy on the 300 held-out images equals the reference's,

@@ -121,6 +121,9 @@ pub struct LabelledSet {
     /// `[N, T]`: the reference causal LM's log-probability of each token given the ones
     /// before it (start token first); absent: no NLL from this set.
     pub logprob: Option<Array2<f32>>,
+    /// `[N, T]` each: the reference causal LM's argmax at every position and its top-1/top-2
+    /// logit gap; absent: no argmax flips over this set.
+    pub top2: Option<(Array2<i64>, Array2<f32>)>,
 }
 
 /// One of the reference's greedy generations.
@@ -393,18 +396,25 @@ pub fn read_labelled(path: &Path, config: &ImageGptConfig) -> Result<LabelledSet
             Tensor::I64(a) => Ok(a),
             _ => Err(bad(format!("`{name}` is not int64"))),
         };
-        let logprob = if st.names().contains(&"logprob") {
-            Some(f32_tensor(st, path, "logprob")?)
-        } else {
-            None
+        let floats = |name: &str| {
+            st.names()
+                .contains(&name)
+                .then(|| f32_tensor(st, path, name))
+                .transpose()
+        };
+        let top2 = match (st.names().contains(&"argmax"), floats("top2_gap")?) {
+            (true, Some(gap)) => Some((ints("argmax")?, gap)),
+            (false, None) => None,
+            _ => return Err(bad("`argmax` and `top2_gap` go together".into())),
         };
         Ok((
             ints("input_ids")?,
             ints("labels")?,
             ints("predicted")?,
-            logprob,
+            (floats("logprob")?, top2),
         ))
     })?;
+    let (logprob, top2) = logprob;
     let ids = ids
         .into_dimensionality::<Ix2>()
         .map_err(|_| bad("`input_ids` is not [examples, 1 + tokens]".into()))?;
@@ -442,11 +452,33 @@ pub fn read_labelled(path: &Path, config: &ImageGptConfig) -> Result<LabelledSet
         }
         None => None,
     };
+    let per_position = |name: &str, shape: &[usize]| {
+        if shape == [n, cols - 1] {
+            Ok(())
+        } else {
+            Err(bad(format!(
+                "`{name}` is {shape:?}, expected [{n}, {}]",
+                cols - 1
+            )))
+        }
+    };
+    let top2 = match top2 {
+        Some((argmax, gap)) => {
+            per_position("argmax", argmax.shape())?;
+            per_position("top2_gap", gap.shape())?;
+            argmax
+                .into_dimensionality::<Ix2>()
+                .ok()
+                .zip(gap.into_dimensionality::<Ix2>().ok())
+        }
+        None => None,
+    };
     Ok(LabelledSet {
         ids,
         labels: vector(labels, "labels")?,
         predicted: vector(predicted, "predicted")?,
         logprob,
+        top2,
     })
 }
 

@@ -328,8 +328,9 @@ impl Graph<'_> {
         let labelled = self.case.labelled.as_ref();
         match (self.head, labelled) {
             (Head::CausalLm, Some(set)) => {
-                check.nll = tasks::labelled_nll(m, &self.inputs, set, budget)
-                    .map_err(|e| format!("labelled set: {e}"))?;
+                (check.nll, check.labelled_flips) =
+                    tasks::labelled_nll(m, &self.inputs, set, budget)
+                        .map_err(|e| format!("labelled set: {e}"))?;
             }
             (Head::Classifier, Some(set)) => {
                 check.classification = Some(

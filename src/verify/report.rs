@@ -7,6 +7,7 @@
 //!             error?, missing: [..], non_finite?: [{output, nan, inf}], node_providers?: {provider: nodes},
 //!             first_divergent_layer?, seconds,
 //!             nll?: {source, tokens, reference, ours, relative_increase, max_increase, pass},
+//!             labelled_flips?: {positions, beyond_ties, at_ties, tie_gap, pass},
 //!             classification?: {examples, reference, ours, drop_points, disagreements, max_drop_points, pass},
 //!             greedy?: {runs, tokens, diverged_runs,
 //!                       first_divergence: null | {run, description, row, position, generated_before, expected, got}},
@@ -23,7 +24,7 @@ use serde::Serialize;
 
 use super::compare::{Comparison, Status};
 use super::fixture::Tolerance;
-use super::tasks::{AccuracyMetric, GreedyMetric, NllMetric};
+use super::tasks::{AccuracyMetric, FlipMetric, GreedyMetric, NllMetric};
 use crate::runtime::RuntimeKind;
 
 /// The JSON schema version.
@@ -121,6 +122,9 @@ pub struct Check {
     /// Teacher-forced next-token NLL against the reference's (causal-LM logits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nll: Option<NllMetric>,
+    /// Next-token argmax flips over the labelled set (causal-LM logits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labelled_flips: Option<FlipMetric>,
     /// Accuracy on the case's labelled set against the reference's (classifier).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub classification: Option<AccuracyMetric>,
@@ -148,6 +152,7 @@ impl Check {
             seconds: 0.0,
             outputs: vec![],
             nll: None,
+            labelled_flips: None,
             classification: None,
             greedy: None,
         }
@@ -172,6 +177,7 @@ impl Check {
         let bad = !self.missing.is_empty()
             || !self.non_finite.is_empty()
             || self.nll.as_ref().is_some_and(|m| !m.pass)
+            || self.labelled_flips.as_ref().is_some_and(|m| !m.pass)
             || self.classification.as_ref().is_some_and(|m| !m.pass)
             || self.outputs.is_empty()
             || self
@@ -504,6 +510,12 @@ fn task_lines(c: &Check) -> Vec<String> {
             m.source
         ));
     }
+    if let Some(f) = &c.labelled_flips {
+        out.push(format!(
+            "{who}: labelled set argmax flips: {} beyond ties, {} at near-ties (gap ≤ {} nats), of {} positions",
+            f.beyond_ties, f.at_ties, f.tie_gap, f.positions
+        ));
+    }
     if let Some(m) = &c.classification {
         out.push(format!(
             "{who}: accuracy {:.2} % (reference {:.2} %, drop {:.2} points, {} predictions differ) on {} labelled examples",
@@ -540,6 +552,12 @@ fn task_failures(c: &Check) -> Vec<String> {
             100.0 * m.relative_increase,
             m.reference,
             100.0 * m.max_increase
+        ));
+    }
+    if let Some(f) = c.labelled_flips.as_ref().filter(|m| !m.pass) {
+        out.push(format!(
+            "{} next-token argmax flips on the labelled set where the reference's top-two gap exceeds {} nats",
+            f.beyond_ties, f.tie_gap
         ));
     }
     if let Some(m) = c.classification.as_ref().filter(|m| !m.pass) {

@@ -4,7 +4,7 @@
 //! goldens, or the case's labelled set and generations, see `fixtures/README.md`), and the NLL
 //! and accuracy are judged by the precision's budget.
 
-use ndarray::{s, Array2, ArrayD, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
+use ndarray::{s, Array2, ArrayD, ArrayView2, ArrayView3, Ix2, Ix3};
 use serde::Serialize;
 
 use super::fixture::{FixtureError, GreedyRun, LabelledSet};
@@ -31,6 +31,19 @@ pub struct NllMetric {
     pub relative_increase: f64,
     /// The precision's budget for it.
     pub max_increase: f64,
+    pub pass: bool,
+}
+
+/// Next-token argmax flips over a labelled set, told apart by the reference's top-1/top-2 gap.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlipMetric {
+    pub positions: usize,
+    /// Flips where the reference's gap exceeds `tie_gap` (damage: a failure when the precision
+    /// has a tie gap; float32 has none, and its flips are reported).
+    pub beyond_ties: usize,
+    /// Flips at near-ties.
+    pub at_ties: usize,
+    pub tie_gap: f64,
     pub pass: bool,
 }
 
@@ -182,25 +195,59 @@ pub fn labelled_nll(
     inputs: &[IoSpec],
     set: &LabelledSet,
     budget: &Budget,
-) -> Result<Option<NllMetric>, String> {
-    let Some(reference) = &set.logprob else {
-        return Ok(None);
-    };
+) -> Result<(Option<NllMetric>, Option<FlipMetric>), String> {
+    if set.logprob.is_none() && set.top2.is_none() {
+        return Ok((None, None));
+    }
     let cols = set.ids.ncols();
     let fed = set.ids.slice(s![.., ..cols - 1]);
     let (mut sum, mut n) = (0.0, 0);
+    let mut flips = set.top2.as_ref().map(|_| FlipMetric {
+        positions: 0,
+        beyond_ties: 0,
+        at_ties: 0,
+        tie_gap: budget.tie_gap,
+        pass: true,
+    });
     for (i, chunk) in logits_of(model, inputs, fed)?.into_iter().enumerate() {
         let chunk = chunk
             .into_dimensionality::<Ix3>()
             .map_err(|_| "logits are not [batch, sequence, vocab]".to_string())?;
+        let (rows, positions, _) = chunk.dim();
+        if positions != cols - 1 {
+            return Err(format!(
+                "logits cover {positions} positions, not {}",
+                cols - 1
+            ));
+        }
         let start = i * CHUNK;
-        let rows = chunk.len_of(Axis(0));
         // nll_sum scores ids[t + 1] at position t: the fed ids plus the last token.
         let ids = set.ids.slice(s![start..start + rows, ..]);
         let (s_, n_) = nll_sum(chunk.view(), ids, None);
         sum += s_;
         n += n_;
+        if let (Some(f), Some((argmax, gap))) = (flips.as_mut(), &set.top2) {
+            for ((b, t), &want) in argmax.slice(s![start..start + rows, ..]).indexed_iter() {
+                let got = generate::sampling::argmax(&chunk.slice(s![b, t, ..]).to_vec()) as i64;
+                f.positions += 1;
+                if got == want {
+                    continue;
+                }
+                if f64::from(gap[(start + b, t)]) > f.tie_gap {
+                    f.beyond_ties += 1;
+                } else {
+                    f.at_ties += 1;
+                }
+            }
+        }
     }
+    if let Some(f) = flips.as_mut() {
+        // Float32 has no tie gap: its flips are reported, never judged.
+        f.pass = f.beyond_ties == 0 || f.tie_gap == 0.0;
+    }
+    let Some(reference) = &set.logprob else {
+        return Ok((None, flips));
+    };
     let want = reference.len();
     if n != want {
         return Err(format!(
@@ -208,13 +255,8 @@ pub fn labelled_nll(
         ));
     }
     let reference = -reference.iter().map(|&x| f64::from(x)).sum::<f64>() / want as f64;
-    Ok(Some(nll_metric(
-        "labelled set",
-        reference,
-        sum / n as f64,
-        n,
-        budget,
-    )))
+    let nll = nll_metric("labelled set", reference, sum / n as f64, n, budget);
+    Ok((Some(nll), flips))
 }
 
 /// The labelled set through a classifier graph (the tokens without SOS, as the reference
@@ -232,8 +274,7 @@ pub fn accuracy(
             .into_dimensionality::<Ix2>()
             .map_err(|_| "classifier logits are not [batch, labels]".to_string())?;
         for row in chunk.rows() {
-            predicted
-                .push(generate::sampling::argmax(row.as_slice().unwrap_or(&row.to_vec())) as i64);
+            predicted.push(generate::sampling::argmax(&row.to_vec()) as i64);
         }
     }
     let n = set.labels.len();
