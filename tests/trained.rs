@@ -562,3 +562,32 @@ fn a_perturbed_trained_model_shows_an_nll_increase_and_fails() {
     assert_eq!(report["checks"][0]["status"], "fail");
     assert!(stdout.contains("over the reference's"), "{stdout}");
 }
+
+/// A case whose manifest names a labelled set that is not there, or one of the wrong shape:
+/// one clear error line naming the file, exit 2, no panic.
+#[test]
+fn a_broken_labelled_set_is_refused_with_one_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = export("causal-lm", tmp.path());
+    let broken = tmp.path().join("case");
+    common::copy_dir(&case(), &broken);
+    let manifest = broken.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let missing = text.replace("../heldout.safetensors", "nowhere.safetensors");
+    std::fs::write(&manifest, &missing).expect("write");
+    let args = ["verify", "--model", s(&graph), "--fixture", s(&broken)];
+    let (code, stdout, stderr) = cli(&args);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("nowhere.safetensors"), "{stderr}");
+    // The classifier's inputs where the labelled set belongs: not [examples, 1 + tokens].
+    std::fs::copy(
+        case().join("inputs.safetensors"),
+        broken.join("nowhere.safetensors"),
+    )
+    .expect("copy");
+    let (code, stdout, stderr) = cli(&args);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("missing tensor `labels`"), "{stderr}");
+}
