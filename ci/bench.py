@@ -22,6 +22,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -886,11 +887,14 @@ def cmd_accuracy(a):
 
 def help_choices(binary, option):
     """The `[possible values: ...]` of `igpt-onnx export`'s `option`, as the binary lists them
-    (empty when the binary has no such option)."""
+    (empty when the binary has no such option). An option's help may wrap onto the lines after
+    it, up to the next option."""
     text = bl.run([binary, "export", "--help"]).stdout
-    for line in text.splitlines():
-        if line.strip().startswith(option + " ") and "[possible values:" in line:
-            return [v.strip() for v in line.split("[possible values:")[1].split("]")[0].split(",")]
+    blocks = re.split(r"\n(?=\s*-)", text)
+    for block in blocks:
+        m = re.search(r"\[possible values: ([^\]]+)\]", block)
+        if block.strip().startswith(option + " ") and m:
+            return [v.strip() for v in m.group(1).split(",")]
     return []
 
 
