@@ -388,9 +388,17 @@ fn matrix<'a>(
         })
 }
 
+/// A labelled set or generations file that does not read as the case format says.
+fn invalid(path: &Path, message: impl Into<String>) -> FixtureError {
+    FixtureError::InvalidInputs {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
 /// A labelled set (see [`LabelledSet`]), its shapes and token ids checked.
 pub fn read_labelled(path: &Path, config: &ImageGptConfig) -> Result<LabelledSet, FixtureError> {
-    let bad = |m: String| super::tasks::bad(path, m);
+    let bad = |m: String| invalid(path, m);
     let (ids, labels, predicted, logprob) = read_tensors(path, |st| {
         let ints = |name: &str| match any_tensor(st, path, name)? {
             Tensor::I64(a) => Ok(a),
@@ -504,8 +512,7 @@ pub fn read_generations(
         path: path.display().to_string(),
         source,
     })?;
-    let file: File =
-        serde_json::from_str(&text).map_err(|e| super::tasks::bad(path, e.to_string()))?;
+    let file: File = serde_json::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
     let mut runs = file.generations;
     if let Some(p) = file.image_prompt {
         runs.push(GreedyRun {
@@ -515,7 +522,7 @@ pub fn read_generations(
         });
     }
     for (i, run) in runs.iter().enumerate() {
-        let bad = |m: &str| super::tasks::bad(path, format!("run {i} ({}): {m}", run.description));
+        let bad = |m: &str| invalid(path, format!("run {i} ({}): {m}", run.description));
         let plen = run.prompt.first().map_or(0, Vec::len);
         let len = run.tokens.first().map_or(0, Vec::len);
         if plen == 0 || run.prompt.len() != run.tokens.len() {

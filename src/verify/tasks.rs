@@ -7,7 +7,7 @@
 use ndarray::{s, Array2, ArrayD, ArrayView2, ArrayView3, Ix2, Ix3};
 use serde::Serialize;
 
-use super::fixture::{FixtureError, GreedyRun, LabelledSet};
+use super::fixture::{GreedyRun, LabelledSet};
 use crate::base::{IoSpec, Tensor};
 use crate::generate::{self, DecoderDims, Sampler, Strategy};
 use crate::graph::io::{ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS};
@@ -341,14 +341,6 @@ pub fn greedy(
         metric.diverged_runs += usize::from(diverged);
     }
     Ok(metric)
-}
-
-/// A labelled set or generations file that does not read as the case format says.
-pub(crate) fn bad(path: &std::path::Path, message: impl Into<String>) -> FixtureError {
-    FixtureError::InvalidInputs {
-        path: path.display().to_string(),
-        message: message.into(),
-    }
 }
 
 #[cfg(test)]
