@@ -12,7 +12,7 @@ TORCH_PY for another).
   .venv/bin/python ci/bench.py forward     # forward table: our graphs vs torch.onnx.export's
   .venv/bin/python ci/bench.py image       # encode 1,000 PNGs against the reference processor
   .venv/bin/python ci/bench.py attention   # attention forms a profile could emit, per layer
-  .venv/bin/python ci/bench.py accuracy    # each profile/precision against the fixture goldens
+  .venv/bin/python ci/bench.py accuracy    # each profile/precision against the goldens and on the trained model
   .venv/bin/python ci/bench.py trained     # each precision on the trained model's held-out set
   .venv/bin/python ci/bench.py steps       # decoder step ms per precision, block size, level
   .venv/bin/python ci/bench.py profile     # ONNX Runtime's profiler: kernel time per op type
@@ -24,7 +24,9 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -848,6 +850,10 @@ def cmd_accuracy(a):
     decoder is checked by `igpt-onnx verify` (every step against the full forward's goldens)."""
     bl.check_modules(["numpy", "onnxruntime"])
     binary = bl.igpt_bin(a.build_profile, a.bin)
+    trained = None if a.no_trained else trained_accuracy(binary, a.trained, a.runtime)
+    if a.trained_only:
+        bl.write_json(a.json, {"command": "accuracy", "trained": trained})
+        return
     rows, worst = [], {}
     wanted = set(a.cases.split(",")) if a.cases else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -881,7 +887,107 @@ def cmd_accuracy(a):
     table(head, [line(r["case"], r["variant"], r) for r in rows])
     say("worst over the cases:")
     table(head, [line("", v, m) for v, m in worst.items()])
-    bl.write_json(a.json, {"command": "accuracy", "cases": rows, "worst": worst})
+    bl.write_json(a.json, {"command": "accuracy", "cases": rows, "worst": worst, "trained": trained})
+
+
+def help_choices(binary, option):
+    """The `[possible values: ...]` of `igpt-onnx export`'s `option`, as the binary lists them
+    (empty when the binary has no such option). An option's help may wrap onto the lines after
+    it, up to the next option."""
+    text = bl.run([binary, "export", "--help"]).stdout
+    blocks = re.split(r"\n(?=\s*-)", text)
+    for block in blocks:
+        m = re.search(r"\[possible values: ([^\]]+)\]", block)
+        if block.strip().startswith(option + " ") and m:
+            return [v.strip() for v in m.group(1).split(",")]
+    return []
+
+
+def precision_variants(binary):
+    """(label, export flags) of every precision the binary offers, in each profile: float32 in
+    every profile, then each `--dtype` (other than float32) and each `--quantize` value."""
+    profiles = help_choices(binary, "--profile")
+    out = [(f"float32 {p}", ["--profile", p]) for p in profiles]
+    for option in ("--dtype", "--quantize"):
+        for value in help_choices(binary, option):
+            if value in ("float32", "f32", "fp32"):
+                continue
+            out += [(f"{value} {p}", ["--profile", p, option, value]) for p in profiles]
+    return out
+
+
+def trained_accuracy(binary, case, runtime):
+    """The trained model at every precision the binary offers: exported, verified against the
+    reference (`igpt-onnx verify --fixture`: the causal LM's logits and held-out NLL, the
+    classifier's held-out accuracy, the decoder's greedy generations), and printed as a
+    markdown table."""
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, flags in precision_variants(binary):
+            out = os.path.join(tmp, label.replace(" ", "-"))
+            p = subprocess.run([binary, "export", "--weights", os.path.join(case, "model"), "--head", "all",
+                                "--out", out, *flags], capture_output=True, text=True)
+            if p.returncode != 0:  # a combination the binary refuses (int8 needs the ort profile)
+                notes.append(f"{label}: not exported ({p.stderr.strip().splitlines()[-1]})")
+                continue
+            row = {"variant": label, "flags": flags, "verdict": "pass"}
+            for head in ("causal-lm", "classifier", "decoder"):
+                report = os.path.join(out, f"{head}.json")
+                subprocess.run([binary, "verify", "--model", os.path.join(out, f"{head}.onnx"),
+                                "--fixture", case, "--runtimes", runtime, "--require", runtime,
+                                "--json", report], capture_output=True, text=True)
+                if not os.path.exists(report):
+                    raise RuntimeError(f"verify wrote no report for {label} {head}")
+                r = json.load(open(report))
+                if r["verdict"] != "pass":
+                    row["verdict"] = "fail"
+                for c in r["checks"]:
+                    if c.get("error"):
+                        raise RuntimeError(f"{label} {c['head']}: {c['error']}")
+                    if c["head"] == "causal-lm":
+                        m = c["outputs"][0]["metrics"]
+                        row.update(max_abs=m["max_abs"], cosine=m["cosine"], kl=m["kl_divergence"],
+                                   flips_beyond_ties=m["flips_beyond_ties"], flips_at_ties=m["flips_at_ties"],
+                                   positions=m["compared"] // c["outputs"][0]["expected_shape"][-1],
+                                   nll=c.get("nll"), labelled_flips=c.get("labelled_flips"))
+                    elif c["head"] == "classifier":
+                        row["classification"] = c.get("classification")
+                    elif c.get("greedy"):
+                        row["greedy"] = c["greedy"]
+            rows.append(row)
+
+    def divergence(g):
+        if not g:
+            return "-"
+        d = g["first_divergence"]
+        if d is None:
+            return f"none ({g['tokens']} tokens)"
+        return f"run {d['run']} row {d['row']}, token {d['generated_before'] + 1} ({g['diverged_runs']}/{g['runs']} runs)"
+
+    def nll(m):
+        return f"{m['ours']:.6f} vs {m['reference']:.6f} ({100 * m['relative_increase']:+.4f} %)" if m else "-"
+
+    def flips(r):
+        f = r.get("labelled_flips")  # over the held-out set, else the golden inputs
+        if f:
+            return f"{f['beyond_ties']} (+{f['at_ties']}) of {f['positions']}"
+        return f"{r['flips_beyond_ties']} (+{r['flips_at_ties']}) of {r['positions']}"
+
+    def acc(m):
+        change = 100 * (m["ours"] - m["reference"]) + 0.0 if m else 0.0  # + 0.0: no "-0.00"
+        return f"{100 * m['ours']:.2f} % (ref {100 * m['reference']:.2f} %, {change:+.2f} pt)" if m else "-"
+
+    say(f"\n## trained model ({os.path.relpath(case, ROOT)}) on {runtime}, against the reference\n")
+    say("| precision | max abs | cosine | KL | held-out NLL (ours vs ref) | flips beyond ties (+ at ties) "
+        "| first greedy divergence | accuracy | verdict |")
+    say("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        say(f"| {r['variant']} | {r['max_abs']:.2e} | {r['cosine']:.7f} | {r['kl']:.2e} | {nll(r.get('nll'))} "
+            f"| {flips(r)} | {divergence(r.get('greedy'))} "
+            f"| {acc(r.get('classification'))} | {r['verdict']} |")
+    for n in notes:
+        say(f"- {n}")
+    return {"case": case, "runtime": runtime, "rows": rows, "notes": notes}
 
 
 TRAINED = os.path.join(FIXTURES, "trained")
@@ -1207,6 +1313,11 @@ def main():
     p.add_argument("--fixtures", default=FIXTURES)
     p.add_argument("--cases", help="comma-separated case names (default: every causal-lm case)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--trained", default=os.path.join(FIXTURES, "trained", "digits"),
+                   help="the trained case (with a labelled set and generations) for the precision table")
+    p.add_argument("--runtime", default="ort-cpu", help="runtime of the trained model's table")
+    p.add_argument("--trained-only", action="store_true", help="only the trained model's table")
+    p.add_argument("--no-trained", action="store_true", help="only the golden cases' table")
 
     p = add("trained", cmd_trained, "dev", "each precision on the trained model's held-out set")
     p.add_argument("--variants", default="ort,ort int8,portable fp16,ort fp16,ort int4",

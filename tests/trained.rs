@@ -1,4 +1,4 @@
-//! The trained fixture (`fixtures/trained`, made by `fixtures/train.py`: a 128-wide, 4-layer
+//! The trained fixture (`fixtures/trained`, made by `fixtures/train.py`: a 64-wide, 4-layer
 //! ImageGPT with a causal-LM and a 10-label classifier head, trained on coloured scikit-learn
 //! digits), through the `igpt-onnx` binary only: the golden case of both heads, the reference's
 //! greedy generations token for token, the reference processor's tokens and the reference
@@ -221,7 +221,7 @@ fn greedy_generation_reproduces_the_reference_token_for_token() {
     assert!(checked >= 5, "tract at least: {checked} runs");
 }
 
-/// An image prompt as a user gives it: the top 8 rows of a committed held-out PNG, the rest
+/// An image prompt as a user gives it: the top rows of a committed held-out PNG, the rest
 /// generated, written as a PNG whose pixels are `rint(127.5 · (clusters[t] + 1))`.
 #[test]
 fn a_held_out_image_prompt_completes_like_the_reference() {
@@ -230,10 +230,16 @@ fn a_held_out_image_prompt_completes_like_the_reference() {
     let json = read_json(&trained().join("generations.json"));
     let want = &json["image_prompt"];
     let expected: Vec<i64> = serde_json::from_value(want["tokens"].clone()).expect("tokens");
-    assert_eq!(expected.len(), 257);
     let image = fixture("").join(want["image"].as_str().expect("image"));
     let rows = want["rows"].as_u64().expect("rows").to_string();
     let conf = read_json(&model_dir().join("preprocessor_config.json"));
+    let side = |k: &str| conf["size"][k].as_u64().expect("size") as u32;
+    let (height, width) = (side("height"), side("width"));
+    assert_eq!(
+        expected.len(),
+        1 + (height * width) as usize,
+        "SOS + a whole image"
+    );
     let clusters: Vec<Vec<f64>> =
         serde_json::from_value(conf["clusters"].clone()).expect("clusters");
     for runtime in ["tract", "ort-cpu"] {
@@ -260,7 +266,7 @@ fn a_held_out_image_prompt_completes_like_the_reference() {
         }
         assert_eq!(tokens_out(&out), vec![expected.clone()], "{runtime}");
         let decoded = image::open(&png).expect("png").to_rgb8();
-        assert_eq!(decoded.dimensions(), (16, 16));
+        assert_eq!(decoded.dimensions(), (width, height));
         for (i, px) in decoded.pixels().enumerate() {
             let want: Vec<u8> = clusters[expected[1 + i] as usize]
                 .iter()
@@ -287,8 +293,8 @@ fn heldout() -> (Vec<Vec<i64>>, Vec<i64>, Vec<i64>) {
         (t.shape().to_vec(), v)
     };
     let (shape, ids) = ints("input_ids");
-    assert_eq!(shape[1], 257);
-    let rows = ids.chunks(257).map(<[i64]>::to_vec).collect();
+    assert_eq!(shape.len(), 2);
+    let rows = ids.chunks(shape[1]).map(<[i64]>::to_vec).collect();
     let (_, labels) = ints("labels");
     let (_, predicted) = ints("predicted");
     (rows, labels, predicted)
@@ -390,9 +396,13 @@ fn classify_gives_the_reference_labels_for_the_held_out_pngs() {
             }
             correct += usize::from(ref_pred[i] == labels[i]);
         }
-        // A trained classifier, if a weak one (20 of these 64, 35 % of all 300 held out):
-        // twice chance at least.
-        assert!(correct * 5 > images.len(), "{correct} of {}", images.len());
+        // The reference's own labels are right for 56 of these 64 (90.3 % of all 300 held
+        // out): a classifier that learnt the digits, 80 % at least.
+        assert!(
+            correct * 5 >= images.len() * 4,
+            "{correct} of {}",
+            images.len()
+        );
         ran.push(runtime);
     }
     assert!(ran.contains(&"tract"));
@@ -400,16 +410,17 @@ fn classify_gives_the_reference_labels_for_the_held_out_pngs() {
 
 /// Float16 (both profiles) and int4 (ort profile) on the trained case: every head and the
 /// decoder step by step within the precision's budget, on every runtime that runs the profile,
-/// no argmax flip, and the logits within the measured error: float16 ≤ 0.006 (tract; ONNX
-/// Runtime 0.0036), KL ≤ 2.1e-6; int4 ≤ 0.234, KL ≤ 2.1e-3.
+/// no argmax flip beyond the precision's tie gap (float16: none at all), and the logits within
+/// the measured error: float16 ≤ 0.0106 (tract; ONNX Runtime 0.0089), KL ≤ 4.1e-7; int4 ≤ 1.04,
+/// KL ≤ 8.9e-3.
 #[test]
 fn reduced_precisions_keep_the_trained_model_within_budget() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let fixtures = trained();
     let runs: [(&[&str], f64, f64); 3] = [
-        (&["--dtype", "fp16"], 0.01, 1e-5),
-        (&["--profile", "ort", "--dtype", "fp16"], 0.01, 1e-5),
-        (&["--profile", "ort", "--quantize", "int4"], 0.3, 5e-3),
+        (&["--dtype", "fp16"], 0.02, 1e-6),
+        (&["--profile", "ort", "--dtype", "fp16"], 0.02, 1e-6),
+        (&["--profile", "ort", "--quantize", "int4"], 1.5, 0.02),
     ];
     for (i, (flags, max_abs, max_kl)) in runs.into_iter().enumerate() {
         let json = tmp.path().join(format!("{i}.json"));
@@ -441,7 +452,9 @@ fn reduced_precisions_keep_the_trained_model_within_budget() {
                     "{what}: {m}"
                 );
                 assert!(kl <= max_kl, "{what}: {m}");
-                assert_eq!(m["argmax_agreement"], 1.0, "{what}");
+                if flags.contains(&"fp16") {
+                    assert_eq!(m["argmax_agreement"], 1.0, "{what}");
+                }
                 assert_eq!(m["flips_beyond_ties"], 0, "{what}");
             }
         }
@@ -449,8 +462,9 @@ fn reduced_precisions_keep_the_trained_model_within_budget() {
 }
 
 /// The classifier in float16 and int4 on the 64 committed held-out PNGs, through `classify`:
-/// float16 gives the reference's labels for every image; int4 changes one (measured) and
-/// classifies at least as many right as the reference (21 against 20 of 64).
+/// float16 gives the reference's labels for every image; int4 changes at most one and
+/// classifies at least as many right as the reference (over all 300 held-out images int4
+/// changes 2 and scores 91.0 % against 90.3 %).
 #[test]
 fn reduced_precision_classifiers_keep_the_held_out_labels() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -493,4 +507,189 @@ fn reduced_precision_classifiers_keep_the_held_out_labels() {
             "{flags:?}: {correct} < {ref_correct}"
         );
     }
+}
+
+/// `verify --model GRAPH --fixture <trained case> --runtimes RUNTIMES --json`: (exit code,
+/// stdout, the report).
+fn verify_on(graph: &Path, case: &Path, runtimes: &str, json: &Path) -> (i32, String, Value) {
+    let (code, stdout, stderr) = cli(&[
+        "verify",
+        "--model",
+        s(graph),
+        "--fixture",
+        s(case),
+        "--runtimes",
+        runtimes,
+        "--json",
+        s(json),
+    ]);
+    assert!(json.exists(), "{stdout}{stderr}");
+    (code, stdout, read_json(json))
+}
+
+/// The held-out figures the reference recorded when the case was made.
+fn heldout_metrics() -> Value {
+    read_json(&case().join("manifest.json"))["heldout_metrics"].clone()
+}
+
+/// The float32 causal LM's teacher-forced NLL over all held-out tokens equals the reference's
+/// (from its recorded log-probabilities) on tract, and the reference's equals the manifest's.
+#[test]
+fn verify_reports_the_held_out_nll_of_the_reference() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = export("causal-lm", tmp.path());
+    let (code, stdout, report) = verify_on(&graph, &case(), "tract", &tmp.path().join("v.json"));
+    assert_eq!(code, 0, "{stdout}");
+    let (rows, _, _) = heldout();
+    let check = &report["checks"][0];
+    let nll = &check["nll"];
+    assert_eq!(nll["source"], "labelled set");
+    assert_eq!(
+        nll["tokens"].as_u64(),
+        Some((rows.len() * (rows[0].len() - 1)) as u64)
+    );
+    let (ours, reference) = (
+        nll["ours"].as_f64().expect("ours"),
+        nll["reference"].as_f64().expect("reference"),
+    );
+    let recorded = heldout_metrics()["nll_nats_per_token"]
+        .as_f64()
+        .expect("manifest nll");
+    // The manifest rounds to 6 decimals; the log-probabilities are float32.
+    assert!(
+        (reference - recorded).abs() < 2e-6,
+        "{reference} vs {recorded}"
+    );
+    assert!((ours - reference).abs() < 1e-5, "{ours} vs {reference}");
+    assert_eq!(nll["pass"], true);
+    assert!(stdout.contains("NLL "), "{stdout}");
+    // The argmax flips are in the JSON and the text: float32 flips nothing.
+    let m = &check["outputs"][0]["metrics"];
+    assert_eq!(
+        (m["flips_beyond_ties"].as_u64(), m["flips_at_ties"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(stdout.contains("0 beyond ties, 0 at near-ties"), "{stdout}");
+    // Over every held-out position, against the reference's recorded argmaxes: none either.
+    let f = &check["labelled_flips"];
+    assert_eq!(f["positions"], nll["tokens"]);
+    assert_eq!(
+        (f["beyond_ties"].as_u64(), f["at_ties"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+/// The float32 classifier's accuracy on the 300 held-out images equals the reference's,
+/// prediction for prediction, and the manifest's figure.
+#[test]
+fn verify_reports_the_reference_classification_accuracy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = export("classifier", tmp.path());
+    let (code, stdout, report) = verify_on(&graph, &case(), "tract", &tmp.path().join("v.json"));
+    assert_eq!(code, 0, "{stdout}");
+    let (_, labels, predicted) = heldout();
+    let c = &report["checks"][0]["classification"];
+    let correct = predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let want = correct as f64 / labels.len() as f64;
+    assert_eq!(c["examples"].as_u64(), Some(labels.len() as u64));
+    assert_eq!(c["reference"].as_f64(), Some(want));
+    assert_eq!(c["ours"].as_f64(), Some(want));
+    assert_eq!(c["drop_points"].as_f64(), Some(0.0));
+    assert_eq!(c["disagreements"].as_u64(), Some(0));
+    let recorded = heldout_metrics()["classification_accuracy"]
+        .as_f64()
+        .expect("manifest accuracy");
+    assert!((want - recorded).abs() < 1e-6, "{want} vs {recorded}");
+    assert!(stdout.contains("accuracy "), "{stdout}");
+}
+
+/// The decoder replays every reference generation greedily: no divergence in float32.
+#[test]
+fn verify_replays_the_reference_generations_without_divergence() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = export("decoder", tmp.path());
+    let (code, stdout, report) = verify_on(&graph, &case(), "tract", &tmp.path().join("v.json"));
+    assert_eq!(code, 0, "{stdout}");
+    let json = read_json(&trained().join("generations.json"));
+    let runs = json["generations"].as_array().expect("generations").len() + 1;
+    let g = &report["checks"][0]["greedy"];
+    assert_eq!(g["runs"].as_u64(), Some(runs as u64));
+    assert_eq!(g["diverged_runs"].as_u64(), Some(0));
+    assert!(g["first_divergence"].is_null(), "{g}");
+    assert!(stdout.contains("first divergence: none"), "{stdout}");
+}
+
+/// A copy of the trained model with every 7th weight of block h.1's MLP moved by 0.5: its NLL
+/// rises past float32's budget, and verify says so and fails.
+#[test]
+fn a_perturbed_trained_model_shows_an_nll_increase_and_fails() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = common::perturbed_copy(
+        &model_dir(),
+        tmp.path(),
+        "transformer.h.1.mlp.c_fc.weight",
+        |data| {
+            for chunk in data.chunks_exact_mut(4).step_by(7) {
+                let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) + 0.5;
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
+        },
+    );
+    let out = tmp.path().join("out");
+    let (code, _, stderr) = cli(&[
+        "export",
+        "--weights",
+        s(&model),
+        "--head",
+        "causal-lm",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, report) = verify_on(
+        &out.join("causal-lm.onnx"),
+        &case(),
+        "tract",
+        &tmp.path().join("v.json"),
+    );
+    assert_eq!(code, 1, "{stdout}");
+    let nll = &report["checks"][0]["nll"];
+    let increase = nll["relative_increase"].as_f64().expect("increase");
+    assert!(increase > 1e-3, "{nll}");
+    assert_eq!(nll["pass"], false);
+    assert_eq!(report["checks"][0]["status"], "fail");
+    assert!(stdout.contains("over the reference's"), "{stdout}");
+}
+
+/// A case whose manifest names a labelled set that is not there, or one of the wrong shape:
+/// one clear error line naming the file, exit 2, no panic.
+#[test]
+fn a_broken_labelled_set_is_refused_with_one_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = export("causal-lm", tmp.path());
+    let broken = tmp.path().join("case");
+    common::copy_dir(&case(), &broken);
+    let manifest = broken.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let missing = text.replace("../heldout.safetensors", "nowhere.safetensors");
+    std::fs::write(&manifest, &missing).expect("write");
+    let args = ["verify", "--model", s(&graph), "--fixture", s(&broken)];
+    let (code, stdout, stderr) = cli(&args);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("nowhere.safetensors"), "{stderr}");
+    // The classifier's inputs where the labelled set belongs: not [examples, 1 + tokens].
+    std::fs::copy(
+        case().join("inputs.safetensors"),
+        broken.join("nowhere.safetensors"),
+    )
+    .expect("copy");
+    let (code, stdout, stderr) = cli(&args);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("missing tensor `labels`"), "{stderr}");
 }

@@ -32,6 +32,8 @@ pub(crate) const COMPUTE_BUDGETS: &[ComputeBudget] = &[
             min_argmax_agreement: 0.9,
             max_kl: 1e-3,
             tie_gap: 0.2,
+            max_nll_increase: 1e-2,
+            max_accuracy_drop: 1.0,
         },
     },
     ComputeBudget {
@@ -44,6 +46,8 @@ pub(crate) const COMPUTE_BUDGETS: &[ComputeBudget] = &[
             min_argmax_agreement: 0.9,
             max_kl: 1e-4,
             tie_gap: 0.05,
+            max_nll_increase: 5e-4,
+            max_accuracy_drop: 0.0,
         },
     },
 ];

@@ -99,6 +99,41 @@ pub struct Manifest {
     pub seed: Option<u64>,
     #[serde(default)]
     pub weights_dtype: Option<String>,
+    /// A labelled set, relative to the case folder (a safetensors file: `input_ids`,
+    /// `labels`, the reference's `predicted` and `logprob`).
+    #[serde(default)]
+    pub labelled: Option<String>,
+    /// The reference's greedy generations, relative to the case folder (JSON, the layout of
+    /// `generate_greedy.py`).
+    #[serde(default)]
+    pub generations: Option<String>,
+}
+
+/// Held-out examples with labels, and what the reference made of them.
+#[derive(Debug, Clone)]
+pub struct LabelledSet {
+    /// `[N, 1 + T]`: the start token, then each example's `T` tokens.
+    pub ids: Array2<i64>,
+    /// `[N]`: the true class.
+    pub labels: Vec<i64>,
+    /// `[N]`: the reference classifier's class on the `T` tokens (no start token).
+    pub predicted: Vec<i64>,
+    /// `[N, T]`: the reference causal LM's log-probability of each token given the ones
+    /// before it (start token first); absent: no NLL from this set.
+    pub logprob: Option<Array2<f32>>,
+    /// `[N, T]` each: the reference causal LM's argmax at every position and its top-1/top-2
+    /// logit gap; absent: no argmax flips over this set.
+    pub top2: Option<(Array2<i64>, Array2<f32>)>,
+}
+
+/// One of the reference's greedy generations.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GreedyRun {
+    pub description: String,
+    /// `[batch][prompt length]`.
+    pub prompt: Vec<Vec<i64>>,
+    /// `[batch][prompt length + new tokens]`: the prompt, then the greedy tokens.
+    pub tokens: Vec<Vec<i64>>,
 }
 
 /// Input tensors by name, as `inputs.safetensors` holds them.
@@ -113,6 +148,10 @@ pub struct Case {
     pub inputs: Inputs,
     /// Expected tensors by `<head>/<output>`.
     pub expected: BTreeMap<String, ArrayD<f32>>,
+    /// The manifest's `labelled` set, read.
+    pub labelled: Option<LabelledSet>,
+    /// The manifest's `generations`, read (the image prompt's run included).
+    pub generations: Option<Vec<GreedyRun>>,
 }
 
 /// The input names of the `decoder` head's step in `inputs.safetensors`.
@@ -218,12 +257,22 @@ impl Case {
             }
             Ok(out)
         })?;
+        let labelled = match &manifest.labelled {
+            Some(rel) => Some(read_labelled(&dir.join(rel), &config)?),
+            None => None,
+        };
+        let generations = match &manifest.generations {
+            Some(rel) => Some(read_generations(&dir.join(rel), &config)?),
+            None => None,
+        };
         Ok(Case {
             dir: dir.to_path_buf(),
             manifest,
             config,
             inputs,
             expected,
+            labelled,
+            generations,
         })
     }
 }
@@ -339,7 +388,173 @@ fn matrix<'a>(
         })
 }
 
-fn read_tensors<T>(
+/// A labelled set or generations file that does not read as the case format says.
+fn invalid(path: &Path, message: impl Into<String>) -> FixtureError {
+    FixtureError::InvalidInputs {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// A labelled set (see [`LabelledSet`]), its shapes and token ids checked.
+pub fn read_labelled(path: &Path, config: &ImageGptConfig) -> Result<LabelledSet, FixtureError> {
+    let bad = |m: String| invalid(path, m);
+    let (ids, labels, predicted, logprob) = read_tensors(path, |st| {
+        let ints = |name: &str| match any_tensor(st, path, name)? {
+            Tensor::I64(a) => Ok(a),
+            _ => Err(bad(format!("`{name}` is not int64"))),
+        };
+        let floats = |name: &str| {
+            st.names()
+                .contains(&name)
+                .then(|| f32_tensor(st, path, name))
+                .transpose()
+        };
+        let top2 = match (st.names().contains(&"argmax"), floats("top2_gap")?) {
+            (true, Some(gap)) => Some((ints("argmax")?, gap)),
+            (false, None) => None,
+            _ => return Err(bad("`argmax` and `top2_gap` go together".into())),
+        };
+        Ok((
+            ints("input_ids")?,
+            ints("labels")?,
+            ints("predicted")?,
+            (floats("logprob")?, top2),
+        ))
+    })?;
+    let (logprob, top2) = logprob;
+    let ids = ids
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| bad("`input_ids` is not [examples, 1 + tokens]".into()))?;
+    let (n, cols) = ids.dim();
+    if n == 0 || cols < 2 || cols > config.n_positions + 1 {
+        return Err(bad(format!(
+            "`input_ids` is {n} x {cols}: expected at least one example of 1 + 1..={} tokens",
+            config.n_positions
+        )));
+    }
+    if let Some(id) = ids
+        .iter()
+        .find(|&&id| usize::try_from(id).map_or(true, |id| id >= config.vocab_size))
+    {
+        return Err(bad(format!(
+            "token id {id} is out of range [0, {}) (vocab_size)",
+            config.vocab_size
+        )));
+    }
+    let vector = |a: ArrayD<i64>, name: &str| {
+        if a.shape() == [n] {
+            Ok(a.iter().copied().collect::<Vec<i64>>())
+        } else {
+            Err(bad(format!("`{name}` is {:?}, expected [{n}]", a.shape())))
+        }
+    };
+    let logprob = match logprob {
+        Some(l) if l.shape() == [n, cols - 1] => l.into_dimensionality::<Ix2>().ok(),
+        Some(l) => {
+            return Err(bad(format!(
+                "`logprob` is {:?}, expected [{n}, {}]",
+                l.shape(),
+                cols - 1
+            )))
+        }
+        None => None,
+    };
+    let per_position = |name: &str, shape: &[usize]| {
+        if shape == [n, cols - 1] {
+            Ok(())
+        } else {
+            Err(bad(format!(
+                "`{name}` is {shape:?}, expected [{n}, {}]",
+                cols - 1
+            )))
+        }
+    };
+    let top2 = match top2 {
+        Some((argmax, gap)) => {
+            per_position("argmax", argmax.shape())?;
+            per_position("top2_gap", gap.shape())?;
+            argmax
+                .into_dimensionality::<Ix2>()
+                .ok()
+                .zip(gap.into_dimensionality::<Ix2>().ok())
+        }
+        None => None,
+    };
+    Ok(LabelledSet {
+        ids,
+        labels: vector(labels, "labels")?,
+        predicted: vector(predicted, "predicted")?,
+        logprob,
+        top2,
+    })
+}
+
+/// The reference's generations: `{"generations": [run..], "image_prompt"?: {prompt, tokens}}`,
+/// each run's rows one prompt long and one length in all, ids within the vocabulary.
+pub fn read_generations(
+    path: &Path,
+    config: &ImageGptConfig,
+) -> Result<Vec<GreedyRun>, FixtureError> {
+    #[derive(Deserialize)]
+    struct ImagePrompt {
+        image: String,
+        prompt: Vec<i64>,
+        tokens: Vec<i64>,
+    }
+    #[derive(Deserialize)]
+    struct File {
+        generations: Vec<GreedyRun>,
+        #[serde(default)]
+        image_prompt: Option<ImagePrompt>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| FixtureError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let file: File = serde_json::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
+    let mut runs = file.generations;
+    if let Some(p) = file.image_prompt {
+        runs.push(GreedyRun {
+            description: format!("image prompt {}", p.image),
+            prompt: vec![p.prompt],
+            tokens: vec![p.tokens],
+        });
+    }
+    for (i, run) in runs.iter().enumerate() {
+        let bad = |m: &str| invalid(path, format!("run {i} ({}): {m}", run.description));
+        let plen = run.prompt.first().map_or(0, Vec::len);
+        let len = run.tokens.first().map_or(0, Vec::len);
+        if plen == 0 || run.prompt.len() != run.tokens.len() {
+            return Err(bad("needs one non-empty prompt per row of tokens"));
+        }
+        if run.prompt.iter().any(|p| p.len() != plen) || run.tokens.iter().any(|t| t.len() != len) {
+            return Err(bad("rows of different lengths"));
+        }
+        if len <= plen || len > config.n_positions + 1 {
+            return Err(bad("no generated tokens, or more than n_positions allows"));
+        }
+        if run
+            .prompt
+            .iter()
+            .zip(&run.tokens)
+            .any(|(p, t)| t[..plen] != p[..])
+        {
+            return Err(bad("tokens do not start with the prompt"));
+        }
+        if run
+            .tokens
+            .iter()
+            .flatten()
+            .any(|&id| usize::try_from(id).map_or(true, |id| id >= config.vocab_size))
+        {
+            return Err(bad("a token id is outside the vocabulary"));
+        }
+    }
+    Ok(runs)
+}
+
+pub(super) fn read_tensors<T>(
     path: &Path,
     f: impl FnOnce(&SafeTensors<'_>) -> Result<T, FixtureError>,
 ) -> Result<T, FixtureError> {
@@ -376,7 +591,11 @@ fn view<'a>(
 }
 
 /// An int64, float32 or float16 tensor.
-fn any_tensor(st: &SafeTensors<'_>, path: &Path, name: &str) -> Result<Tensor, FixtureError> {
+pub(super) fn any_tensor(
+    st: &SafeTensors<'_>,
+    path: &Path,
+    name: &str,
+) -> Result<Tensor, FixtureError> {
     let t = st.tensor(name).map_err(|_| missing(path, name))?;
     let bad = |found: String| FixtureError::BadTensor {
         path: path.display().to_string(),
@@ -410,7 +629,11 @@ fn any_tensor(st: &SafeTensors<'_>, path: &Path, name: &str) -> Result<Tensor, F
     made.map_err(|e| bad(e.to_string()))
 }
 
-fn f32_tensor(st: &SafeTensors<'_>, path: &Path, name: &str) -> Result<ArrayD<f32>, FixtureError> {
+pub(super) fn f32_tensor(
+    st: &SafeTensors<'_>,
+    path: &Path,
+    name: &str,
+) -> Result<ArrayD<f32>, FixtureError> {
     let t = view(st, path, name, Dtype::F32)?;
     let data: Vec<f32> = t
         .data()

@@ -22,6 +22,7 @@ pub mod report;
 mod runtimes;
 pub mod saved;
 mod steps;
+pub mod tasks;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,10 +30,12 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayD};
 
-use crate::base::{DataType, Tensor};
+use crate::base::{DataType, IoSpec, Tensor};
 use crate::checkpoint::Checkpoint;
 use crate::export::{self, ExportOptions};
+use crate::generate::DecoderDims;
 use crate::graph::io::{is_past, ATTENTION_MASK, INPUT_IDS, LOGITS};
+use crate::graph::profile::Budget;
 use crate::graph::{GraphOptions, Head, Precision, Profile};
 use crate::runtime::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
 use fixture::{Case, Tolerance};
@@ -154,6 +157,16 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
                 }
                 .judge(&mut check, &out, &expected),
             }
+            if let (Some(runs), true) = (&case.generations, check.error.is_none()) {
+                let dims = DecoderDims {
+                    vocab_size: case.config.vocab_size,
+                    n_positions: case.config.n_positions,
+                };
+                match tasks::greedy(m.as_mut(), &dims, runs) {
+                    Ok(g) => check.greedy = Some(g),
+                    Err(e) => check.error(format!("greedy generations: {e}")),
+                }
+            }
         }
     }
     check.seconds = start.elapsed().as_secs_f64();
@@ -212,6 +225,8 @@ struct Graph<'a> {
     expected: BTreeMap<String, ArrayD<f32>>,
     positions: Option<Array2<i64>>,
     dtypes: BTreeMap<String, String>,
+    /// The graph's inputs (to feed a labelled set).
+    inputs: Vec<IoSpec>,
     /// The case's own tolerance (for float32 runs of float32 graphs).
     tolerance: Tolerance,
     profile: (Profile, Precision),
@@ -241,6 +256,7 @@ impl<'a> Graph<'a> {
             case,
             head,
             feed: case.feed(head, &file.inputs)?,
+            inputs: file.inputs.clone(),
             expected: case.expected_outputs(head),
             positions: case.position_mask(head),
             dtypes: file.dtypes,
@@ -276,19 +292,55 @@ impl<'a> Graph<'a> {
                 check.node_providers = m.node_providers().unwrap_or_default();
                 match out {
                     Err(e) => check.error(e.to_string()),
-                    Ok(out) => Judge {
-                        tolerance,
-                        overrides: &self.opts.per_output,
-                        positions: self.positions.as_ref(),
-                        dtypes: &self.dtypes,
-                        budget,
+                    Ok(out) => {
+                        Judge {
+                            tolerance,
+                            overrides: &self.opts.per_output,
+                            positions: self.positions.as_ref(),
+                            dtypes: &self.dtypes,
+                            budget,
+                        }
+                        .judge(&mut check, &out, &self.expected);
+                        let budget = budget.unwrap_or(&self.profile.1.spec().budget);
+                        if let Err(e) = self.tasks(&mut check, m.as_mut(), budget) {
+                            check.error(e);
+                        }
+                        check.settle();
                     }
-                    .judge(&mut check, &out, &self.expected),
                 }
             }
         }
         check.seconds = start.elapsed().as_secs_f64();
         check
+    }
+}
+
+impl Graph<'_> {
+    /// The task metrics of this head on the case's labelled set, when it has one: a causal LM's
+    /// NLL, a classifier's accuracy. (Random-weight cases have none: the NLL of random ids under
+    /// random weights says nothing a precision could be judged by.)
+    fn tasks(
+        &self,
+        check: &mut Check,
+        m: &mut dyn LoadedModel,
+        budget: &Budget,
+    ) -> Result<(), String> {
+        let labelled = self.case.labelled.as_ref();
+        match (self.head, labelled) {
+            (Head::CausalLm, Some(set)) => {
+                (check.nll, check.labelled_flips) =
+                    tasks::labelled_nll(m, &self.inputs, set, budget)
+                        .map_err(|e| format!("labelled set: {e}"))?;
+            }
+            (Head::Classifier, Some(set)) => {
+                check.classification = Some(
+                    tasks::accuracy(m, &self.inputs, set, budget)
+                        .map_err(|e| format!("labelled set: {e}"))?,
+                );
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 

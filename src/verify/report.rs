@@ -6,10 +6,16 @@
 //!   checks: [{case, head, runtime, provider, compute_precision?, reference, model, status: "pass"|"fail"|"error",
 //!             error?, missing: [..], non_finite?: [{output, nan, inf}], node_providers?: {provider: nodes},
 //!             first_divergent_layer?, seconds,
+//!             nll?: {source, tokens, reference, ours, relative_increase, max_increase, pass},
+//!             labelled_flips?: {positions, beyond_ties, at_ties, tie_gap, max_gap_at_flip, pass},
+//!             classification?: {examples, reference, ours, drop_points, disagreements, max_drop_points, pass},
+//!             greedy?: {runs, tokens, diverged_runs,
+//!                       first_divergence: null | {run, description, row, position, generated_before, expected, got}},
 //!             outputs: [{name, tolerance: {atol, rtol}, dtype,
 //!                        status: "pass"|"fail"|"shape_mismatch"|"dtype_mismatch",
 //!                        expected_shape, actual_shape,
-//!                        metrics?: {max_abs, max_rel, mean_abs, cosine, argmax_agreement?, compared, violations}}]}]}`
+//!                        metrics?: {max_abs, max_rel, mean_abs, cosine, argmax_agreement?, kl_divergence?,
+//!                                   flips_beyond_ties?, flips_at_ties?, compared, violations}}]}]}`
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,6 +24,7 @@ use serde::Serialize;
 
 use super::compare::{Comparison, Status};
 use super::fixture::Tolerance;
+use super::tasks::{AccuracyMetric, FlipMetric, GreedyMetric, NllMetric};
 use crate::runtime::RuntimeKind;
 
 /// The JSON schema version.
@@ -112,6 +119,18 @@ pub struct Check {
     pub first_divergent_layer: Option<String>,
     pub seconds: f64,
     pub outputs: Vec<OutputCheck>,
+    /// Teacher-forced next-token NLL against the reference's (causal-LM logits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nll: Option<NllMetric>,
+    /// Next-token argmax flips over the labelled set (causal-LM logits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labelled_flips: Option<FlipMetric>,
+    /// Accuracy on the case's labelled set against the reference's (classifier).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<AccuracyMetric>,
+    /// The reference's greedy generations replayed (decoder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub greedy: Option<GreedyMetric>,
 }
 
 impl Check {
@@ -132,6 +151,10 @@ impl Check {
             first_divergent_layer: None,
             seconds: 0.0,
             outputs: vec![],
+            nll: None,
+            labelled_flips: None,
+            classification: None,
+            greedy: None,
         }
     }
 
@@ -153,6 +176,9 @@ impl Check {
         }
         let bad = !self.missing.is_empty()
             || !self.non_finite.is_empty()
+            || self.nll.as_ref().is_some_and(|m| !m.pass)
+            || self.labelled_flips.as_ref().is_some_and(|m| !m.pass)
+            || self.classification.as_ref().is_some_and(|m| !m.pass)
             || self.outputs.is_empty()
             || self
                 .outputs
@@ -293,6 +319,10 @@ impl Report {
                 .collect();
             let _ = writeln!(s, "{}", line.join("  ").trim_end());
         }
+        let tasks: Vec<String> = self.checks.iter().flat_map(task_lines).collect();
+        if !tasks.is_empty() {
+            let _ = writeln!(s, "\n{}", tasks.join("\n"));
+        }
         for c in self
             .checks
             .iter()
@@ -329,6 +359,9 @@ impl Report {
             }
             if let Some(l) = &c.first_divergent_layer {
                 let _ = writeln!(s, "  first divergence: {l}");
+            }
+            for line in task_failures(c) {
+                let _ = writeln!(s, "  {line}");
             }
         }
         for c in self.checks.iter().filter(|c| c.node_providers.len() > 1) {
@@ -434,6 +467,7 @@ impl Report {
                         if let Some(l) = &c.first_divergent_layer {
                             lines.push(format!("first divergence: {l}"));
                         }
+                        lines.extend(task_failures(c));
                         let _ = writeln!(
                             s,
                             ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
@@ -448,6 +482,94 @@ impl Report {
         s.push_str("</testsuites>\n");
         s
     }
+}
+
+/// What the check measured beyond the table, one line each: argmax flips of the logits, the
+/// NLL, the classification accuracy and the greedy streams against the reference's.
+fn task_lines(c: &Check) -> Vec<String> {
+    let who = format!("{} {} on {}", c.case, c.head, c.runtime);
+    let mut out = Vec::new();
+    for o in &c.outputs {
+        if let Some(m) = &o.comparison.metrics {
+            if let (Some(beyond), Some(ties)) = (m.flips_beyond_ties, m.flips_at_ties) {
+                out.push(format!(
+                    "{who}: {} argmax flips: {beyond} beyond ties, {ties} at near-ties, of {} positions",
+                    o.name,
+                    m.compared / o.comparison.expected_shape.last().copied().unwrap_or(1).max(1)
+                ));
+            }
+        }
+    }
+    if let Some(m) = &c.nll {
+        out.push(format!(
+            "{who}: NLL {:.6} nats/token (reference {:.6}, {:+.4} %) over {} tokens of the {}",
+            m.ours,
+            m.reference,
+            100.0 * m.relative_increase,
+            m.tokens,
+            m.source
+        ));
+    }
+    if let Some(f) = &c.labelled_flips {
+        out.push(format!(
+            "{who}: labelled set argmax flips: {} beyond ties, {} at near-ties (gap ≤ {} nats), of {} positions; largest gap at a flip {:.3} nats",
+            f.beyond_ties, f.at_ties, f.tie_gap, f.positions, f.max_gap_at_flip
+        ));
+    }
+    if let Some(m) = &c.classification {
+        out.push(format!(
+            "{who}: accuracy {:.2} % (reference {:.2} %, drop {:.2} points, {} predictions differ) on {} labelled examples",
+            100.0 * m.ours,
+            100.0 * m.reference,
+            m.drop_points,
+            m.disagreements,
+            m.examples
+        ));
+    }
+    if let Some(m) = &c.greedy {
+        let first = match &m.first_divergence {
+            None => "none (token for token equal)".to_string(),
+            Some(d) => format!(
+                "run {} ({}) row {} at position {} after {} equal generated tokens (expected {}, got {})",
+                d.run, d.description, d.row, d.position, d.generated_before, d.expected, d.got
+            ),
+        };
+        out.push(format!(
+            "{who}: greedy: {} runs, {} generated tokens, {} runs diverged; first divergence: {first}",
+            m.runs, m.tokens, m.diverged_runs
+        ));
+    }
+    out
+}
+
+/// The task metrics outside their budget, said with the budget.
+fn task_failures(c: &Check) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(m) = c.nll.as_ref().filter(|m| !m.pass) {
+        out.push(format!(
+            "NLL {:.6} is {:+.4} % over the reference's {:.6} (budget {:+.4} %)",
+            m.ours,
+            100.0 * m.relative_increase,
+            m.reference,
+            100.0 * m.max_increase
+        ));
+    }
+    if let Some(f) = c.labelled_flips.as_ref().filter(|m| !m.pass) {
+        out.push(format!(
+            "{} next-token argmax flips on the labelled set where the reference's top-two gap exceeds {} nats",
+            f.beyond_ties, f.tie_gap
+        ));
+    }
+    if let Some(m) = c.classification.as_ref().filter(|m| !m.pass) {
+        out.push(format!(
+            "accuracy {:.2} % is {:.2} points below the reference's {:.2} % (budget {} points)",
+            100.0 * m.ours,
+            m.drop_points,
+            100.0 * m.reference,
+            m.max_drop_points
+        ));
+    }
+    out
 }
 
 /// Metric cells holding one word instead of numbers (`error`, `missing`, `shape`).

@@ -42,8 +42,27 @@ pub fn export_head(model_dir: &Path, head: Head, out: &Path, hidden_states: bool
 
 /// A copy of `base-hidden` (3 layers) with one weight of block h.1's MLP changed.
 pub fn perturbed_base_hidden(tmp: &Path) -> std::path::PathBuf {
+    perturbed_copy(
+        &fixture("base-hidden").join("model"),
+        tmp,
+        "h.1.mlp.c_fc.weight",
+        |data| {
+            let v = f32::from_le_bytes([data[0], data[1], data[2], data[3]]) + 1.0;
+            data[..4].copy_from_slice(&v.to_le_bytes());
+        },
+    )
+}
+
+/// A copy of the float32 checkpoint folder `src` in `tmp/model` whose tensor `name` is
+/// changed by `edit` (its little-endian bytes); returns the copy's folder.
+pub fn perturbed_copy(
+    src: &Path,
+    tmp: &Path,
+    name: &str,
+    edit: impl Fn(&mut [u8]),
+) -> std::path::PathBuf {
     let model = tmp.join("model");
-    copy_dir(&fixture("base-hidden").join("model"), &model);
+    copy_dir(src, &model);
     let path = model.join("model.safetensors");
     let bytes = std::fs::read(&path).expect("read");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
@@ -54,10 +73,9 @@ pub fn perturbed_base_hidden(tmp: &Path) -> std::path::PathBuf {
         .collect();
     let (_, data, _) = tensors
         .iter_mut()
-        .find(|(n, _, _)| n == "h.1.mlp.c_fc.weight")
-        .expect("bare ImageGPTModel keys");
-    let v = f32::from_le_bytes([data[0], data[1], data[2], data[3]]) + 1.0;
-    data[..4].copy_from_slice(&v.to_le_bytes());
+        .find(|(n, _, _)| n == name)
+        .unwrap_or_else(|| panic!("no tensor {name}"));
+    edit(data);
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(n, d, s)| {
