@@ -11,6 +11,7 @@
 //             abort: [substrings of request URLs answered with a network error],
 //             upload: {selector, file} (set a file input, then wait),
 //             evaluate: an async function's source, called with no arguments in the page,
+//             wait: 'ready' (the model loaded; default: until igpt.done or igpt.error),
 //             after: 'generate' (click Generate once the first wait ends, and wait again) }]
 // }
 // OUT: {chromium: version, seconds, pages: {NAME: {igpt, error_text, pixels, evaluated,
@@ -104,7 +105,11 @@ try {
         await page.waitForFunction(() => window.igpt && document.getElementById('status').textContent === 'ready', null, { timeout });
         await page.setInputFiles(p.upload.selector, p.upload.file);
       }
-      await page.waitForFunction(settled, null, { timeout, polling: 50 });
+      if (p.wait === 'ready') {
+        await page.waitForFunction(() => window.igpt && document.getElementById('status').textContent === 'ready', null, { timeout });
+      } else {
+        await page.waitForFunction(settled, null, { timeout, polling: 50 });
+      }
       Object.assign(r, await page.evaluate(snapshot));
       if (p.evaluate) r.evaluated = await page.evaluate(`(${p.evaluate})()`);
       if (p.after === 'generate') {
