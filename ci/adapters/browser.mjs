@@ -11,7 +11,8 @@
 //             abort: [substrings of request URLs answered with a network error],
 //             upload: {selector, file} (set a file input, then wait),
 //             evaluate: an async function's source, called with no arguments in the page,
-//             wait: 'ready' (the model loaded; default: until igpt.done or igpt.error),
+//             wait: 'ready' (the model loaded), 'tokens' (a generation ended; default: until
+//                   igpt.done or igpt.error),
 //             after: 'generate' (click Generate once the first wait ends, and wait again) }]
 // }
 // OUT: {chromium: version, seconds, pages: {NAME: {igpt, error_text, pixels, evaluated,
@@ -105,7 +106,9 @@ try {
         await page.waitForFunction(() => window.igpt && document.getElementById('status').textContent === 'ready', null, { timeout });
         await page.setInputFiles(p.upload.selector, p.upload.file);
       }
-      if (p.wait === 'ready') {
+      if (p.wait === 'tokens') {
+        await page.waitForFunction(() => window.igpt && (window.igpt.tokens || window.igpt.error), null, { timeout, polling: 50 });
+      } else if (p.wait === 'ready') {
         await page.waitForFunction(() => window.igpt && document.getElementById('status').textContent === 'ready', null, { timeout });
       } else {
         await page.waitForFunction(settled, null, { timeout, polling: 50 });

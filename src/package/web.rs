@@ -313,6 +313,26 @@ mod tests {
     }
 
     #[test]
+    fn graphs_over_the_browser_limits_are_refused_naming_the_limit() {
+        let graph = |name: &str, bytes: u64| Exported {
+            head: Head::Decoder,
+            path: PathBuf::from(name),
+            data_path: None,
+            bytes,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            seconds: 0.0,
+        };
+        assert!(check_limits(&[graph("decoder.onnx", MAX_GRAPH_BYTES)]).is_ok());
+        let err = check_limits(&[graph("decoder.onnx", 5_500_000_000)]).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "refusing to write decoder.onnx: 5.50 GB is over the 2 GiB a browser reads as one graph (protobuf's message limit, one ArrayBuffer); a quantised export is smaller: --quantize int8"
+                .replace("int8", &PRECISIONS.iter().filter_map(|p| p.quantize).collect::<Vec<_>>().join(" or "))
+        );
+    }
+
+    #[test]
     fn the_page_names_its_module_and_the_module_its_files() {
         assert!(INDEX_HTML.contains("import { main } from './igpt.mjs';"));
         for name in [MANIFEST_FILE, "ort.wasm.min.mjs", "ort.webgpu.min.mjs"] {

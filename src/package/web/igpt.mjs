@@ -547,6 +547,7 @@ function parseParams(search) {
     prompt: q.get('prompt'),
     promptRows: num('prompt-rows', int),
     classify: q.get('classify'),
+    generate: q.has('generate'),
   };
 }
 
@@ -811,9 +812,10 @@ export async function main() {
     }
     if (state.error) return;
   }
+  // `classify=URL` classifies; with `generate` too, a generation follows it.
   if (params.classify) {
     if (params.autorun) await runClassify(params.classify, params.classify);
-    return;
+    if (!params.generate || state.error) return;
   }
   if (params.autorun) await run({ ...readControls(), promptIds: params.promptIds });
 }
