@@ -271,6 +271,15 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
     upload["upload"] = json!({"selector": "#prompt-file", "file": notes});
     upload["after"] = json!("generate");
     pages.push(upload);
+    // An uploaded image completed, as the same image by URL.
+    let mut uploaded = page(
+        "uploaded-prompt",
+        &format!("/gen/?greedy&prompt-rows={rows}"),
+    );
+    uploaded["upload"] = json!({"selector": "#prompt-file", "file": site.join("images/wide.png")});
+    uploaded["after"] = json!("generate");
+    pages.push(uploaded);
+    pages.push(page("bad-seed", "/gen/?autorun&seed=-1"));
     pages.push(encode);
     let mut missing = page("missing-decoder", "/broken/?autorun&greedy");
     missing["after"] = json!("generate");
@@ -452,6 +461,18 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
         "usable after a bad file: {after}"
     );
     assert_eq!(ids(&after["tokens"]), greedy_expect[0].1[..5].to_vec());
+
+    let r = p("uploaded-prompt");
+    assert!(r["igpt"]["error"].is_null(), "{}", r["igpt"]["error"]);
+    assert_eq!(
+        ids(&r["after"]["igpt"]["tokens"]),
+        expect,
+        "an uploaded image completed"
+    );
+    assert_eq!(
+        p("bad-seed")["igpt"]["error"],
+        json!("URL parameter seed=-1 is not a whole number below 2^64")
+    );
 
     let r = p("missing-decoder");
     let msg = r["igpt"]["error"].as_str().expect("an error");

@@ -105,8 +105,16 @@ try {
       if (p.upload) {
         await page.waitForFunction(() => window.igpt && document.getElementById('status').textContent === 'ready', null, { timeout });
         await page.setInputFiles(p.upload.selector, p.upload.file);
+        // An image taken as the prompt: nothing settles until Generate is clicked.
+        await page.waitForFunction(
+          () => window.igpt.error || document.getElementById('status').textContent.startsWith('prompt:'),
+          null,
+          { timeout },
+        );
       }
-      if (p.wait === 'tokens') {
+      if (p.upload && p.after === 'generate' && !(await page.evaluate(() => window.igpt.error))) {
+        // Straight to the click below.
+      } else if (p.wait === 'tokens') {
         await page.waitForFunction(() => window.igpt && (window.igpt.tokens || window.igpt.error), null, { timeout, polling: 50 });
       } else if (p.wait === 'ready') {
         await page.waitForFunction(() => window.igpt && document.getElementById('status').textContent === 'ready', null, { timeout });

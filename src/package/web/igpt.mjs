@@ -680,7 +680,9 @@ export async function main() {
       if (newTokens < 1 || newTokens > room) {
         throw new Error(`${prompt.length} prompt tokens + ${newTokens} new tokens: the model has room for 1 to ${room} more`);
       }
-      const sampler = new Sampler(strategyOf(opts, m.manifest.generation), opts.seed ?? '0');
+      const seed = String(opts.seed ?? '0').trim();
+      if (!/^\d+$/.test(seed) || BigInt(seed) > U64) throw new Error(`seed must be a whole number from 0 to 2^64 - 1, not ${seed}`);
+      const sampler = new Sampler(strategyOf(opts, m.manifest.generation), seed);
       setUpCanvas();
       const ctx = ui.canvas.getContext('2d');
       const drawable = prompt[0] === sos;
