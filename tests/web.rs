@@ -125,12 +125,22 @@ fn page(name: &str, url: &str) -> Value {
     json!({ "name": name, "url": url, "timeout_s": 60 })
 }
 
-fn run_browser(site: &Path, pages: &[Value], screenshot: Option<(&str, &Path)>) -> Value {
+/// Chromium flags for WebGPU on SwiftShader, the software Vulkan that Chromium ships: WebGPU in a
+/// headless browser without a GPU.
+const SOFTWARE_WEBGPU: [&str; 5] = [
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--use-angle=swiftshader",
+    "--use-webgpu-adapter=swiftshader",
+    "--enable-unsafe-swiftshader",
+];
+
+fn run_browser(site: &Path, pages: &[Value], args: &[&str]) -> Value {
     let plan = json!({
+        "args": args,
         "root": site,
         "chromium": chromium(),
         "pages": pages,
-        "screenshot": screenshot.map(|(page, path)| json!({"page": page, "path": path})),
     });
     let plan_path = site.join("plan.json");
     let out_path = site.join("browser-out.json");
@@ -292,7 +302,7 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
     offline["abort"] = json!(["decoder.onnx"]);
     pages.push(offline);
 
-    let out = run_browser(&site, &pages, None);
+    let out = run_browser(&site, &pages, &[]);
     let p = |name: &str| -> &Value {
         let r = &out["pages"][name];
         assert!(
@@ -507,13 +517,33 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
         "{msg}"
     );
 
+    // WebGPU where the browser has it: the page picks it by itself and gives the same tokens.
+    let gpu_pages = [page(
+        "webgpu",
+        &format!(
+            "/gen/?autorun&greedy&max-new-tokens={}",
+            greedy_expect[0].1.len() - 1
+        ),
+    )];
+    let gpu = run_browser(&site, &gpu_pages, &SOFTWARE_WEBGPU);
+    let r = &gpu["pages"]["webgpu"];
+    assert!(r["driver_error"].is_null(), "webgpu: {}", r["driver_error"]);
+    assert_eq!(
+        r["igpt"]["backend"],
+        json!("webgpu"),
+        "{}",
+        r["igpt"]["error"]
+    );
+    assert_eq!(ids(&r["igpt"]["tokens"]), greedy_expect[0].1, "webgpu");
+
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "browser test: {} pages in Chromium {} in {:.1} s (the browser session {:.1} s)",
-        pages.len(),
+        "browser test: {} pages in Chromium {} in {:.1} s (the browser sessions {:.1} s and, WebGPU, {:.1} s)",
+        pages.len() + 1,
         out["chromium"],
         secs,
-        out["seconds"].as_f64().unwrap_or(0.0)
+        out["seconds"].as_f64().unwrap_or(0.0),
+        gpu["seconds"].as_f64().unwrap_or(0.0)
     );
     assert!(
         secs < 180.0,

@@ -5,6 +5,7 @@
 // PLAN: {
 //   root: the folder served at http://127.0.0.1:PORT/ (nothing else is reachable),
 //   chromium: the browser (default /usr/bin/chromium),
+//   args: more Chromium flags,
 //   isolate: serve with COOP/COEP headers (cross-origin isolation: onnxruntime-web's threads),
 //   screenshot: {page: NAME, path: PNG} (optional),
 //   pages: [{ name, url (path and query under the root), timeout_s,
@@ -76,6 +77,7 @@ const browser = await chromium.launch({
     '--disable-background-networking',
     '--disable-component-update',
     '--disable-sync',
+    ...(plan.args || []),
   ],
 });
 

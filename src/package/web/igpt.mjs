@@ -573,6 +573,7 @@ export async function main() {
     classifyFile: $('classify-file'),
     labels: $('labels'),
     backend: $('backend'),
+    ort: $('ort'),
   };
   const show = (msg) => {
     ui.error.textContent = msg;
@@ -602,6 +603,7 @@ export async function main() {
     const m = await loadModel(base, { backend: params.backend });
     if (params.threads != null) m.ort.env.wasm.numThreads = params.threads;
     model = m;
+    ui.ort.textContent = `onnxruntime-web ${m.manifest.ort.version} from ${new URL(m.manifest.ort.base, base).href}`;
     setUpCanvas();
     return model;
   };
@@ -704,7 +706,7 @@ export async function main() {
         shouldStop: () => stopAsked,
       });
       state.backend = m.sessions.decoder.backend;
-      ui.backend.textContent = `${state.backend} (onnxruntime-web ${m.ort.env.versions?.web ?? m.manifest.ort.version})`;
+      ui.backend.textContent = state.backend;
       state.tokensPerSecond = out.tokensPerSecond;
       ui.speed.textContent = `${out.steps} tokens, ${out.tokensPerSecond.toFixed(1)} tokens/s after the prompt`;
       ui.status.textContent = stopAsked ? 'stopped' : 'done';
