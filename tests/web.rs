@@ -581,8 +581,30 @@ fn package_web_refuses_bad_input_in_one_line_and_writes_nothing() {
     assert_eq!(
         err.trim_end(),
         format!(
-            "error: web packaging failed: {}: not found: --ort-web takes onnxruntime-web's dist/ folder (1.30.0 or later)",
+            "error: web packaging failed: {}: not found: --ort-web takes the dist/ folder of the onnxruntime-web npm package (1.30.0)",
             tmp.path().join("ort.wasm.min.mjs").display()
+        )
+    );
+    assert!(!dest.exists());
+    // A checkpoint without the image processor the page needs.
+    let bare = tmp.path().join("bare");
+    std::fs::create_dir(&bare).expect("mkdir");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(weights.join(f), bare.join(f)).expect("copy");
+    }
+    let (code, _, err) = cli(&[
+        "package",
+        "--web",
+        d,
+        "--weights",
+        bare.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: web packaging failed: {}: not found: the page needs the image processor's colour clusters beside the checkpoint",
+            bare.join("preprocessor_config.json").display()
         )
     );
     assert!(!dest.exists());

@@ -21,6 +21,9 @@ pub enum PackageError {
     File(#[from] FileError),
     #[error(transparent)]
     Card(#[from] crate::graph::GraphCardError),
+    /// The image processor's config (its errors name the file).
+    #[error(transparent)]
+    Processor(#[from] crate::image::ImageError),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,

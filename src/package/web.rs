@@ -100,8 +100,7 @@ pub fn write(
             "not found: the page needs the image processor's colour clusters beside the checkpoint",
         ));
     }
-    let processor = Processor::open(&proc_path)
-        .map_err(|e| PackageError::invalid(&proc_path, e.to_string()))?;
+    let processor = Processor::open(&proc_path)?;
     if processor.n_clusters() + 1 != ckpt.config.vocab_size {
         return Err(PackageError::invalid(
             &proc_path,
@@ -118,7 +117,7 @@ pub fn write(
             if !f.is_file() {
                 return Err(PackageError::invalid(
                     &f,
-                    format!("not found: --ort-web takes onnxruntime-web's dist/ folder ({ORT_WEB_VERSION} or later)"),
+                    format!("not found: --ort-web takes the dist/ folder of the onnxruntime-web npm package ({ORT_WEB_VERSION})"),
                 ));
             }
         }
