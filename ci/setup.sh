@@ -20,6 +20,18 @@ elif [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
   echo "$node_want" > "$node_stamp"
 fi
 
+# Headless Chromium for the web page's browser test (tests/web.rs): Debian's package, installed
+# when missing and this runs as root; otherwise that test skips with a message (unless CI is set).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's chromium (headless browser for tests/web.rs) ..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+  else
+    echo "/usr/bin/chromium not found and not root: the browser test skips (unless CI is set); install Debian's chromium"
+  fi
+fi
+
 venv="$root/.venv"
 req="$root/ci/requirements.txt"
 stamp="$venv/.requirements.sha256"

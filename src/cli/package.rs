@@ -1,5 +1,6 @@
 //! `igpt-onnx package`: ship to engines. `--triton DIR` turns an export folder into a Triton
-//! model repository; `--genai DIR` writes an onnxruntime-genai model folder from a checkpoint.
+//! model repository; `--genai DIR` writes an onnxruntime-genai model folder from a checkpoint;
+//! `--web DIR` a static web site that generates and classifies in the browser.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +11,11 @@ use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::ExportOptions;
 use igpt_onnx::graph::profile::{FloatType, Quantization};
 use igpt_onnx::graph::{Precision, Profile};
-use igpt_onnx::package::{genai, triton};
+use igpt_onnx::package::{genai, triton, web};
 use igpt_onnx::{Checkpoint, Head};
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["triton", "genai"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["triton", "genai", "web"])))]
 pub struct Args {
     /// Write a Triton model repository here (created if missing), from the export folder --from.
     #[arg(long, value_name = "DIR")]
@@ -23,6 +24,14 @@ pub struct Args {
     /// --weights.
     #[arg(long, value_name = "DIR")]
     genai: Option<PathBuf>,
+    /// Write a static web site here (must not exist): the page, its module, the decoder and
+    /// classifier graphs and the processor, from the checkpoint --weights.
+    #[arg(long, value_name = "DIR")]
+    web: Option<PathBuf>,
+    /// web: copy onnxruntime-web from this `onnxruntime-web/dist` folder into the site (default:
+    /// the page loads the pinned version from a public CDN).
+    #[arg(long, value_name = "DIR")]
+    ort_web: Option<PathBuf>,
     /// Triton: the export folder holding <head>.onnx (and preprocessor_config.json).
     #[arg(long, default_value = "out")]
     from: PathBuf,
@@ -38,19 +47,21 @@ pub struct Args {
     /// Triton: model names are <prefix>-<head>.
     #[arg(long, default_value = "imagegpt")]
     name_prefix: String,
-    /// genai: the checkpoint folder (config.json + weights) or weights file.
+    /// genai, web: the checkpoint folder (config.json + weights) or weights file.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// genai: config.json to use instead of the one beside the weights.
+    /// genai, web: config.json to use instead of the one beside the weights.
     #[arg(long)]
     config: Option<PathBuf>,
     /// genai: store the decoder's weights in decoder.onnx.data even when they would fit inline.
     #[arg(long)]
     external_data: bool,
-    /// genai: the decoder's op profile (`ort`: ONNX Runtime's fused ops, which genai runs).
+    /// genai, web: the graphs' op profile (`ort`: ONNX Runtime's fused ops, which genai and
+    /// onnxruntime-web run; default: portable, or the first profile --quantize fits).
     #[arg(long, value_parser = ChoiceParser::<Profile>::new())]
     profile: Option<Profile>,
-    /// genai: quantised block matrices (needs --profile ort), as CPU deployments use.
+    /// genai, web: quantised block matrices (needs a profile that carries them), as CPU
+    /// deployments and browsers use.
     #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
     quantize: Option<Quantization>,
     /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).
@@ -61,13 +72,14 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(repo) = &a.triton {
         if a.weights.is_some()
+            || a.ort_web.is_some()
             || a.config.is_some()
             || a.external_data
             || a.profile.is_some()
             || a.quantize.is_some()
             || a.dtype.is_some()
         {
-            bail!("--weights, --config, --external-data, --profile, --quantize and --dtype belong to --genai; --triton packages the export folder --from (export it in the profile and precision you want)");
+            bail!("--weights, --config, --external-data, --profile, --quantize and --dtype belong to --genai and --web; --triton packages the export folder --from (export it in the profile and precision you want)");
         }
         // Names become folder names and Triton model names.
         let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -97,11 +109,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(dir) = &a.genai else {
-        bail!("one of --triton DIR or --genai DIR is required");
-    };
     if !a.heads.is_empty() || a.gpus || a.max_batch != 8 || a.name_prefix != "imagegpt" {
-        bail!("--heads, --max-batch, --gpus and --name-prefix belong to --triton; --genai packages the decoder");
+        bail!("--heads, --max-batch, --gpus and --name-prefix belong to --triton; --genai and --web package from a checkpoint");
+    }
+    if let Some(dir) = &a.web {
+        return web(&a, dir);
+    }
+    let Some(dir) = &a.genai else {
+        bail!("one of --triton DIR, --genai DIR or --web DIR is required");
+    };
+    if a.ort_web.is_some() {
+        bail!("--ort-web belongs to --web");
     }
     let Some(weights) = &a.weights else {
         bail!("--genai needs --weights (the checkpoint folder or weights file)");
@@ -123,6 +141,69 @@ pub fn run(a: Args) -> Result<ExitCode> {
         opts.precision.name(),
         genai::CONFIG_FILE,
         pkg.decoder.bytes as f64 / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--web DIR`: the site, from the checkpoint.
+fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
+    if a.external_data {
+        bail!("--external-data does not apply to --web: a browser reads each graph as one file");
+    }
+    let Some(weights) = &a.weights else {
+        bail!("--web needs --weights (the checkpoint folder or weights file)");
+    };
+    if a.dtype.is_some() {
+        bail!("--dtype does not apply to --web: the page is built and tested on float32 and quantised graphs (--quantize int8|int4 for size)");
+    }
+    let precision = a.quantize.map_or(Precision::Float32, |q| q.0);
+    // The first profile of the precision's row that carries it (portable when it can).
+    let profile = a.profile.unwrap_or_else(|| {
+        if precision.fits(Profile::Portable) {
+            Profile::Portable
+        } else {
+            precision
+                .spec()
+                .profiles
+                .first()
+                .copied()
+                .unwrap_or(Profile::Portable)
+        }
+    });
+    let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
+        .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
+    let opts = ExportOptions {
+        profile,
+        precision,
+        ..Default::default()
+    };
+    let ort = match &a.ort_web {
+        Some(d) => web::OrtSource::Local(d.clone()),
+        None => web::OrtSource::Cdn,
+    };
+    let pkg = web::write(&ckpt, dir, &opts, &ort).context("web packaging failed")?;
+    for g in &pkg.graphs {
+        println!(
+            "{:<10} {}  ({} {}, {:.1} MB)",
+            g.head.name(),
+            g.path.file_name().unwrap_or_default().to_string_lossy(),
+            profile.name(),
+            precision.name(),
+            g.bytes as f64 / 1e6
+        );
+    }
+    let from = match &ort {
+        web::OrtSource::Cdn => web::ort_web_cdn(),
+        web::OrtSource::Local(d) => format!("{}/ (copied from {})", web::ORT_DIR, d.display()),
+    };
+    println!(
+        "web        {}  index.html + igpt.mjs, onnxruntime-web from {from}; {:.1} MB in all",
+        pkg.dir.display(),
+        pkg.bytes as f64 / 1e6
+    );
+    println!(
+        "serve it, e.g. `python3 -m http.server -d {}`, and open http://localhost:8000/",
+        pkg.dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -184,6 +184,26 @@ impl Processor {
         &self.source
     }
 
+    /// The processor resolved for a port that must give the same tokens (the web page's):
+    /// the model size, whether to resize and with which PIL filter code, the per-channel byte
+    /// → model-space table (float32 values, widened to float64 so JSON keeps them exactly) and
+    /// the clusters. The nearest-cluster formula and the resampler are the port's to follow.
+    pub fn tables(&self) -> Value {
+        let lut: Vec<Vec<f64>> = self
+            .lut
+            .iter()
+            .map(|t| t.iter().map(|&x| f64::from(x)).collect())
+            .collect();
+        serde_json::json!({
+            "height": self.height,
+            "width": self.width,
+            "do_resize": self.do_resize,
+            "resample": self.filter.pil_code(),
+            "lut": lut,
+            "clusters": self.clusters,
+        })
+    }
+
     /// Tokens of an RGB image (row-major `height · width` ids, no SOS).
     pub fn encode(&self, img: &Rgb8) -> Result<Vec<i64>, ImageError> {
         if img.width == 0 || img.height == 0 {

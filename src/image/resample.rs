@@ -45,6 +45,17 @@ impl Filter {
         }
     }
 
+    /// The PIL `Image.Resampling` code (the inverse of [`Filter::from_pil`]).
+    pub fn pil_code(self) -> i64 {
+        match self {
+            Filter::Lanczos => 1,
+            Filter::Bilinear => 2,
+            Filter::Bicubic => 3,
+            Filter::Box => 4,
+            Filter::Hamming => 5,
+        }
+    }
+
     fn support(self) -> f64 {
         match self {
             Filter::Box => 0.5,

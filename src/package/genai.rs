@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use super::{PackageError, StagedDir};
+use super::{checkpoint_folder, PackageError, StagedDir};
 use crate::base::files::write_atomic;
 use crate::checkpoint::Checkpoint;
 use crate::config::ImageGptConfig;
@@ -80,16 +80,6 @@ pub fn write(
     write_atomic(&cfg_path, text.as_bytes())?;
     let dir = stage.commit()?;
     Ok(GenaiPackage { dir, decoder })
-}
-
-fn checkpoint_folder(ckpt: &Checkpoint) -> PathBuf {
-    if ckpt.source.is_dir() {
-        return ckpt.source.clone();
-    }
-    ckpt.source
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
 }
 
 /// A generation default genai cannot take, naming the field.

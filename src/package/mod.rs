@@ -1,10 +1,11 @@
-//! What ships to engines: an onnxruntime-genai model folder ([`genai`]) and a Triton Inference
-//! Server model repository ([`triton`]). Both are written as whole folders, staged under a
+//! What ships to engines: an onnxruntime-genai model folder ([`genai`]), a Triton Inference
+//! Server model repository ([`triton`]) and a static web site running in the browser ([`web`]). Both are written as whole folders, staged under a
 //! temporary name beside their destination and renamed into place, so a failure leaves nothing
 //! half-written and never touches an existing folder.
 
 pub mod genai;
 pub mod triton;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,9 @@ pub enum PackageError {
     File(#[from] FileError),
     #[error(transparent)]
     Card(#[from] crate::graph::GraphCardError),
+    /// The image processor's config (its errors name the file).
+    #[error(transparent)]
+    Processor(#[from] crate::image::ImageError),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -112,6 +116,18 @@ fn refuse_existing(dest: &Path) -> Result<(), PackageError> {
         path: dest.to_path_buf(),
         why: "it already exists (remove it first; packages are never merged)".into(),
     })
+}
+
+/// The folder a checkpoint's side files (`generation_config.json`, `preprocessor_config.json`)
+/// lie in: the checkpoint folder, or the weights file's.
+pub(crate) fn checkpoint_folder(ckpt: &crate::Checkpoint) -> PathBuf {
+    if ckpt.source.is_dir() {
+        return ckpt.source.clone();
+    }
+    ckpt.source
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Hard-links `src` to `dest` (a multi-GB graph costs nothing), copying when the file system
