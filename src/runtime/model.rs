@@ -96,6 +96,8 @@ pub enum Failure {
     Panic(String),
     #[error("the cache is held by another runtime")]
     ForeignCache,
+    #[error("the step needs {needed} cache positions, {reserved} were reserved")]
+    CacheFull { needed: usize, reserved: usize },
     #[error("the graph gave no `{0}`")]
     NoOutput(String),
     #[error("{provider} could not be registered: {why}")]
@@ -343,6 +345,13 @@ pub trait LoadedModel {
     /// graph's order and element type (types other than float32 / float16 / int64 come back as
     /// float32, so a comparison can still measure them).
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<NamedOutputs, RuntimeError>;
+
+    /// Before a decoding loop: the session's cache will hold at most `positions` tokens. A
+    /// runtime that can keep it in one preallocated buffer per layer, written in place each
+    /// step (ONNX Runtime on a decoder whose attention takes a past longer than the past:
+    /// `GroupQueryAttention`), allocates that much when the next empty session starts;
+    /// the others copy as before and ignore it.
+    fn reserve_cache(&mut self, _positions: usize) {}
 
     /// One decoder step: the step's `inputs` (ids, mask, positions) plus the past from `cache`
     /// (as `past_key_values.*`, in the order of `cache_names`); returns `logits`, and `cache`
