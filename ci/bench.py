@@ -534,33 +534,29 @@ def cmd_decoder(a):
             ref = {r["batch"]: r for r in map(json.loads, p_.stdout.splitlines())}
         say("== ours and onnxruntime-genai, rounds interleaved")
 
-        def ours_run(p, b):
+        def timed(key, cmd, step_key):
+            """A candidate: runs cmd (it prints a JSON object), records its figures under key."""
             def go():
                 log = os.path.join(work, "run.log")
-                t = bl.run_timed([binary, "generate", "--model", ours[p], "--greedy", "--batch", b,
-                                  "--max-new-tokens", a.new, "--json", "-"], log=log)
+                t = bl.run_timed(cmd, log=log)
                 j = process_json(log)
-                runs["ours", p, b].append({
+                runs[key].append({
                     "wall_s": t["wall_s"], "rss_mb": t["max_rss_kb"] / 1024,
-                    "step_ms": j["step_seconds"] * 1e3 / max(j["steps"] - 1, 1),
-                    "first_token_s": t["wall_s"] - j["step_seconds"],
-                    "load_s": j["load_seconds"], "tokens": j["tokens"]})
+                    "step_ms": j[step_key] * 1e3 / max(j["steps"] - 1, 1),
+                    "first_token_s": t["wall_s"] - j[step_key],
+                    "load_s": j["load_seconds" if "load_seconds" in j else "load_s"],
+                    "tokens": j["tokens"]})
                 return t["wall_s"]
             return go
 
+        def ours_run(p, b):
+            return timed(("ours", p, b), [binary, "generate", "--model", ours[p], "--greedy",
+                                          "--batch", b, "--max-new-tokens", a.new, "--json", "-"],
+                         "step_seconds")
+
         def genai_run(p, b):
-            def go():
-                log = os.path.join(work, "genai.log")
-                t = bl.run_timed([sys.executable, __file__, "_genai-generate", packs[p], b, a.new],
-                                 log=log)
-                j = process_json(log)
-                runs["genai", p, b].append({
-                    "wall_s": t["wall_s"], "rss_mb": t["max_rss_kb"] / 1024,
-                    "step_ms": j["step_s"] * 1e3 / max(j["steps"] - 1, 1),
-                    "first_token_s": t["wall_s"] - j["step_s"],
-                    "load_s": j["load_s"], "tokens": j["tokens"]})
-                return t["wall_s"]
-            return go
+            return timed(("genai", p, b), [sys.executable, __file__, "_genai-generate", packs[p],
+                                           b, a.new], "step_s")
 
         cands = {}
         for p in precisions:
