@@ -437,7 +437,11 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
 /// The inputs and outputs `model` declares, read from the file itself so that every runtime
 /// describes a graph the same way.
 pub fn graph_io(model: &Path) -> Result<(Vec<IoSpec>, Vec<IoSpec>), GraphIoError> {
-    let info = inspect::inspect(model)?;
+    graph_io_of(&inspect::inspect(model)?)
+}
+
+/// [`graph_io`] of a graph already inspected (a runtime that also reads its op counts).
+pub fn graph_io_of(info: &inspect::ModelInfo) -> Result<(Vec<IoSpec>, Vec<IoSpec>), GraphIoError> {
     // A runtime is not handed a graph it is known not to survive.
     if let Some(m) = info.malformed.first() {
         return Err(GraphIoError::Malformed(m.clone()));

@@ -23,8 +23,8 @@ use ort::value::{DynTensor, DynValue, TensorRef};
 pub use library::discover_library;
 
 use super::model::{
-    check_input_names, graph_io, Cache, Failure, LoadedModel, NamedOutputs, Runtime, RuntimeError,
-    RuntimeKind, RuntimeOptions,
+    check_input_names, graph_io_of, Cache, Failure, GraphIoError, LoadedModel, NamedOutputs,
+    Runtime, RuntimeError, RuntimeKind, RuntimeOptions,
 };
 use crate::base::{IoSpec, Tensor};
 use crate::graph::io::{present_for, ATTENTION_MASK, LOGITS};
@@ -236,10 +236,10 @@ impl Runtime for Ort {
 
     fn load(&self, model: &Path) -> Result<Box<dyn LoadedModel>, RuntimeError> {
         // Before ONNX Runtime sees the file: it also refuses what graph_io does, less clearly.
-        let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e.into()))?;
-        let in_place_attention = crate::onnx::inspect::inspect(model)
-            .map(|info| info.ops.contains_key(IN_PLACE_ATTENTION))
-            .unwrap_or(false);
+        let info = crate::onnx::inspect::inspect(model)
+            .map_err(|e| self.load_error(model, GraphIoError::from(e).into()))?;
+        let (inputs, outputs) = graph_io_of(&info).map_err(|e| self.load_error(model, e.into()))?;
+        let in_place_attention = info.ops.contains_key(IN_PLACE_ATTENTION);
         // ONNX Runtime writes `<prefix>_<time>.json` when profiling ends; the folder goes with
         // the model.
         let profile_dir = match self.count_nodes {
