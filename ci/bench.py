@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import benchlib as bl
 from benchlib import say, table
@@ -439,6 +440,249 @@ def cmd_reference_generate(a):
         ms = [t * 1e3 / a.new for t in times]
         print(json.dumps({"batch": b, "ms_per_step": bl.stats(ms)["median"], "runs_ms": ms,
                           "tokens": out.tolist()}), flush=True)
+
+
+# --- decoder ------------------------------------------------------------------------------------
+
+
+def precisions_of(binary):
+    """The precisions the binary offers: float32 plus every `export --quantize` (and `--dtype`)
+    value its help lists, so a precision appears here the day the binary gains it."""
+    text = bl.run([binary, "export", "--help"]).stdout
+    found = {"fp32": []}
+    for flag in ("--quantize", "--dtype"):
+        for line in text.splitlines():
+            if line.strip().startswith(flag + " ") and "[possible values:" in line:
+                values = line.split("[possible values:")[1].rstrip("] \n").split(",")
+                for v in (x.strip() for x in values):
+                    if v and v not in ("fp32", "float32", "f32"):
+                        found[v] = [flag, v]
+    return found
+
+
+def process_json(log):
+    """The JSON object a `--json -` run printed into its log (the summary line follows it)."""
+    text = open(log).read()
+    return json.loads(text[text.index("{"):text.rindex("}") + 1])
+
+
+def two_thread_bandwidth_gbs(mb=1024, runs=5):
+    """Read bandwidth of two threads summing halves of a 1 GiB array (numpy drops the GIL),
+    best of runs: what a 2-thread ONNX Runtime session can stream at most."""
+    import threading
+
+    import numpy as np
+    a = np.ones(mb * (1 << 20) // 4, dtype=np.float32)
+    halves = np.array_split(a, 2)
+    best = 0.0
+    for _ in range(runs):
+        ts = [threading.Thread(target=h.sum, kwargs={"dtype": np.float32}) for h in halves]
+        t = time.perf_counter()
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join()
+        best = max(best, a.nbytes / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def graph_bytes(folder):
+    """Bytes of the graph files (weights included) in an export folder."""
+    return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)
+               if f.endswith((".onnx", ".onnx.data")))
+
+
+def cmd_decoder(a):
+    """The decoder benchmark in one run: per precision the binary offers (fp32 and each
+    `--quantize` value) and batch, `igpt-onnx generate --greedy` (ort profile, ONNX Runtime CPU),
+    onnxruntime-genai on `package --genai` of the same weights and precision, and the
+    reference's `generate` (transformers, fp32), same greedy tokens compared. Per step (the
+    single-token steps) and whole run (process start to last token, for ours and genai), start-up
+    to the first token, tokens/s, images/min (a whole image is n_positions tokens per row, at
+    this run's step time), peak RSS, and each step against its floor: weight bytes plus the
+    average cache bytes read per step over the read bandwidth measured in the same run (two
+    threads, as the sessions run). Rounds interleave every candidate; medians. Never fails on
+    speed."""
+    bl.check_modules(["numpy"])
+    py = None if a.no_reference else bl.torch_python(a.torch_python)
+    binary = bl.igpt_bin(a.build_profile, a.bin)
+    batches = [int(b) for b in a.batches.split(",")]
+    offered = precisions_of(binary)
+    precisions = [p for p in (a.precisions.split(",") if a.precisions else offered) if p in offered]
+    genai = not a.no_genai
+    if genai:
+        bl.check_modules(["onnxruntime_genai"], "pip install -r ci/requirements.txt (onnxruntime-genai)")
+    work = tempfile.mkdtemp()
+    runs = collections.defaultdict(list)
+    try:
+        ckpt = os.path.join(work, "ckpt")
+        bl.run([binary, "random-checkpoint", "--variant", a.size, "--seed", "0", "--out", ckpt])
+        cfg = json.load(open(os.path.join(ckpt, "config.json")))
+        ours, packs, sizes = {}, {}, {}
+        for p in precisions:
+            out = os.path.join(work, "ours-" + p)
+            bl.run([binary, "export", "--weights", ckpt, "--head", "decoder", "--out", out,
+                    "--profile", "ort", *offered[p]])
+            ours[p], sizes[p] = os.path.join(out, "decoder.onnx"), graph_bytes(out)
+            if genai:
+                packs[p] = os.path.join(work, "genai-" + p)
+                bl.run([binary, "package", "--genai", packs[p], "--weights", ckpt,
+                        "--profile", "ort", *offered[p]])
+        say("== read bandwidth (numpy, 1 and 2 threads)")
+        # In a child: a child's peak RSS starts from its parent's at fork, so the parent never
+        # holds the 1 GiB test array.
+        bw1, bw2 = json.loads(bl.run([sys.executable, __file__, "_bandwidth"]).stdout)
+        bw = max(bw1, bw2)
+        ref = {}
+        if py:
+            say(f"== reference generate (transformers, {a.threads} threads)")
+            p_ = bl.run([py, __file__, "_reference-generate", ckpt, str(a.threads), str(a.new),
+                         a.batches, str(a.repeat)])
+            ref = {r["batch"]: r for r in map(json.loads, p_.stdout.splitlines())}
+        say("== ours and onnxruntime-genai, rounds interleaved")
+
+        def timed(key, cmd, step_key):
+            """A candidate: runs cmd (it prints a JSON object), records its figures under key."""
+            def go():
+                log = os.path.join(work, "run.log")
+                t = bl.run_timed(cmd, log=log)
+                j = process_json(log)
+                runs[key].append({
+                    "wall_s": t["wall_s"], "rss_mb": t["max_rss_kb"] / 1024,
+                    "step_ms": j[step_key] * 1e3 / max(j["steps"] - 1, 1),
+                    "first_token_s": t["wall_s"] - j[step_key],
+                    "load_s": j["load_seconds" if "load_seconds" in j else "load_s"],
+                    "tokens": j["tokens"]})
+                return t["wall_s"]
+            return go
+
+        def ours_run(p, b):
+            return timed(("ours", p, b), [binary, "generate", "--model", ours[p], "--greedy",
+                                          "--batch", b, "--max-new-tokens", a.new, "--json", "-"],
+                         "step_seconds")
+
+        def genai_run(p, b):
+            return timed(("genai", p, b), [sys.executable, __file__, "_genai-generate", packs[p],
+                                           b, a.new], "step_s")
+
+        cands = {}
+        for p in precisions:
+            for b in batches:
+                cands["ours", p, b] = ours_run(p, b)
+                if genai:
+                    cands["genai", p, b] = genai_run(p, b)
+        bl.interleaved(cands, a.repeat, on_round=lambda r, k, s: say(
+            f"round {r + 1} {k[0]} {k[1]} b{k[2]}: {s:.2f} s"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    d, layers = cfg["n_embd"], cfg["n_layer"]
+    rows = []
+    for p in precisions:
+        for b in batches:
+            # cache bytes read per step: keys and values of every layer, average past over the run
+            cache = b * layers * 2 * d * 4 * (1 + a.new / 2)
+            floor_ms = (sizes[p] + cache) / (bw * 1e9) * 1e3
+            tokens_ref = ref.get(b, {}).get("tokens")
+            for who in ("ours", "genai"):
+                js = runs.get((who, p, b))
+                if not js:
+                    continue
+                med = lambda k: bl.stats([j[k] for j in js])["median"]  # noqa: E731
+                step = med("step_ms")
+                row = {"engine": who, "precision": p, "batch": b, "step_ms": step,
+                       "whole_run_s": med("wall_s"), "first_token_s": med("first_token_s"),
+                       "load_s": med("load_s"), "rss_mb": med("rss_mb"),
+                       "tokens_per_s": b * 1e3 / step,
+                       "images_per_min": b * 60e3 / (step * cfg["n_positions"]),
+                       "floor_ms": floor_ms, "x_floor": step / floor_ms,
+                       "runs": [{k: v for k, v in j.items() if k != "tokens"} for j in js]}
+                if tokens_ref:
+                    got = js[-1]["tokens"]
+                    row["greedy_vs_reference"] = [sum(x == y for g, w in zip(got, tokens_ref)
+                                                      for x, y in zip(g[1:], w[1:])),
+                                                  sum(len(w) - 1 for w in tokens_ref)]
+                rows.append(row)
+    by = {(r["engine"], r["precision"], r["batch"]): r for r in rows}
+    for r in rows:
+        g = by.get(("genai", r["precision"], r["batch"]))
+        if r["engine"] == "ours" and g:
+            r["vs_genai_step"] = g["step_ms"] / r["step_ms"]
+            r["vs_genai_whole"] = g["whole_run_s"] / r["whole_run_s"]
+            r["tokens_equal_genai"] = runs["ours", r["precision"], r["batch"]][-1]["tokens"] == \
+                runs["genai", r["precision"], r["batch"]][-1]["tokens"]
+        b1 = by.get((r["engine"], r["precision"], 1))
+        if b1:
+            r["throughput_vs_b1"] = r["tokens_per_s"] / b1["tokens_per_s"]
+        if r["batch"] in ref:
+            r["reference_step_ms"] = ref[r["batch"]]["ms_per_step"]
+            r["vs_reference"] = r["reference_step_ms"] / r["step_ms"]
+    weights_s = sizes.get("fp32", 0) / (bw * 1e9)
+    say()
+    say(f"read bandwidth {bw1:.1f} GB/s (1 thread), {bw2:.1f} GB/s (2 threads); floor = (graph "
+        f"bytes + average cache bytes) / {bw:.1f} GB/s; {a.new} new tokens from the start token; "
+        f"medians of {a.repeat} interleaved rounds")
+    say(bl.machine_line())
+    table(["engine", "precision", "batch", "ms/step", "x floor", "floor ms", "whole run s",
+           "first token s", "tokens/s", "x b1 tok/s", "images/min", "RSS MB", "vs genai step",
+           "vs genai whole", "= genai", "vs reference", "greedy = ref"],
+          [[r["engine"], r["precision"], r["batch"], f2(r["step_ms"]), f"{f2(r['x_floor'])}x",
+            f2(r["floor_ms"]), f2(r["whole_run_s"]), f2(r["first_token_s"]),
+            f"{r['tokens_per_s']:.0f}", f"{f2(r.get('throughput_vs_b1', 1))}x",
+            f"{r['images_per_min']:.1f}", f"{r['rss_mb']:.0f}",
+            f"{f2(r['vs_genai_step'])}x" if "vs_genai_step" in r else "-",
+            f"{f2(r['vs_genai_whole'])}x" if "vs_genai_whole" in r else "-",
+            ("yes" if r["tokens_equal_genai"] else "NO") if "tokens_equal_genai" in r else "-",
+            f"{f2(r['vs_reference'])}x" if "vs_reference" in r else "-",
+            "{}/{}".format(*r["greedy_vs_reference"]) if "greedy_vs_reference" in r else "-"]
+           for r in rows])
+    for b in batches:
+        if b in ref:
+            say(f"reference generate b{b}: {f2(ref[b]['ms_per_step'])} ms/step (prompt included)")
+    fp = by.get(("ours", "fp32", 1))
+    if fp:
+        say(f"targets: fp32 b1 step <= 1.25x floor (got {f2(fp['x_floor'])}x); first token <= 0.5 s + "
+            f"one read of the weights ({weights_s:.2f} s): got {f2(fp['first_token_s'])} s")
+    for p, lim in (("int8", 1.6), ("int4", 2.0)):
+        r = by.get(("ours", p, 1))
+        if r:
+            say(f"target: {p} b1 step <= {lim}x floor (got {f2(r['x_floor'])}x)")
+    bl.write_json(a.json, {"command": "decoder", "size": a.size, "new_tokens": a.new,
+                           "repeat": a.repeat, "bandwidth_gbs": {"one_thread": bw1, "two_threads": bw2},
+                           "graph_bytes": sizes, "rows": rows,
+                           "reference": {b: {k: r[k] for k in ("ms_per_step", "runs_ms")}
+                                         for b, r in ref.items()},
+                           "machine": bl.machine()})
+
+
+def cmd_bandwidth(a):
+    """(project python) [one thread, two threads] read bandwidth in GB/s, as JSON."""
+    print(json.dumps([bl.read_bandwidth_gbs(), two_thread_bandwidth_gbs()]))
+
+
+def cmd_genai_generate(a):
+    """(project python) onnxruntime-genai greedy generation from the start token, timed: prints
+    one JSON object (load seconds, seconds of the single-token steps, steps, tokens)."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    t = time.perf_counter()
+    model = og.Model(a.model)
+    load = time.perf_counter() - t
+    cfg = json.load(open(os.path.join(a.model, "genai_config.json")))
+    sos = cfg["model"]["vocab_size"] - 1
+    params = og.GeneratorParams(model)
+    params.set_search_options(do_sample=False, max_length=1 + a.new, batch_size=a.batch)
+    gen = og.Generator(model, params)
+    gen.append_tokens(np.full((a.batch, 1), sos, dtype=np.int32))
+    gen.generate_next_token()  # the prompt pass and the first token
+    steps, t = 1, time.perf_counter()
+    while not gen.is_done():
+        gen.generate_next_token()
+        steps += 1
+    step = time.perf_counter() - t
+    tokens = [[int(x) for x in gen.get_sequence(i)] for i in range(a.batch)]
+    print(json.dumps({"load_s": load, "step_s": step, "steps": steps, "tokens": tokens}))
 
 
 # --- forward ------------------------------------------------------------------------------------
@@ -1351,6 +1595,23 @@ def main():
     p.add_argument("graphs", nargs="*", help="label=path (default: portable and ort exports)")
 
     # Helpers run in the torch interpreter by the subcommands above.
+    p = add("decoder", cmd_decoder)
+    p.add_argument("--size", default="small")
+    p.add_argument("--batches", default="1,8,32")
+    p.add_argument("--new", type=int, default=64, help="new tokens from the start token")
+    p.add_argument("--repeat", type=int, default=3, help="runs each, rounds interleaved")
+    p.add_argument("--threads", type=int, default=2, help="the reference's torch threads")
+    p.add_argument("--precisions", help="comma-separated (default: every one the binary offers)")
+    p.add_argument("--torch-python", default=torch_default)
+    p.add_argument("--no-reference", action="store_true", help="no torch")
+    p.add_argument("--no-genai", action="store_true", help="no onnxruntime-genai")
+    p = sub.add_parser("_bandwidth")
+    p.set_defaults(fn=cmd_bandwidth, json=None)
+    p = sub.add_parser("_genai-generate")
+    p.set_defaults(fn=cmd_genai_generate, json=None)
+    p.add_argument("model")
+    p.add_argument("batch", type=int)
+    p.add_argument("new", type=int)
     p = sub.add_parser("_reference-generate")
     p.set_defaults(fn=cmd_reference_generate, json=None)
     for n, t in (("model", str), ("threads", int), ("new", int), ("batches", str), ("repeat", int)):

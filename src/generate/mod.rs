@@ -163,7 +163,9 @@ pub fn generate(
     let batch = prompts.len();
     let prompt_len = prompts[0].len();
     let mut tokens: Vec<Vec<i64>> = prompts.to_vec();
-    let mut session = DecoderSession::new(model, batch)?;
+    // Every generated token but the last is fed back.
+    let positions = prompt_len + new_tokens.saturating_sub(1);
+    let mut session = DecoderSession::with_capacity(model, batch, positions)?;
     let mut ids = Array2::<i64>::zeros((batch, prompt_len));
     for (b, p) in prompts.iter().enumerate() {
         ids.row_mut(b).iter_mut().zip(p).for_each(|(d, s)| *d = *s);

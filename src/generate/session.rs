@@ -60,6 +60,17 @@ impl<'m> DecoderSession<'m> {
         })
     }
 
+    /// Starts an empty session that will hold at most `positions` tokens (prompt and fed-back
+    /// tokens): a runtime that can, preallocates the cache once and writes each step in place.
+    pub fn with_capacity(
+        model: &'m mut dyn LoadedModel,
+        batch: usize,
+        positions: usize,
+    ) -> Result<Self, SessionError> {
+        model.reserve_cache(positions);
+        Self::new(model, batch)
+    }
+
     /// The cache contract the graph declares.
     pub fn io(&self) -> &DecoderIo {
         &self.io

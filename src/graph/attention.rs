@@ -3,7 +3,7 @@
 //! Runtime's `MultiHeadAttention` (`com.microsoft` contrib op) on the same bias and the same cache layout.
 
 use super::ctx::Ctx;
-use super::io::{present_name, Kv};
+use super::io::{present_name, Kv, ATTENTION_MASK};
 use super::linear::conv1d;
 use super::profile::AttentionForm;
 use crate::base::DataType;
@@ -287,6 +287,14 @@ fn fused_attention(
         attr_float("scale", scale as f32),
     ];
     let name = s.name("context");
+    // ONNX Runtime's GroupQueryAttention kernels take head sizes in multiples of 8 only
+    // (every published size: 64, 96); other sizes keep MultiHeadAttention's step.
+    if let (Some(past), 0) = (past, c.head_dim() % 8) {
+        return (
+            name.clone(),
+            Some(group_query_step(cx, layer, &name, qkv, bias, past, scale)),
+        );
+    }
     let (past_k, past_v) = past.map_or(("", ""), |(k, v)| (k.as_str(), v.as_str()));
     let present = past.map(|_| (present_name(layer, Kv::Key), present_name(layer, Kv::Value)));
     let outputs = match &present {
@@ -305,4 +313,76 @@ fn fused_attention(
         attrs,
     );
     (name, present)
+}
+
+/// The decoder's attention in the ort profile (head sizes in multiples of 8): ONNX Runtime's
+/// `GroupQueryAttention` (as many
+/// key/value heads as query heads) with the same additive bias. Its cache contract is the
+/// portable decoder's — `past_key_values.*` `[batch, n_head, past, head_dim]` in,
+/// `present.*` out — and it also accepts a past buffer longer than the past: with `present`
+/// bound to the same memory the kernel writes the new key/value in place after
+/// `total_sequence_length − 1 − seq` positions instead of copying the whole past each step
+/// (`past_present_share_buffer`, as onnxruntime-genai runs it). Both lengths come from the
+/// mask's shape, so the inputs are unchanged: `seqlens_k` (int32 `[batch]`) is `total − 1`
+/// for every row — padding lives in the bias, never in the kernel's lengths — and
+/// `total_sequence_length` (int32 scalar) is `total`.
+fn group_query_step(
+    cx: &mut Ctx<'_, '_>,
+    layer: usize,
+    name: &str,
+    qkv: &[String; 3],
+    bias: &str,
+    past: &(String, String),
+    scale: f64,
+) -> (String, String) {
+    let n_head = cx.ckpt.config.n_head as i64;
+    let (seqlens, total) = gqa_lengths(cx);
+    let present = (present_name(layer, Kv::Key), present_name(layer, Kv::Value));
+    let [q, k, v] = qkv;
+    // q, k, v, past_key, past_value, seqlens_k, total_sequence_length, cos_cache, sin_cache,
+    // position_ids, attention_bias.
+    let inputs = [
+        q.as_str(),
+        k,
+        v,
+        &past.0,
+        &past.1,
+        &seqlens,
+        &total,
+        "",
+        "",
+        "",
+        bias,
+    ];
+    let outputs = [name.to_string(), present.0.clone(), present.1.clone()];
+    let attrs = vec![
+        attr_int("num_heads", n_head),
+        attr_int("kv_num_heads", n_head),
+        attr_float("scale", scale as f32),
+    ];
+    cx.g.op_multi(Op::GroupQueryAttention, name, &inputs, &outputs, attrs);
+    present
+}
+
+/// `seqlens_k` and `total_sequence_length` for `GroupQueryAttention`, from the mask's shape;
+/// emitted once (layer 0's call) and shared by every layer.
+fn gqa_lengths(cx: &mut Ctx<'_, '_>) -> (String, String) {
+    const SEQLENS: &str = "gqa.seqlens_k";
+    const TOTAL: &str = "gqa.total_sequence_length";
+    let g = &mut *cx.g;
+    if g.nodes.iter().any(|n| n.output.iter().any(|o| o == TOTAL)) {
+        return (SEQLENS.into(), TOTAL.into());
+    }
+    let s = Scope::root("gqa");
+    let int32 = attr_int("to", DataType::Int32.onnx() as i64);
+    let shape = g.op(Op::Shape, s.name("mask_shape"), &[ATTENTION_MASK], vec![]);
+    let zero = g.const_i64("const.zero_1d", &[1], &[0]);
+    let one = g.const_i64("const.one", &[], &[1]);
+    let batch = g.op(Op::Gather, s.name("batch"), &[&shape, &zero], vec![]);
+    let total64 = g.op(Op::Gather, s.name("total_i64"), &[&shape, &one], vec![]);
+    let total = g.op(Op::Cast, TOTAL, &[&total64], vec![int32.clone()]);
+    let last64 = g.op(Op::Sub, s.name("last_i64"), &[&total64, &one], vec![]);
+    let last = g.op(Op::Cast, s.name("last"), &[&last64], vec![int32]);
+    let seqlens = g.op(Op::Expand, SEQLENS, &[&last, &batch], vec![]);
+    (seqlens, total)
 }

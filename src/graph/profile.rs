@@ -38,7 +38,9 @@ pub enum AttentionForm {
     /// express right padding only and is slowest per step (whole small model, b8 step: 210 vs
     /// 150 ms); Attention is faster at b8 but needs GPT-2's stacked `past` [2, B, N, P, H],
     /// which would change the decoder's inputs and copy the cache twice more per step. MHA is
-    /// never far from the best, takes the same bias (any mask) and the same cache.
+    /// never far from the best, takes the same bias (any mask) and the same cache. The decoder
+    /// step is the exception: there `GroupQueryAttention` on the same bias and cache can write
+    /// the cache in place, which pays (see attention.rs, `group_query_step`).
     MultiHead,
 }
 

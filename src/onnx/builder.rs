@@ -38,6 +38,7 @@ pub enum Op {
     Cast,
     Concat,
     Div,
+    Expand,
     Gather,
     Identity,
     MatMul,
@@ -61,6 +62,7 @@ pub enum Op {
     SkipSimplifiedLayerNormalization,
     QuickGelu,
     MultiHeadAttention,
+    GroupQueryAttention,
     MatMulNBits,
 }
 
@@ -71,6 +73,7 @@ impl Op {
             Op::SkipSimplifiedLayerNormalization
             | Op::QuickGelu
             | Op::MultiHeadAttention
+            | Op::GroupQueryAttention
             | Op::MatMulNBits => Domain::Microsoft,
             _ => Domain::Onnx,
         }
@@ -83,6 +86,7 @@ impl Op {
             Op::Cast => "Cast",
             Op::Concat => "Concat",
             Op::Div => "Div",
+            Op::Expand => "Expand",
             Op::Gather => "Gather",
             Op::Identity => "Identity",
             Op::MatMul => "MatMul",
@@ -104,6 +108,7 @@ impl Op {
             Op::SkipSimplifiedLayerNormalization => "SkipSimplifiedLayerNormalization",
             Op::QuickGelu => "QuickGelu",
             Op::MultiHeadAttention => "MultiHeadAttention",
+            Op::GroupQueryAttention => "GroupQueryAttention",
             Op::MatMulNBits => "MatMulNBits",
         }
     }

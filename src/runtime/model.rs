@@ -96,6 +96,8 @@ pub enum Failure {
     Panic(String),
     #[error("the cache is held by another runtime")]
     ForeignCache,
+    #[error("the step needs {needed} cache positions, {reserved} were reserved")]
+    CacheFull { needed: usize, reserved: usize },
     #[error("the graph gave no `{0}`")]
     NoOutput(String),
     #[error("{provider} could not be registered: {why}")]
@@ -344,6 +346,13 @@ pub trait LoadedModel {
     /// float32, so a comparison can still measure them).
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<NamedOutputs, RuntimeError>;
 
+    /// Before a decoding loop: the session's cache will hold at most `positions` tokens. A
+    /// runtime that can keep it in one preallocated buffer per layer, written in place each
+    /// step (ONNX Runtime on a decoder whose attention takes a past longer than the past:
+    /// `GroupQueryAttention`), allocates that much when the next empty session starts;
+    /// the others copy as before and ignore it.
+    fn reserve_cache(&mut self, _positions: usize) {}
+
     /// One decoder step: the step's `inputs` (ids, mask, positions) plus the past from `cache`
     /// (as `past_key_values.*`, in the order of `cache_names`); returns `logits`, and `cache`
     /// receives this step's `present.*` in the same order. The default goes through [`run`],
@@ -428,7 +437,11 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
 /// The inputs and outputs `model` declares, read from the file itself so that every runtime
 /// describes a graph the same way.
 pub fn graph_io(model: &Path) -> Result<(Vec<IoSpec>, Vec<IoSpec>), GraphIoError> {
-    let info = inspect::inspect(model)?;
+    graph_io_of(&inspect::inspect(model)?)
+}
+
+/// [`graph_io`] of a graph already inspected (a runtime that also reads its op counts).
+pub fn graph_io_of(info: &inspect::ModelInfo) -> Result<(Vec<IoSpec>, Vec<IoSpec>), GraphIoError> {
     // A runtime is not handed a graph it is known not to survive.
     if let Some(m) = info.malformed.first() {
         return Err(GraphIoError::Malformed(m.clone()));

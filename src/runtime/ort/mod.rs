@@ -15,18 +15,19 @@ use std::sync::{Arc, OnceLock};
 use ndarray::{ArrayD, CowArray, IxDyn};
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
+use ort::memory::{Allocator, MemoryInfo};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
-use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, TensorRef};
+use ort::session::{IoBinding, Session, SessionInputValue};
+use ort::value::{DynTensor, DynValue, TensorRef};
 
 pub use library::discover_library;
 
 use super::model::{
-    check_input_names, graph_io, Cache, Failure, LoadedModel, NamedOutputs, Runtime, RuntimeError,
-    RuntimeKind, RuntimeOptions,
+    check_input_names, graph_io_of, Cache, Failure, GraphIoError, LoadedModel, NamedOutputs,
+    Runtime, RuntimeError, RuntimeKind, RuntimeOptions,
 };
 use crate::base::{IoSpec, Tensor};
-use crate::graph::io::{present_for, LOGITS};
+use crate::graph::io::{present_for, ATTENTION_MASK, LOGITS};
 
 /// The process-wide environment and the library it came from.
 struct OrtEnv {
@@ -174,6 +175,10 @@ impl Ort {
 
     fn builder(&self, profile: Option<&Path>) -> Result<SessionBuilder, Failure> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Idle pool threads sleep instead of spinning: on a machine whose cores other processes
+        // share, a spinning thread steals the time slices its peers need (measured, small-size
+        // decoder on 2 shared cores, interleaved: 49.6 → 32.4 ms per step at batch 1, 92.6 →
+        // 52.0 at batch 8); onnxruntime-genai's sessions measured alike.
         // Builder errors are not `Send`: converted through `ort::Error` (which is) first.
         let err = |e: ort::Error| Failure::native("cannot make a session builder", e);
         let b = Session::builder(&self.env.env)
@@ -181,6 +186,8 @@ impl Ort {
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| err(e.into()))?
             .with_intra_threads(threads)
+            .map_err(|e| err(e.into()))?
+            .with_intra_op_spinning(false)
             .map_err(|e| err(e.into()))?;
         match profile {
             Some(prefix) => b.with_profiling(prefix).map_err(|e| err(e.into())),
@@ -235,7 +242,10 @@ impl Runtime for Ort {
 
     fn load(&self, model: &Path) -> Result<Box<dyn LoadedModel>, RuntimeError> {
         // Before ONNX Runtime sees the file: it also refuses what graph_io does, less clearly.
-        let (inputs, outputs) = graph_io(model).map_err(|e| self.load_error(model, e.into()))?;
+        let info = crate::onnx::inspect::inspect(model)
+            .map_err(|e| self.load_error(model, GraphIoError::from(e).into()))?;
+        let (inputs, outputs) = graph_io_of(&info).map_err(|e| self.load_error(model, e.into()))?;
+        let in_place_attention = info.ops.contains_key(IN_PLACE_ATTENTION);
         // ONNX Runtime writes `<prefix>_<time>.json` when profiling ends; the folder goes with
         // the model.
         let profile_dir = match self.count_nodes {
@@ -266,9 +276,13 @@ impl Runtime for Ort {
                 Err(GpuFailure::Commit(source)) => return Err(self.load_error(model, source)),
             },
         };
+        // The cache buffers live in host memory: in place only where the kernels run there.
+        let shared_cache = in_place_attention && provider.starts_with("CPUExecutionProvider");
         Ok(Box::new(OrtModel {
             kind: self.kind,
             file: model.display().to_string(),
+            shared_cache,
+            reserved: None,
             session,
             provider,
             inputs,
@@ -286,6 +300,10 @@ struct OrtModel {
     provider: String,
     inputs: Vec<IoSpec>,
     outputs: Vec<IoSpec>,
+    /// Whether the decoder can keep its cache in preallocated buffers written in place.
+    shared_cache: bool,
+    /// Positions [`LoadedModel::reserve_cache`] asked for, until the next empty session.
+    reserved: Option<usize>,
     /// With node counting: the profile's folder, and the counts once profiling has ended.
     profile: Option<(tempfile::TempDir, Option<BTreeMap<String, usize>>)>,
 }
@@ -373,11 +391,9 @@ fn run_error(kind: RuntimeKind, file: &str, reason: Failure) -> RuntimeError {
     }
 }
 
-impl LoadedModel for OrtModel {
-    /// The presents stay ONNX Runtime values and go back in as the next step's past by
-    /// reference: no copy out of and into the runtime per step (the cache grows to 100 MB for
-    /// a whole small-size image).
-    fn step(
+impl OrtModel {
+    /// A step with the past fed by reference and the presents kept as the next past.
+    fn step_concat(
         &mut self,
         inputs: &[(&str, &Tensor)],
         cache_names: &[String],
@@ -441,6 +457,157 @@ impl LoadedModel for OrtModel {
         drop(host_past);
         *cache = Cache::Held(Box::new(presents));
         Ok(logits)
+    }
+
+    /// A step on the preallocated cache: `reserved` positions are allocated (zeroed) when the
+    /// session starts; every later step binds the same buffers as past and present.
+    fn step_shared(
+        &mut self,
+        inputs: &[(&str, &Tensor)],
+        cache_names: &[String],
+        cache: &mut Cache,
+        reserved: Option<usize>,
+    ) -> Result<Tensor, RuntimeError> {
+        let (kind, file) = (self.kind, self.file.clone());
+        let fail = |f: Failure| run_error(kind, &file, f);
+        let native = |name: &str, e: ort::Error| fail(Failure::native("", e).of("input", name));
+        if let (Some(positions), Cache::Host(past)) = (reserved, &*cache) {
+            let shared = SharedCache::new(&self.session, past, cache_names, positions)
+                .map_err(|e| fail(Failure::native("cannot allocate the cache", e)))?;
+            *cache = Cache::Held(Box::new(shared));
+        }
+        let Cache::Held(held) = cache else {
+            return Err(fail(Failure::ForeignCache));
+        };
+        let Some(shared) = held.downcast_mut::<SharedCache>() else {
+            return Err(fail(Failure::ForeignCache));
+        };
+        let needed = inputs
+            .iter()
+            .find(|(n, _)| *n == ATTENTION_MASK)
+            .and_then(|(_, t)| t.shape().get(1).copied())
+            .ok_or_else(|| fail(Failure::MissingInput(ATTENTION_MASK.into())))?;
+        if needed > shared.positions {
+            return Err(fail(Failure::CacheFull {
+                needed,
+                reserved: shared.positions,
+            }));
+        }
+        for spec in &self.inputs {
+            let name = spec.name.as_str();
+            if cache_names.iter().any(|n| n == name) {
+                continue;
+            }
+            let Some((_, t)) = inputs.iter().find(|(n, _)| *n == name) else {
+                return Err(fail(Failure::MissingInput(name.into())));
+            };
+            // Owned copies (a few ids and mask columns): ort 2.0.0-rc.15 deadlocks when a
+            // binding copies a borrowed tensor itself.
+            let bound = match t {
+                Tensor::F32(a) => ort::value::Tensor::from_array(a.to_owned())
+                    .and_then(|v| shared.binding.bind_input(name, &v)),
+                Tensor::F16(a) => ort::value::Tensor::from_array(a.to_owned())
+                    .and_then(|v| shared.binding.bind_input(name, &v)),
+                Tensor::I64(a) => ort::value::Tensor::from_array(a.to_owned())
+                    .and_then(|v| shared.binding.bind_input(name, &v)),
+            };
+            bound.map_err(|e| native(name, e))?;
+        }
+        // Allocated by the run, its shape the step's: a binding would otherwise keep the
+        // first run's logits as a preallocated output.
+        shared
+            .binding
+            .bind_output_to_device(LOGITS, &MemoryInfo::default())
+            .map_err(|e| fail(Failure::native("", e).of("output", LOGITS)))?;
+        let mut results = self
+            .session
+            .run_binding(&shared.binding)
+            .map_err(|e| fail(Failure::native("", e)))?;
+        let logits = results
+            .remove(LOGITS)
+            .ok_or_else(|| fail(Failure::NoOutput(LOGITS.into())))?;
+        output_tensor(&logits).map_err(|e| fail(e.of("output", LOGITS)))
+    }
+}
+
+/// Name in [`inspect`](crate::onnx::inspect)'s op counts of the attention that accepts a past
+/// buffer longer than the past and writes the present into it.
+const IN_PLACE_ATTENTION: &str = "com.microsoft:GroupQueryAttention";
+
+/// The cache of an in-place decoder: per layer a key and a value buffer `[batch, n_head,
+/// positions, head_dim]`, bound once as both `past_key_values.*` and `present.*`.
+struct SharedCache {
+    binding: IoBinding,
+    /// Kept alive for the binding.
+    _buffers: Vec<DynTensor>,
+    positions: usize,
+}
+
+impl SharedCache {
+    /// `empty` holds the session's empty past (`[batch, n_head, 0, head_dim]`, its element type).
+    fn new(
+        session: &Session,
+        empty: &[Tensor],
+        names: &[String],
+        positions: usize,
+    ) -> ort::Result<SharedCache> {
+        let mut binding = session.create_binding()?;
+        let allocator = Allocator::default();
+        let mut buffers = Vec::with_capacity(names.len());
+        for (name, t) in names.iter().zip(empty) {
+            let mut shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+            if let Some(d) = shape.get_mut(2) {
+                *d = positions as i64;
+            }
+            let mut buffer: DynTensor = match t {
+                Tensor::F16(_) => {
+                    let mut b = ort::value::Tensor::<half::f16>::new(&allocator, shape)?;
+                    b.extract_tensor_mut().1.fill(half::f16::ZERO);
+                    b.upcast()
+                }
+                _ => {
+                    let mut b = ort::value::Tensor::<f32>::new(&allocator, shape)?;
+                    b.extract_tensor_mut().1.fill(0.0);
+                    b.upcast()
+                }
+            };
+            binding.bind_input(name.as_str(), &buffer)?;
+            let present = present_for(name).unwrap_or_default();
+            binding.bind_output(present, &mut buffer)?;
+            buffers.push(buffer);
+        }
+        Ok(SharedCache {
+            binding,
+            _buffers: buffers,
+            positions,
+        })
+    }
+}
+
+impl LoadedModel for OrtModel {
+    fn reserve_cache(&mut self, positions: usize) {
+        self.reserved = Some(positions);
+    }
+
+    /// On a decoder whose attention writes the cache in place (`GroupQueryAttention`), after
+    /// [`LoadedModel::reserve_cache`]: one buffer per layer and key/value, bound as both the past
+    /// and the present, so a step reads the cache once and writes one position. Otherwise the
+    /// presents stay ONNX Runtime values and go back in as the next step's past by reference:
+    /// no copy out of and into the runtime per step, though the graph's concatenation still
+    /// copies the past into each present.
+    fn step(
+        &mut self,
+        inputs: &[(&str, &Tensor)],
+        cache_names: &[String],
+        cache: &mut Cache,
+    ) -> Result<Tensor, RuntimeError> {
+        let fresh = matches!(&*cache, Cache::Host(past) if past.iter().all(|t| t.shape().get(2) == Some(&0)));
+        let reserved = if fresh { self.reserved.take() } else { None };
+        let held_shared = matches!(&*cache, Cache::Held(b) if b.is::<SharedCache>());
+        if self.shared_cache && (held_shared || reserved.is_some()) {
+            return self.step_shared(inputs, cache_names, cache, reserved);
+        }
+        self.step_concat(inputs, cache_names, cache)
     }
 
     fn inputs(&self) -> &[IoSpec] {
