@@ -1368,12 +1368,12 @@ def cmd_steps(a):
 
 def cmd_trained(a):
     """Each precision on the trained fixture's held-out set, against its float32 graph: the
-    300 held-out images teacher-forced through the causal LM (SOS + 255 tokens predicting the
-    256), and their 256 tokens through the classifier. Per variant: max abs of the logits,
+    held-out images teacher-forced through the causal LM (SOS + all but the last token predicting
+    every token), and their tokens through the classifier. Per variant: max abs of the logits,
     mean KL(float32 ‖ ours), held-out NLL (nats/token) and its increase, argmax flips and the
     largest float32 top-1/top-2 gap at a flip (a flip at a larger gap than the precision's
     tie_gap fails verify), classification accuracy against the labels, and a decoder step
-    (batch 1, past 128) in ms. `--accuracy-levels` re-runs the block variants with each
+    (batch 1, the longest past the model takes, at most 128) in ms. `--accuracy-levels` re-runs the block variants with each
     MatMulNBits accuracy_level; `--variants` names the exports (flags as in VARIANTS)."""
     bl.check_modules(["numpy", "onnxruntime", "onnx"])
     import numpy as np
@@ -1383,6 +1383,8 @@ def cmd_trained(a):
     ids, labels = held["input_ids"], held["labels"]
     lm_ids, cls_ids = ids[:, :-1], ids[:, 1:]
     model = os.path.join(TRAINED, "digits", "model")
+    with open(os.path.join(model, "config.json")) as f:
+        past = min(128, json.load(f)["n_positions"] - 1)
     variants = ["portable"] + [v for v in a.variants.split(",") if v and v != "portable"]
     sizes, levels = block_options(a)
     rows = []
@@ -1411,7 +1413,7 @@ def cmd_trained(a):
             nll = float(-np.take_along_axis(lp, ids[:, 1:, None], -1).mean())
             pred = classes(heads["classifier"])
             row = {"variant": label, "nll": nll, "cls_accuracy": float((pred == labels).mean()),
-                   "step_ms": step_ms(heads["decoder"], a.threads, a.steps)}
+                   "step_ms": step_ms(heads["decoder"], a.threads, a.steps, past=past)}
             if base is None:
                 base = {"logits": logits, "lp": lp, "nll": nll, "pred": pred}
                 top2 = np.sort(logits, -1)[..., -2:]
