@@ -577,6 +577,7 @@ fn verify_reports_the_held_out_nll_of_the_reference() {
         (f["beyond_ties"].as_u64(), f["at_ties"].as_u64()),
         (Some(0), Some(0))
     );
+    assert_eq!(f["max_gap_at_flip"].as_f64(), Some(0.0));
 }
 
 /// The float32 classifier's accuracy on the 300 held-out images equals the reference's,

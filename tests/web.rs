@@ -586,6 +586,14 @@ fn package_web_refuses_bad_input_in_one_line_and_writes_nothing() {
         )
     );
     assert!(!dest.exists());
+    // Float16: not offered for the page (it is built and tested on float32 and quantised graphs).
+    let (code, _, err) = cli(&["package", "--web", d, "--weights", w, "--dtype", "fp16"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim_end(),
+        "error: --dtype does not apply to --web: the page is built and tested on float32 and quantised graphs (--quantize int8|int4 for size)"
+    );
+    assert!(!dest.exists());
     // A checkpoint without the image processor the page needs.
     let bare = tmp.path().join("bare");
     std::fs::create_dir(&bare).expect("mkdir");
