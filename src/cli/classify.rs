@@ -84,6 +84,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         openvino_lib: args.openvino_lib.clone(),
         openvino_precision: args.openvino_precision,
         command_timeout: args.command_timeout,
+        ort_cache: None,
     };
     let rt = runtime::open(kind, &opts)?;
     let mut model = rt.load(&args.model)?;

@@ -113,6 +113,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             openvino_lib: a.openvino_lib,
             openvino_precision: a.openvino_precision,
             command_timeout: a.command_timeout,
+            ort_cache: None,
         },
         profile: a.profile,
         precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,

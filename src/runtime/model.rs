@@ -309,6 +309,9 @@ pub struct RuntimeOptions {
     /// `--command-timeout`: how long a `cmd:` adapter may take to load a graph or answer one
     /// request (default `command::DEFAULT_TIMEOUT`).
     pub command_timeout: Option<std::time::Duration>,
+    /// `--ort-cache`: a folder where ONNX Runtime CPU sessions keep the optimized model (with
+    /// its prepacked weights) of each graph they load, and load it from on later runs.
+    pub ort_cache: Option<PathBuf>,
 }
 
 /// Output tensors by name, in the graph's output order, each in the graph's own element type.

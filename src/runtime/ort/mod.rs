@@ -5,6 +5,7 @@
 //! the CPU; here that is an error unless the caller allows fallback, and [`LoadedModel::provider`]
 //! always names what actually runs.
 
+mod cache;
 mod library;
 
 use std::borrow::Cow;
@@ -129,6 +130,7 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
         gpu,
         allow_fallback: opts.allow_fallback,
         count_nodes: opts.count_nodes,
+        cache: opts.ort_cache.clone(),
     }))
 }
 
@@ -147,6 +149,11 @@ fn check_compiled_in(gpu: Gpu, env: &OrtEnv) -> Result<(), Failure> {
     })
 }
 
+/// Intra-op threads: one per core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// ONNX Runtime with one execution provider.
 struct Ort {
     kind: RuntimeKind,
@@ -154,6 +161,8 @@ struct Ort {
     gpu: Option<Gpu>,
     allow_fallback: bool,
     count_nodes: bool,
+    /// `--ort-cache`: the folder of saved optimized models (CPU sessions only; `cache`).
+    cache: Option<PathBuf>,
 }
 
 /// Why a GPU session could not be made.
@@ -174,7 +183,7 @@ impl Ort {
     }
 
     fn builder(&self, profile: Option<&Path>) -> Result<SessionBuilder, Failure> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = threads();
         // Idle pool threads sleep instead of spinning: on a machine whose cores other processes
         // share, a spinning thread steals the time slices its peers need (measured, small-size
         // decoder on 2 shared cores, interleaved: 49.6 → 32.4 ms per step at batch 1, 92.6 →
@@ -196,12 +205,90 @@ impl Ort {
     }
 
     fn commit_cpu(&self, model: &Path, profile: Option<&Path>) -> Result<Session, RuntimeError> {
+        if let Some(dir) = &self.cache {
+            if let Some(session) = self.commit_cached(dir, model, profile) {
+                return Ok(session);
+            }
+        }
         let mut b = self
             .builder(profile)
             .map_err(|e| self.load_error(model, e))?;
         // From a path, so external data resolves relative to the model's folder.
         b.commit_from_file(model)
             .map_err(|e| self.load_error(model, Failure::native("", e)))
+    }
+
+    /// A CPU session through the optimized-model cache in `dir`: the saved entry on a hit; on a
+    /// miss, the graph's session, saving its optimized model and prepacked weights as a new entry.
+    /// `None` (after one warning) when the cache cannot serve: the caller loads the graph.
+    fn commit_cached(&self, dir: &Path, model: &Path, profile: Option<&Path>) -> Option<Session> {
+        let key = match cache::key(model, &self.env.library, threads(), "all") {
+            Ok(key) => key,
+            Err(e) => {
+                cache::warn(dir, format_args!("cannot read {}: {e}", model.display()));
+                return None;
+            }
+        };
+        let entry = cache::entry(dir, &key);
+        let saved = entry.join(cache::MODEL);
+        if saved.is_file() {
+            let session = self.builder(profile).and_then(|mut b| {
+                b.commit_from_file(&saved)
+                    .map_err(|e| Failure::native("", e))
+            });
+            return match session {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    cache::warn(dir, format_args!("cannot load {}: {e}", saved.display()));
+                    None
+                }
+            };
+        }
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            cache::warn(dir, format_args!("cannot create it: {e}"));
+            return None;
+        }
+        let temp = match crate::base::files::temp_dir_beside(&entry) {
+            Ok(t) => t,
+            Err(e) => {
+                cache::warn(dir, e);
+                return None;
+            }
+        };
+        let err = |e: ort::Error| Failure::native("cannot make a session builder", e);
+        let session = self.builder(profile).and_then(|b| {
+            let mut b = b
+                .with_optimized_model_path(temp.path().join(cache::MODEL))
+                .map_err(|e| err(e.into()))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_file_name",
+                    cache::DATA,
+                )
+                .map_err(|e| err(e.into()))?
+                .with_config_entry(
+                    "session.optimized_model_external_initializers_min_size_in_bytes",
+                    "1024",
+                )
+                .map_err(|e| err(e.into()))?
+                .with_config_entry("session.save_external_prepacked_constant_initializers", "1")
+                .map_err(|e| err(e.into()))?;
+            b.commit_from_file(model)
+                .map_err(|e| Failure::native("", e))
+        });
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                cache::warn(dir, format_args!("cannot save an optimized model: {e}"));
+                return None;
+            }
+        };
+        // Another process may have put the same entry in place first: theirs serves as well.
+        if let Err(e) = temp.rename_to(&entry) {
+            if !saved.is_file() {
+                cache::warn(dir, e);
+            }
+        }
+        Some(session)
     }
 
     fn commit_gpu(
