@@ -20,7 +20,10 @@ pub(crate) struct ComputeBudget {
 /// near-tied logits), OpenVINO 2026.4.1's CPU plugin on a Xeon with AVX-512 BF16 and FP16:
 /// bf16 max abs 0.077, cosine ≥ 0.99992, argmax agreement ≥ 94.4 %, KL ≤ 9.0e-5; f16 max abs
 /// 0.010, cosine ≥ 0.999999, argmax agreement ≥ 94.4 %, KL ≤ 1.1e-6. Each budget leaves about
-/// twice that room (argmax: the int8 graphs' 90 %).
+/// twice that room (argmax: the int8 graphs' 90 %). On the trained digits case's labelled set
+/// (19,200 positions, 300 images): bf16 NLL +0.011 %, largest reference gap at a flip 0.018
+/// nats, accuracy unchanged; f16 NLL −0.0002 %, largest gap 0.004, accuracy unchanged. The NLL
+/// and accuracy bounds are int8's (bf16) and float16's (f16).
 pub(crate) const COMPUTE_BUDGETS: &[ComputeBudget] = &[
     ComputeBudget {
         dtype: DataType::BFloat16,
@@ -32,8 +35,8 @@ pub(crate) const COMPUTE_BUDGETS: &[ComputeBudget] = &[
             min_argmax_agreement: 0.9,
             max_kl: 1e-3,
             tie_gap: 0.2,
-            max_nll_increase: 1e-2,
-            max_accuracy_drop: 1.0,
+            max_nll_increase: 1e-3,
+            max_accuracy_drop: 0.5,
         },
     },
     ComputeBudget {
