@@ -311,6 +311,17 @@ def cmd_verify(a):
 # --- generate -----------------------------------------------------------------------------------
 
 
+def reference_generate(py, ckpt, a):
+    """The reference's `generate` figures per batch (run in the fixtures' Python `py`; {} when
+    there is none)."""
+    if not py:
+        return {}
+    say(f"== reference generate (transformers, {a.threads} threads)")
+    p = bl.run([py, __file__, "_reference-generate", ckpt, str(a.threads), str(a.new),
+                a.batches, str(a.repeat)])
+    return {r["batch"]: r for r in map(json.loads, p.stdout.splitlines())}
+
+
 def cmd_generate(a):
     """Decoder benchmark: `igpt-onnx generate --greedy` (KV-cache decoder, ONNX Runtime CPU)
     against the reference's `generate` (transformers, KV cache, greedy) on the same random-weight
@@ -341,12 +352,7 @@ def cmd_generate(a):
         weights = os.path.getsize(os.path.join(ckpt, "model.safetensors"))
         bw = bl.read_bandwidth_gbs()
         floor = weights / (bw * 1e9) * 1e3
-        ref = {}
-        if py:
-            say(f"== reference generate (transformers, {a.threads} threads)")
-            p = bl.run([py, __file__, "_reference-generate", ckpt, str(a.threads), str(a.new),
-                        a.batches, str(a.repeat)])
-            ref = {r["batch"]: r for r in map(json.loads, p.stdout.splitlines())}
+        ref = reference_generate(py, ckpt, a)
         say("== igpt-onnx generate (ort-cpu), rounds interleaved across decoders")
         runs = collections.defaultdict(list)
 
@@ -533,12 +539,7 @@ def cmd_decoder(a):
         # holds the 1 GiB test array.
         bw1, bw2 = json.loads(bl.run([sys.executable, __file__, "_bandwidth"]).stdout)
         bw = max(bw1, bw2)
-        ref = {}
-        if py:
-            say(f"== reference generate (transformers, {a.threads} threads)")
-            p_ = bl.run([py, __file__, "_reference-generate", ckpt, str(a.threads), str(a.new),
-                         a.batches, str(a.repeat)])
-            ref = {r["batch"]: r for r in map(json.loads, p_.stdout.splitlines())}
+        ref = reference_generate(py, ckpt, a)
         say("== ours and onnxruntime-genai, rounds interleaved")
 
         def timed(key, cmd, step_key):
