@@ -119,7 +119,9 @@ def test_genai_precisions(tmp):
     cases = json.loads((FIXTURES / "greedy/generations.json").read_text())["generations"]
     variants = ((["--profile", "ort"], "ort"), (["--profile", "ort", "--quantize", "int8"], "ort-int8"),
                 (["--profile", "ort", "--quantize", "int4"], "ort-int4"),
-                (["--profile", "ort", "--dtype", "fp16"], "ort-fp16"))
+                (["--profile", "ort", "--dtype", "fp16"], "ort-fp16"),
+                (["--profile", "ort", "--quantize", "int8-dynamic"], "ort-int8-dynamic"),
+                (["--quantize", "int8-dynamic"], "int8-dynamic"))
     for flags, name in variants:
         igpt("package", "--genai", tmp / name, "--weights", model_dir, *flags)
         igpt("export", "--weights", model_dir, "--head", "decoder", "--out", tmp / f"{name}-ours", *flags)

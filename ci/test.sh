@@ -23,5 +23,8 @@ trap 'rm -rf "$ext"' EXIT
 # SimplifiedLayerNormalization in the default domain, which the checker does not know).
 rm -rf "$ext" && "$(igpt_bin)" export --weights fixtures/kv-cache/model --out "$ext" --dtype fp16 >/dev/null
 .venv/bin/python ci/check_graphs.py "$ext"
+# Dynamic int8 in the portable profile: standard ops only.
+rm -rf "$ext" && "$(igpt_bin)" export --weights fixtures/kv-cache/model --out "$ext" --quantize int8-dynamic >/dev/null
+.venv/bin/python ci/check_graphs.py "$ext"
 echo "== engines: onnxruntime-genai generation and Triton configs (ci/engines_test.py)"
 .venv/bin/python ci/engines_test.py "$(igpt_bin)"

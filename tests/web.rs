@@ -172,6 +172,11 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
     let greedy_model = fixture("greedy").join("model");
     package(&greedy_model, &site.join("gen"), &["--ort-web", dist]);
     package(
+        &greedy_model,
+        &site.join("gen8"),
+        &["--ort-web", dist, "--quantize", "int8-dynamic"],
+    );
+    package(
         &fixture("classifier-images").join("model"),
         &site.join("cls"),
         &["--ort-web", dist],
@@ -289,6 +294,23 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
     uploaded["upload"] = json!({"selector": "#prompt-file", "file": site.join("images/wide.png")});
     uploaded["after"] = json!("generate");
     pages.push(uploaded);
+    // The Stop button, clicked as the third token lands: the run ends early with what it made,
+    // and the page generates again in whole.
+    let mut stop = page(
+        "stop",
+        &format!(
+            "/gen/?autorun&greedy&max-new-tokens={}",
+            greedy_expect[0].1.len() - 1
+        ),
+    );
+    stop["stop_at"] = json!(3);
+    stop["after"] = json!("generate");
+    pages.push(stop);
+    // Dynamic int8 (the portable profile's standard ops) in the page, as the command line runs it.
+    pages.push(page(
+        "int8-dynamic",
+        "/gen8/?autorun&greedy&max-new-tokens=32",
+    ));
     pages.push(page("bad-seed", "/gen/?autorun&seed=-1"));
     pages.push(encode);
     let mut missing = page("missing-decoder", "/broken/?autorun&greedy");
@@ -471,6 +493,38 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
         "usable after a bad file: {after}"
     );
     assert_eq!(ids(&after["tokens"]), greedy_expect[0].1[..5].to_vec());
+
+    let r = done("stop");
+    let whole = &greedy_expect[0].1;
+    let stopped = ids(&r["igpt"]["tokens"]);
+    assert_eq!(r["igpt"]["stopped"], json!(true), "{}", r["igpt"]);
+    assert_eq!(r["status"], json!("stopped"));
+    // The start token and 3 or 4 new ones (the click lands after the third token's step).
+    assert!((4..=5).contains(&stopped.len()), "{stopped:?}");
+    assert_eq!(
+        stopped[..],
+        whole[..stopped.len()],
+        "a prefix of the greedy run"
+    );
+    let after = &r["after"];
+    assert_eq!(after["igpt"]["stopped"], json!(false), "{after}");
+    assert_eq!(after["status"], json!("done"));
+    assert_eq!(
+        ids(&after["igpt"]["tokens"]),
+        *whole,
+        "generates again in whole"
+    );
+
+    let r = done("int8-dynamic");
+    let from_cli = cli_generate(
+        &site.join("gen8/decoder.onnx"),
+        &["--greedy", "--max-new-tokens", "32"],
+    );
+    assert_eq!(
+        ids(&r["igpt"]["tokens"]),
+        from_cli,
+        "int8-dynamic: page vs generate"
+    );
 
     let r = p("uploaded-prompt");
     assert!(r["igpt"]["error"].is_null(), "{}", r["igpt"]["error"]);

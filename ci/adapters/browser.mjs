@@ -88,7 +88,13 @@ const snapshot = () => {
     done, tokens, error, backend, tokensPerSecond, labels, classifyTokens, stopped,
   });
   const e = document.getElementById('error');
-  return { igpt: pick(g), error_text: e && !e.hidden ? e.textContent : null, pixels: g.pixels ? g.pixels() : null };
+  const status = document.getElementById('status');
+  return {
+    igpt: pick(g),
+    error_text: e && !e.hidden ? e.textContent : null,
+    status: status ? status.textContent : null,
+    pixels: g.pixels ? g.pixels() : null,
+  };
 };
 
 const out = { chromium: browser.version(), pages: {} };
@@ -102,6 +108,21 @@ try {
     for (const a of p.abort || []) await page.route((u) => u.href.includes(a), (r) => r.abort('internetdisconnected'));
     const timeout = (p.timeout_s || 60) * 1e3;
     const r = {};
+    if (p.stop_at) {
+      // The Stop button, clicked once as the progress bar reaches `stop_at` tokens (from the
+      // page's own event loop, so where it lands does not depend on the driver's latency).
+      await page.addInitScript((n) => {
+        document.addEventListener('DOMContentLoaded', () => {
+          const bar = document.getElementById('progress');
+          new MutationObserver(() => {
+            if (bar.value >= n && !window.igptStopClicked) {
+              window.igptStopClicked = true;
+              document.getElementById('stop').click();
+            }
+          }).observe(bar, { attributes: true });
+        });
+      }, p.stop_at);
+    }
     try {
       await page.goto(origin + p.url);
       if (p.upload) {

@@ -44,7 +44,7 @@ pub struct Args {
     /// Store weights in <head>.onnx.data even when they would fit inline.
     #[arg(long)]
     external_data: bool,
-    /// Weight-only quantised block matrices (MatMulNBits; needs --profile ort).
+    /// Quantised block matrices: int8 / int4 weight blocks (MatMulNBits; needs --profile ort), or int8-dynamic (int8 weights per column, activations quantised at run time; standard ops, any profile).
     #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
     quantize: Option<Quantization>,
     /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::ExportOptions;
-use igpt_onnx::graph::profile::{FloatType, Quantization};
+use igpt_onnx::graph::profile::{FloatType, MatMulForm, Quantization};
 use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::package::{genai, triton, web};
 use igpt_onnx::{Checkpoint, Head};
@@ -60,8 +60,8 @@ pub struct Args {
     /// onnxruntime-web run; default: portable, or the first profile --quantize fits).
     #[arg(long, value_parser = ChoiceParser::<Profile>::new())]
     profile: Option<Profile>,
-    /// genai, web: quantised block matrices (needs a profile that carries them), as CPU
-    /// deployments and browsers use.
+    /// genai, web: quantised matrices (int8 / int4 blocks need the ort profile; int8-dynamic,
+    /// the fastest int8 in onnxruntime-web's wasm, fits any), as CPU deployments and browsers use.
     #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
     quantize: Option<Quantization>,
     /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).
@@ -205,5 +205,11 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         "serve it, e.g. `python3 -m http.server -d {}`, and open http://localhost:8000/",
         pkg.dir.display()
     );
+    if matches!(precision.spec().matmul, MatMulForm::Blocks { .. }) {
+        println!(
+            "note: onnxruntime-web's WebAssembly backend runs {} blocks (MatMulNBits) about 4x slower a step than --quantize int8-dynamic (measured: small, one thread)",
+            precision.name()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -25,7 +25,7 @@ pub struct Args {
     /// Golden suite: export in this op profile (a given --model's profile is its own).
     #[arg(long, default_value = "portable", value_parser = ChoiceParser::<Profile>::new())]
     profile: Profile,
-    /// Golden suite: export with quantised block matrices (needs --profile ort).
+    /// Golden suite: export with quantised matrices (int8 / int4 blocks need --profile ort).
     #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
     quantize: Option<Quantization>,
     /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).

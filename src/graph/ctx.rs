@@ -4,7 +4,7 @@
 
 use super::io::DecoderIo;
 use super::profile::{PrecisionSpec, ProfileSpec};
-use super::quant::{BlockPart, QuantBlocks};
+use super::quant::{BlockPart, QuantBlocks, QuantColumns};
 use crate::base::{DataType, TensorSource};
 use crate::checkpoint::source::{Float16, Float32};
 use crate::checkpoint::Checkpoint;
@@ -102,6 +102,31 @@ impl<'w> Ctx<'_, 'w> {
             &format!("{name}.scales"),
             DataType::Float32,
             &[n_out, blocks],
+            scales,
+        );
+        (q, scales)
+    }
+
+    /// A Conv1D weight `[n_in, n_out]` as signed 8-bit values per output column: the matrix
+    /// `[n_in, n_out]` (int8) and its scales `[n_out]`.
+    pub fn column_weight(&mut self, name: &str, (n_in, n_out): (usize, usize)) -> (String, String) {
+        let part = |part| {
+            Box::new(QuantColumns {
+                store: &self.ckpt.weights,
+                name: name.to_string(),
+                n_in,
+                n_out,
+                part,
+            })
+        };
+        let (q, scales) = (part(BlockPart::Quantized), part(BlockPart::Scales));
+        let q = self
+            .g
+            .initializer(&format!("{name}.int8"), DataType::Int8, &[n_in, n_out], q);
+        let scales = self.g.initializer(
+            &format!("{name}.scales"),
+            DataType::Float32,
+            &[n_out],
             scales,
         );
         (q, scales)

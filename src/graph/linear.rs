@@ -4,6 +4,7 @@
 
 use super::ctx::Ctx;
 use super::profile::MatMulForm;
+use crate::base::DataType;
 use crate::onnx::builder::attr_int;
 use crate::onnx::{Op, Scope};
 
@@ -34,6 +35,41 @@ pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usiz
             ];
             let inputs = [x, &q, &scales, "", "", &bias];
             cx.g.op(Op::MatMulNBits, s.path().to_string(), &inputs, attrs)
+        }
+        MatMulForm::Dynamic => {
+            let (q, scales) = cx.column_weight(&s.name("weight"), (n_in, n_out));
+            let bias = bias(cx);
+            let mm = if cx.profile.contrib_opset.is_some() {
+                let inputs = [x, &q, &scales];
+                cx.g.op(Op::DynamicQuantizeMatMul, s.name("matmul"), &inputs, vec![])
+            } else {
+                // y = (x_q − x_zero) · w_q · x_scale · w_scale: ONNX Runtime fuses these four
+                // into `DynamicQuantizeMatMul` (MatMulIntegerToFloat) itself.
+                let xq = [s.name("x_q"), s.name("x_scale"), s.name("x_zero")];
+                cx.g.op_multi(
+                    Op::DynamicQuantizeLinear,
+                    &s.name("quantize"),
+                    &[x],
+                    &xq,
+                    vec![],
+                );
+                let int = cx.g.op(
+                    Op::MatMulInteger,
+                    s.name("matmul_integer"),
+                    &[&xq[0], &q, &xq[2]],
+                    vec![],
+                );
+                let float = cx.cast(
+                    &s.name("matmul_float"),
+                    &int,
+                    DataType::Int32,
+                    DataType::Float32,
+                );
+                let scale =
+                    cx.g.op(Op::Mul, s.name("scale"), &[&xq[1], &scales], vec![]);
+                cx.g.op(Op::Mul, s.name("matmul"), &[&float, &scale], vec![])
+            };
+            cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
         }
     }
 }

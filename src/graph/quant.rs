@@ -2,7 +2,9 @@
 //! blocks along its input axis, each stored as 8- or 4-bit integers with one float32 scale. The
 //! layout is the operator's (`com.microsoft.MatMulNBits`: B `[N, blocks, block · bits / 8]`
 //! uint8, 4-bit values two a byte with the first in the low nibble, scales `[N, blocks]`, and
-//! with no zero points given the zero point is `2^(bits − 1)`: 128, or 8).
+//! with no zero points given the zero point is `2^(bits − 1)`: 128, or 8). The same grid, one
+//! scale per output column and signed values in the checkpoint's `[K, N]` order, is the weight
+//! of dynamic int8 (`MatMulInteger` / `DynamicQuantizeMatMul`, [`QuantColumns`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -37,15 +39,7 @@ pub struct QuantBlocks<'w> {
 
 impl TensorSource for QuantBlocks<'_> {
     fn write_to(&self, out: &mut BufWriter<File>) -> Result<u64, SourceError> {
-        // The checkpoint checked this shape when it opened; checked again here because the
-        // loop below indexes by it.
-        self.store
-            .require(&self.name, &[self.n_in, self.n_out])
-            .map_err(SourceError::input)?;
-        let w = self
-            .store
-            .read_f32(&self.name)
-            .map_err(SourceError::input)?;
+        let w = read_matrix(self.store, &self.name, self.n_in, self.n_out)?;
         let grid = Grid::new(self.bits);
         let blocks = self.n_in.div_ceil(self.block);
         let mut column = vec![0f32; blocks * self.block];
@@ -70,6 +64,60 @@ impl TensorSource for QuantBlocks<'_> {
         out.write_all(&bytes).map_err(SourceError::Output)?;
         Ok(bytes.len() as u64)
     }
+}
+
+/// A Conv1D weight `[n_in, n_out]` as signed 8-bit values with one float32 scale per output
+/// column (`max |w| / 127` over the column), in the checkpoint's `[n_in, n_out]` order: the `B`
+/// of ONNX `MatMulInteger` (zero point 0) and of ONNX Runtime's `DynamicQuantizeMatMul`.
+#[derive(Debug)]
+pub struct QuantColumns<'w> {
+    pub store: &'w WeightStore,
+    pub name: String,
+    pub n_in: usize,
+    pub n_out: usize,
+    pub part: BlockPart,
+}
+
+impl TensorSource for QuantColumns<'_> {
+    fn write_to(&self, out: &mut BufWriter<File>) -> Result<u64, SourceError> {
+        let w = read_matrix(self.store, &self.name, self.n_in, self.n_out)?;
+        let grid = Grid::new(8);
+        let mut max = vec![0f32; self.n_out];
+        for row in w.chunks_exact(self.n_out) {
+            for (m, v) in max.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+        let scales: Vec<f32> = max.iter().map(|&m| grid.scale(&[m])).collect();
+        let bytes: Vec<u8> = match self.part {
+            BlockPart::Scales => scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            // The offset grid's byte with its top bit flipped is the signed value's byte.
+            BlockPart::Quantized => w
+                .chunks_exact(self.n_out)
+                .flat_map(|row| {
+                    row.iter()
+                        .zip(&scales)
+                        .map(|(&v, &s)| grid.quantize(v, s) ^ 0x80)
+                })
+                .collect(),
+        };
+        out.write_all(&bytes).map_err(SourceError::Output)?;
+        Ok(bytes.len() as u64)
+    }
+}
+
+/// A `[n_in, n_out]` weight as float32, row-major. The checkpoint checked its shape when it
+/// opened; checked again here because the quantisers index by it.
+fn read_matrix(
+    store: &WeightStore,
+    name: &str,
+    n_in: usize,
+    n_out: usize,
+) -> Result<Vec<f32>, SourceError> {
+    store
+        .require(name, &[n_in, n_out])
+        .map_err(SourceError::input)?;
+    store.read_f32(name).map_err(SourceError::input)
 }
 
 /// The symmetric integer grid of `bits`: values `−qmax..=qmax` stored offset by the zero point.

@@ -38,10 +38,12 @@ pub enum Op {
     Cast,
     Concat,
     Div,
+    DynamicQuantizeLinear,
     Expand,
     Gather,
     Identity,
     MatMul,
+    MatMulInteger,
     Mul,
     Pad,
     ReduceMean,
@@ -64,6 +66,7 @@ pub enum Op {
     MultiHeadAttention,
     GroupQueryAttention,
     MatMulNBits,
+    DynamicQuantizeMatMul,
 }
 
 impl Op {
@@ -74,7 +77,8 @@ impl Op {
             | Op::QuickGelu
             | Op::MultiHeadAttention
             | Op::GroupQueryAttention
-            | Op::MatMulNBits => Domain::Microsoft,
+            | Op::MatMulNBits
+            | Op::DynamicQuantizeMatMul => Domain::Microsoft,
             _ => Domain::Onnx,
         }
     }
@@ -86,10 +90,12 @@ impl Op {
             Op::Cast => "Cast",
             Op::Concat => "Concat",
             Op::Div => "Div",
+            Op::DynamicQuantizeLinear => "DynamicQuantizeLinear",
             Op::Expand => "Expand",
             Op::Gather => "Gather",
             Op::Identity => "Identity",
             Op::MatMul => "MatMul",
+            Op::MatMulInteger => "MatMulInteger",
             Op::Mul => "Mul",
             Op::Pad => "Pad",
             Op::ReduceMean => "ReduceMean",
@@ -110,6 +116,7 @@ impl Op {
             Op::MultiHeadAttention => "MultiHeadAttention",
             Op::GroupQueryAttention => "GroupQueryAttention",
             Op::MatMulNBits => "MatMulNBits",
+            Op::DynamicQuantizeMatMul => "DynamicQuantizeMatMul",
         }
     }
 }
