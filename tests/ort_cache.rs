@@ -3,6 +3,7 @@
 //! generate the uncached run's greedy tokens; a changed graph misses (a new entry, its own
 //! tokens, never the stale entry's); a cache that cannot be written warns once and still
 //! generates. The checkpoint is the kv-cache fixture's, exported with the ort profile.
+//! `classify --ort-cache` takes the same cache.
 
 mod common;
 
@@ -171,4 +172,72 @@ fn a_cache_that_cannot_be_written_or_read_warns_once_and_still_generates() {
         1,
         "{stderr}"
     );
+}
+
+/// `classify --ort-cache`: a miss saves one entry, a hit reads it without writing; both give
+/// the uncached run's logits (the reference's within 1e-4 + 1e-3·|x|, as `fixtures/
+/// classifier-images` records them) bit for bit.
+#[test]
+fn classify_takes_the_cache_and_gives_the_uncached_logits() {
+    if !ort_here() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let case = fixture("classifier-images");
+    let ckpt = Checkpoint::open(&case.join("model"), None, None).expect("opens");
+    let opts = ExportOptions {
+        profile: Profile::Ort,
+        ..Default::default()
+    };
+    let graph = export(&ckpt, &[Head::Classifier], tmp.path(), &opts).expect("exports")[0]
+        .path
+        .clone();
+    let cache = tmp.path().join("cache");
+    let classify = |cache: Option<&Path>, name: &str| -> Vec<serde_json::Value> {
+        let json = tmp.path().join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_igpt-onnx"));
+        cmd.args(["classify", "--runtime", "ort-cpu", "--model"])
+            .arg(&graph)
+            .arg("--processor")
+            .arg(case.join("model"))
+            .arg("--json")
+            .arg(&json)
+            .arg(case.join("wide.png"))
+            .env_remove("IGPT_ORT_CACHE");
+        if let Some(d) = cache {
+            cmd.arg("--ort-cache").arg(d);
+        }
+        let out = cmd.output().expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parses");
+        report["images"][0]["logits"]
+            .as_array()
+            .expect("logits")
+            .clone()
+    };
+    let want = classify(None, "plain.json");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(case.join("expected.json")).expect("expected"))
+            .expect("parses");
+    for (got, e) in want
+        .iter()
+        .zip(expected["logits"][0].as_array().expect("row"))
+    {
+        let (got, e) = (got.as_f64().expect("f"), e.as_f64().expect("f"));
+        assert!((got - e).abs() <= 1e-4 + 1e-3 * e.abs(), "{got} vs {e}");
+    }
+    assert_eq!(classify(Some(&cache), "miss.json"), want);
+    let first = entries(&cache);
+    assert_eq!(first.len(), 1);
+    let saved = std::fs::metadata(first[0].join("model.onnx")).expect("saved");
+    assert_eq!(classify(Some(&cache), "hit.json"), want);
+    assert_eq!(entries(&cache), first);
+    let again = std::fs::metadata(first[0].join("model.onnx")).expect("saved");
+    assert_eq!(saved.modified().ok(), again.modified().ok());
 }

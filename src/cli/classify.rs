@@ -44,6 +44,11 @@ pub struct Args {
     /// ONNX Runtime shared library (first in the discovery order).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
+    /// ONNX Runtime CPU: keep the graph's optimized model with its prepacked weights in this
+    /// folder and load it from there on later runs (as `generate --ort-cache`). Also
+    /// IGPT_ORT_CACHE.
+    #[arg(long, value_name = "DIR")]
+    pub ort_cache: Option<PathBuf>,
     /// OpenVINO's C library (libopenvino_c.so*) or its folder (first in the discovery order).
     #[arg(long)]
     pub openvino_lib: Option<PathBuf>,
@@ -84,7 +89,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         openvino_lib: args.openvino_lib.clone(),
         openvino_precision: args.openvino_precision,
         command_timeout: args.command_timeout,
-        ort_cache: None,
+        ort_cache: super::ort_cache(&args.ort_cache),
     };
     let rt = runtime::open(kind, &opts)?;
     let mut model = rt.load(&args.model)?;

@@ -123,11 +123,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             openvino_lib: a.openvino_lib.clone(),
             openvino_precision: a.openvino_precision,
             command_timeout: a.command_timeout,
-            ort_cache: a
-                .ort_cache
-                .clone()
-                .or_else(|| std::env::var_os("IGPT_ORT_CACHE").map(PathBuf::from))
-                .filter(|d| !d.as_os_str().is_empty()),
+            ort_cache: super::ort_cache(&a.ort_cache),
         },
     )?;
     let mut model = rt.load(&a.model)?;

@@ -111,3 +111,10 @@ pub fn seconds(text: &str) -> Result<std::time::Duration, BadSeconds> {
         .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| BadSeconds(text.to_string()))
 }
+
+/// `--ort-cache DIR`, else `IGPT_ORT_CACHE` (an empty value: none).
+pub fn ort_cache(flag: &Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    flag.clone()
+        .or_else(|| std::env::var_os("IGPT_ORT_CACHE").map(std::path::PathBuf::from))
+        .filter(|d| !d.as_os_str().is_empty())
+}
