@@ -154,6 +154,14 @@ pub(super) fn attention(
     let c = cx.ckpt.config.clone();
     let (d, h, hd) = (c.n_embd, c.n_head, c.head_dim());
     let qkv = conv1d(cx, &s.pp("c_attn"), x, d, 3 * d);
+    if let (AttentionForm::MultiHead, Some(past), 0) = (cx.profile.attention, past, hd % 8) {
+        // The decoder step's GroupQueryAttention reads c_attn's [q | k | v] packed: no Split.
+        let name = s.name("context");
+        let scale = fused_scale(&c, layer);
+        let present = group_query_step(cx, layer, &name, &qkv, bias, past, scale);
+        let out = conv1d(cx, &s.pp("c_proj"), &name, d, d);
+        return (out, Some(present));
+    }
     let g = &mut *cx.g;
     let split = g.const_i64("const.split_qkv", &[3], &[d as i64; 3]);
     let names = [s.name("q"), s.name("k"), s.name("v")];
@@ -274,27 +282,11 @@ fn fused_attention(
     past: Option<&(String, String)>,
 ) -> (String, Option<(String, String)>) {
     let c = &cx.ckpt.config;
-    // HF divides by sqrt(head_dim) and by (layer + 1) when asked; the op multiplies once.
-    let mut scale = 1.0f64;
-    if c.scale_attn_weights {
-        scale /= (c.head_dim() as f64).sqrt();
-    }
-    if c.scale_attn_by_inverse_layer_idx {
-        scale /= (layer + 1) as f64;
-    }
     let attrs = vec![
         attr_int("num_heads", c.n_head as i64),
-        attr_float("scale", scale as f32),
+        attr_float("scale", fused_scale(c, layer) as f32),
     ];
     let name = s.name("context");
-    // ONNX Runtime's GroupQueryAttention kernels take head sizes in multiples of 8 only
-    // (every published size: 64, 96); other sizes keep MultiHeadAttention's step.
-    if let (Some(past), 0) = (past, c.head_dim() % 8) {
-        return (
-            name.clone(),
-            Some(group_query_step(cx, layer, &name, qkv, bias, past, scale)),
-        );
-    }
     let (past_k, past_v) = past.map_or(("", ""), |(k, v)| (k.as_str(), v.as_str()));
     let present = past.map(|_| (present_name(layer, Kv::Key), present_name(layer, Kv::Value)));
     let outputs = match &present {
@@ -315,7 +307,22 @@ fn fused_attention(
     (name, present)
 }
 
-/// The decoder's attention in the ort profile (head sizes in multiples of 8): ONNX Runtime's
+/// HF divides the scores by sqrt(head_dim) and by (layer + 1) when asked; a fused op multiplies
+/// once, by this.
+fn fused_scale(c: &crate::config::ImageGptConfig, layer: usize) -> f64 {
+    let mut scale = 1.0f64;
+    if c.scale_attn_weights {
+        scale /= (c.head_dim() as f64).sqrt();
+    }
+    if c.scale_attn_by_inverse_layer_idx {
+        scale /= (layer + 1) as f64;
+    }
+    scale
+}
+
+/// The decoder's attention in the ort profile (head sizes in multiples of 8; ONNX Runtime's
+/// GroupQueryAttention kernels take no others, so other sizes keep MultiHeadAttention's step):
+/// ONNX Runtime's
 /// `GroupQueryAttention` (as many
 /// key/value heads as query heads) with the same additive bias. Its cache contract is the
 /// portable decoder's — `past_key_values.*` `[batch, n_head, past, head_dim]` in,
@@ -330,7 +337,7 @@ fn group_query_step(
     cx: &mut Ctx<'_, '_>,
     layer: usize,
     name: &str,
-    qkv: &[String; 3],
+    qkv: &str,
     bias: &str,
     past: &(String, String),
     scale: f64,
@@ -338,21 +345,10 @@ fn group_query_step(
     let n_head = cx.ckpt.config.n_head as i64;
     let (seqlens, total) = gqa_lengths(cx);
     let present = (present_name(layer, Kv::Key), present_name(layer, Kv::Value));
-    let [q, k, v] = qkv;
-    // q, k, v, past_key, past_value, seqlens_k, total_sequence_length, cos_cache, sin_cache,
-    // position_ids, attention_bias.
+    // query (packed [q | k | v], key and value then empty), key, value, past_key, past_value,
+    // seqlens_k, total_sequence_length, cos_cache, sin_cache, position_ids, attention_bias.
     let inputs = [
-        q.as_str(),
-        k,
-        v,
-        &past.0,
-        &past.1,
-        &seqlens,
-        &total,
-        "",
-        "",
-        "",
-        bias,
+        qkv, "", "", &past.0, &past.1, &seqlens, &total, "", "", "", bias,
     ];
     let outputs = [name.to_string(), present.0.clone(), present.1.clone()];
     let attrs = vec![

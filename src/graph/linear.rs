@@ -39,36 +39,43 @@ pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usiz
         MatMulForm::Dynamic => {
             let (q, scales) = cx.column_weight(&s.name("weight"), (n_in, n_out));
             let bias = bias(cx);
-            let mm = if cx.profile.contrib_opset.is_some() {
-                let inputs = [x, &q, &scales];
-                cx.g.op(Op::DynamicQuantizeMatMul, s.name("matmul"), &inputs, vec![])
-            } else {
-                // y = (x_q − x_zero) · w_q · x_scale · w_scale: ONNX Runtime fuses these four
-                // into `DynamicQuantizeMatMul` (MatMulIntegerToFloat) itself.
-                let xq = [s.name("x_q"), s.name("x_scale"), s.name("x_zero")];
-                cx.g.op_multi(
-                    Op::DynamicQuantizeLinear,
-                    &s.name("quantize"),
-                    &[x],
-                    &xq,
+            if cx.profile.contrib_opset.is_some() {
+                // The bias as the op's fifth input: one kernel, no Add (96 fewer nodes in a
+                // small decoder step, ~10 % of its time).
+                let inputs = [x, &q, &scales, "", &bias];
+                return cx.g.op(
+                    Op::DynamicQuantizeMatMul,
+                    s.path().to_string(),
+                    &inputs,
                     vec![],
                 );
-                let int = cx.g.op(
-                    Op::MatMulInteger,
-                    s.name("matmul_integer"),
-                    &[&xq[0], &q, &xq[2]],
-                    vec![],
-                );
-                let float = cx.cast(
-                    &s.name("matmul_float"),
-                    &int,
-                    DataType::Int32,
-                    DataType::Float32,
-                );
-                let scale =
-                    cx.g.op(Op::Mul, s.name("scale"), &[&xq[1], &scales], vec![]);
-                cx.g.op(Op::Mul, s.name("matmul"), &[&float, &scale], vec![])
-            };
+            }
+            // y = (x_q − x_zero) · w_q · x_scale · w_scale: ONNX Runtime fuses these four
+            // into `DynamicQuantizeMatMul` (MatMulIntegerToFloat) itself.
+            let xq = [s.name("x_q"), s.name("x_scale"), s.name("x_zero")];
+            cx.g.op_multi(
+                Op::DynamicQuantizeLinear,
+                &s.name("quantize"),
+                &[x],
+                &xq,
+                vec![],
+            );
+            let int = cx.g.op(
+                Op::MatMulInteger,
+                s.name("matmul_integer"),
+                &[&xq[0], &q, &xq[2]],
+                vec![],
+            );
+            let float = cx.cast(
+                &s.name("matmul_float"),
+                &int,
+                DataType::Int32,
+                DataType::Float32,
+            );
+            let scale =
+                cx.g.op(Op::Mul, s.name("scale"), &[&xq[1], &scales], vec![]);
+            let mm =
+                cx.g.op(Op::Mul, s.name("matmul"), &[&float, &scale], vec![]);
             cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
         }
     }
