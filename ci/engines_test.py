@@ -110,6 +110,20 @@ def test_genai_unseen(tmp):
         check(got == ours, f"tiny checkpoint, prompt {prompt} x{batch}: genai {got} != ours {ours}")
         check(len(got[0]) == n_positions and 512 not in got[0][1:], "never generates the start token")
     print(f"  random tiny checkpoint: genai == igpt-onnx generate to n_positions ({n_positions}), batch 1 and 3")
+    # The ort profile's decoder writes its cache in place: genai shares one buffer per layer.
+    igpt("export", "--weights", ckpt, "--head", "decoder", "--profile", "ort", "--out", tmp / "tiny-ours-ort")
+    igpt("package", "--genai", tmp / "tiny-genai-ort", "--weights", ckpt, "--profile", "ort")
+    search = json.loads((tmp / "tiny-genai-ort/genai_config.json").read_text())["search"]
+    check(search["past_present_share_buffer"] is True, "ort package shares genai's cache buffer")
+    check(json.loads((tmp / "tiny-genai/genai_config.json").read_text())["search"]["past_present_share_buffer"]
+          is False, "portable package concatenates")
+    model = og.Model(str(tmp / "tiny-genai-ort"))
+    for prompt, batch in (([512], 1), ([512, 7, 300, 41, 41, 90], 1), ([512], 3)):
+        new = n_positions - len(prompt)
+        got = genai_greedy(model, [prompt] * batch, new)
+        ours = ours_greedy(tmp, tmp / "tiny-ours-ort/decoder.onnx", prompt, batch, new)
+        check(got == ours, f"tiny ort, shared buffer, prompt {prompt} x{batch}: genai {got} != ours {ours}")
+    print("  the same with --profile ort: genai's shared past/present buffer gives our tokens")
 
 
 def test_genai_precisions(tmp):

@@ -5,8 +5,9 @@
 use super::ctx::Ctx;
 use super::io::{present_name, Kv, ATTENTION_MASK};
 use super::linear::conv1d;
-use super::profile::AttentionForm;
+use super::profile::{AttentionForm, ProfileSpec};
 use crate::base::DataType;
+use crate::config::ImageGptConfig;
 use crate::onnx::builder::{attr_float, attr_int, attr_ints};
 use crate::onnx::{Op, Scope};
 
@@ -154,7 +155,7 @@ pub(super) fn attention(
     let c = cx.ckpt.config.clone();
     let (d, h, hd) = (c.n_embd, c.n_head, c.head_dim());
     let qkv = conv1d(cx, &s.pp("c_attn"), x, d, 3 * d);
-    if let (AttentionForm::MultiHead, Some(past), 0) = (cx.profile.attention, past, hd % 8) {
+    if let (Some(past), true) = (past, step_writes_in_place(cx.profile, &c)) {
         // The decoder step's GroupQueryAttention reads c_attn's [q | k | v] packed: no Split.
         let name = s.name("context");
         let scale = fused_scale(&c, layer);
@@ -307,9 +308,16 @@ fn fused_attention(
     (name, present)
 }
 
+/// Whether the decoder this profile emits for `config` steps with `GroupQueryAttention`, which
+/// can write the cache in place into a past buffer longer than the past (ONNX Runtime's kernels
+/// take head sizes in multiples of 8 only; others keep `MultiHeadAttention`, which concatenates).
+pub fn step_writes_in_place(profile: &ProfileSpec, config: &ImageGptConfig) -> bool {
+    profile.attention == AttentionForm::MultiHead && config.head_dim() % 8 == 0
+}
+
 /// HF divides the scores by sqrt(head_dim) and by (layer + 1) when asked; a fused op multiplies
 /// once, by this.
-fn fused_scale(c: &crate::config::ImageGptConfig, layer: usize) -> f64 {
+fn fused_scale(c: &ImageGptConfig, layer: usize) -> f64 {
     let mut scale = 1.0f64;
     if c.scale_attn_weights {
         scale /= (c.head_dim() as f64).sqrt();
