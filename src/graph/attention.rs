@@ -312,7 +312,7 @@ fn fused_attention(
 /// can write the cache in place into a past buffer longer than the past (ONNX Runtime's kernels
 /// take head sizes in multiples of 8 only; others keep `MultiHeadAttention`, which concatenates).
 pub fn step_writes_in_place(profile: &ProfileSpec, config: &ImageGptConfig) -> bool {
-    profile.attention == AttentionForm::MultiHead && config.head_dim() % 8 == 0
+    profile.attention == AttentionForm::MultiHead && config.head_dim().is_multiple_of(8)
 }
 
 /// HF divides the scores by sqrt(head_dim) and by (layer + 1) when asked; a fused op multiplies
