@@ -3,7 +3,9 @@
 puts on the wire for a random-weight checkpoint of a published size, and the page's tokens/s in
 headless Chromium (onnxruntime-web's wasm backend, one thread, and with cross-origin isolation,
 which lets onnxruntime-web use threads) against `igpt-onnx generate`'s (ONNX Runtime CPU) on the
-same decoder graph, with the ratio. Prints figures; never fails on speed. With --screenshot, also
+same decoder graph, and against `generate` on onnxruntime-web's wasm itself (the
+cmd:ci/adapters/ort-web adapter, Node, one thread), with the ratios; --against adds the CLI on
+another export (e.g. the native fastest int8). Prints figures; never fails on speed. With --screenshot, also
 renders the page on the trained fixture (a digit classified, then one sampled) to a PNG for the
 README.
 
@@ -112,6 +114,12 @@ def main():
         isolated = browser(site, [{"name": "run", "url": url, "timeout_s": 600}], isolate=True)
         cli_tps = cli["tokens_per_second"]
         print(f"  igpt-onnx generate ({cli['provider']}), the page's graph: {cli_tps:8.1f} tokens/s")
+        # The command line on the page's runtime: onnxruntime-web's wasm in Node, one thread
+        # (the cmd:ci/adapters/ort-web adapter; every step's cache crosses a pipe as files).
+        wasm = json.loads(run([bin_, "generate", "--model", decoder, "--greedy", "--runtime",
+                               "cmd:" + os.path.join(ROOT, "ci/adapters/ort-web"),
+                               "--max-new-tokens", str(a.tokens), "--json", "-"]))
+        print(f"  igpt-onnx generate on onnxruntime-web wasm (Node, one thread): {wasm['tokens_per_second']:8.1f} tokens/s")
         fastest = None
         if a.against:  # the command line's own fastest graph of the precision, as a second baseline
             native = os.path.join(tmp, "native")
@@ -129,6 +137,7 @@ def main():
             print(f"  page, Chromium {out['chromium']}, {g['backend']} ({label}): "
                   f"{g['tokensPerSecond']:8.1f} tokens/s = {g['tokensPerSecond'] / cli_tps:.2f} x the CLI; "
                   f"{same}/{len(g['tokens'])} tokens as the CLI's")
+            print(f"    = {g['tokensPerSecond'] / wasm['tokens_per_second']:.2f} x generate on onnxruntime-web wasm")
             if fastest:
                 print(f"    = {g['tokensPerSecond'] / fastest['tokens_per_second']:.2f} x generate on export {a.against}")
 
