@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The web page against the command line on this machine: what `package --web --quantize int8`
+"""The web page against the command line on this machine: what `package --web --quantize int8-dynamic`
 puts on the wire for a random-weight checkpoint of a published size, and the page's tokens/s in
 headless Chromium (onnxruntime-web's wasm backend, one thread, and with cross-origin isolation,
 which lets onnxruntime-web use threads) against `igpt-onnx generate`'s (ONNX Runtime CPU) on the
@@ -75,7 +75,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="small", choices=["tiny", "small", "medium"])
     ap.add_argument("--tokens", type=int, default=128, help="tokens generated per run")
-    ap.add_argument("--quantize", default="int8", help="--quantize value, or none (float32)")
+    ap.add_argument("--quantize", default="int8-dynamic", help="--quantize value, or none (float32)")
     ap.add_argument("--profile", help="--profile value (default: package --web's)")
     ap.add_argument("--against", help="also time generate on this export's decoder, e.g. '--profile ort --quantize int8'")
     ap.add_argument("--screenshot", help="write the page's screenshot (trained fixture) here")
