@@ -207,7 +207,7 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     );
     if matches!(precision.spec().matmul, MatMulForm::Blocks { .. }) {
         println!(
-            "note: onnxruntime-web's WebAssembly backend runs {} blocks (MatMulNBits) about 4x slower a step than --quantize int8-dynamic (measured: small, one thread)",
+            "note: onnxruntime-web's WebAssembly backend runs {} blocks (MatMulNBits) about 5x slower than --quantize int8-dynamic (measured in the page: small, one thread)",
             precision.name()
         );
     }
