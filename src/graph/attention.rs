@@ -328,11 +328,9 @@ fn fused_scale(c: &ImageGptConfig, layer: usize) -> f64 {
     scale
 }
 
-/// The decoder's attention in the ort profile (head sizes in multiples of 8; ONNX Runtime's
-/// GroupQueryAttention kernels take no others, so other sizes keep MultiHeadAttention's step):
-/// ONNX Runtime's
-/// `GroupQueryAttention` (as many
-/// key/value heads as query heads) with the same additive bias. Its cache contract is the
+/// The decoder's attention in the ort profile where [`step_writes_in_place`]: ONNX Runtime's
+/// `GroupQueryAttention` (as many key/value heads as query heads) on c_attn's packed output,
+/// with the same additive bias. Its cache contract is the
 /// portable decoder's — `past_key_values.*` `[batch, n_head, past, head_dim]` in,
 /// `present.*` out — and it also accepts a past buffer longer than the past: with `present`
 /// bound to the same memory the kernel writes the new key/value in place after
