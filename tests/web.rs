@@ -340,10 +340,35 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
         std::fs::write(site.join("images").join(&f), bytes).expect("write");
         oriented.push(f);
     }
+    // Hostile PNGs: cut inside its image data, a header taller than its data, a header over
+    // the pixel limit (the page checks no CRC, so the header is patched in place).
+    let images = site.join("images");
+    let good = std::fs::read(images.join("adam7-rgb8.png")).expect("read");
+    std::fs::write(images.join("cut.png"), &good[..good.len() / 2]).expect("write");
+    let patched = |name: &str, w: u32, h: u32| {
+        let mut bytes = good.clone();
+        bytes[16..20].copy_from_slice(&w.to_be_bytes());
+        bytes[20..24].copy_from_slice(&h.to_be_bytes());
+        std::fs::write(images.join(name), bytes).expect("write");
+    };
+    patched("taller.png", 37, 58);
+    patched("bomb.png", 20_000, 20_000);
+    let hostile = [
+        ("cut.png", "cut.png: not a valid PNG (truncated)"),
+        (
+            "taller.png",
+            "taller.png: not a valid PNG (truncated image data)",
+        ),
+        (
+            "bomb.png",
+            "bomb.png: 20000x20000 is 400000000 pixels, over the limit of 178956970",
+        ),
+    ];
     let decoded_files: Vec<String> = synthetic
         .iter()
         .map(|s| s.0.to_string())
         .chain(oriented)
+        .chain(hostile.iter().map(|h| h.0.to_string()))
         .collect();
     let notes = site.join("images/notes.txt");
     std::fs::write(&notes, "not an image\n").expect("write");
@@ -433,8 +458,10 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
         "async () => {{ const m = await import('/gen/igpt.mjs');
           const out = {{}};
           for (const f of {files}) {{
-            const rgb = await m.rgbOfBlob(await (await fetch('/images/' + f)).blob(), f);
-            out[f] = [rgb.width, rgb.height, Array.from(rgb.data)];
+            try {{
+              const rgb = await m.rgbOfBlob(await (await fetch('/images/' + f)).blob(), f);
+              out[f] = [rgb.width, rgb.height, Array.from(rgb.data)];
+            }} catch (e) {{ out[f] = String(e.message); }}
           }}
           return out; }}",
         files = serde_json::to_string(&decoded_files).expect("json")
@@ -604,7 +631,14 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
     );
 
     let decoded = &p("decoders")["evaluated"];
-    for f in &decoded_files {
+    for (f, message) in hostile {
+        assert_eq!(decoded[f], json!(message));
+        assert!(igpt_onnx::image::load_rgb(&images.join(f)).is_err(), "{f}");
+    }
+    for f in decoded_files
+        .iter()
+        .filter(|f| !hostile.iter().any(|h| h.0 == *f))
+    {
         let want = igpt_onnx::image::load_rgb(&site.join("images").join(f)).expect("decode");
         let got = &decoded[f];
         assert_eq!(

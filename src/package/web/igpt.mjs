@@ -388,13 +388,33 @@ export async function decodePng(bytes, name) {
   if (width * height > PIXEL_LIMIT) {
     throw new Error(`${name}: ${width}x${height} is ${width * height} pixels, over the limit of ${PIXEL_LIMIT}`);
   }
-  let raw;
+  // Each pass's rows: its first column and row, steps, size and bytes a row (plus its filter byte).
+  const passes = (interlace === 1 ? ADAM7 : [[0, 0, 1, 1]])
+    .map(([x0, y0, dx, dy]) => {
+      const pw = Math.ceil((width - x0) / dx);
+      const ph = Math.ceil((height - y0) / dy);
+      return { x0, y0, dx, dy, pw, ph, stride: Math.ceil((pw * channels * depth) / 8) };
+    })
+    .filter((p) => p.pw > 0 && p.ph > 0);
+  const expected = passes.reduce((n, p) => n + p.ph * (1 + p.stride), 0);
+  // Inflated no further than the header's image needs (a deflate bomb stops there).
+  const raw = new Uint8Array(expected);
+  let got = 0;
   try {
     const stream = new Blob(idat).stream().pipeThrough(new DecompressionStream('deflate'));
-    raw = new Uint8Array(await new Response(stream).arrayBuffer());
+    const reader = stream.getReader();
+    while (got < expected) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const take = Math.min(value.length, expected - got);
+      raw.set(value.subarray(0, take), got);
+      got += take;
+    }
+    reader.cancel().catch(() => {});
   } catch {
     throw bad('corrupt image data');
   }
+  if (got < expected) throw bad('truncated image data');
   const bpp = Math.max(1, (channels * depth) >> 3); // bytes a filter looks back
   const max = (1 << Math.min(depth, 8)) - 1;
   const out = new Uint8Array(width * height * 3);
@@ -423,18 +443,13 @@ export async function decodePng(bytes, name) {
       out[o + 2] = high(sample(row, i + 2));
     }
   };
-  const passes = interlace === 1 ? ADAM7 : [[0, 0, 1, 1]];
   let at = 0;
-  for (const [x0, y0, dx, dy] of passes) {
-    const pw = Math.ceil((width - x0) / dx);
-    const ph = Math.ceil((height - y0) / dy);
-    if (pw <= 0 || ph <= 0) continue;
-    const stride = Math.ceil((pw * channels * depth) / 8);
+  for (const { x0, y0, dx, dy, pw, ph, stride } of passes) {
     let prev = new Uint8Array(stride);
     for (let y = 0; y < ph; y++) {
-      if (at + 1 + stride > raw.length) throw bad('truncated image data');
       const filter = raw[at];
-      const row = raw.slice(at + 1, at + 1 + stride);
+      // Unfiltered in place: `prev` is the row above, already unfiltered.
+      const row = raw.subarray(at + 1, at + 1 + stride);
       at += 1 + stride;
       for (let i = 0; i < stride; i++) {
         const a = i >= bpp ? row[i - bpp] : 0;
@@ -463,10 +478,8 @@ export async function decodePng(bytes, name) {
  * browser, without colour management or EXIF rotation.
  */
 export async function rgbOfBlob(blob, name) {
-  const head = new Uint8Array(await blob.slice(0, 8).arrayBuffer());
-  if (PNG_SIGNATURE.every((b, i) => head[i] === b)) {
-    return decodePng(new Uint8Array(await blob.arrayBuffer()), name);
-  }
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  if (PNG_SIGNATURE.every((b, i) => bytes[i] === b)) return decodePng(bytes, name);
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob, {
@@ -484,7 +497,7 @@ export async function rgbOfBlob(blob, name) {
   // Chromium turns a JPEG by its EXIF orientation whatever `imageOrientation` says; Pillow's
   // `open` does not, so the turn is undone: each stored pixel (x, y) of the w x h file is read
   // from where the orientation put it.
-  const o = jpegOrientation(new Uint8Array(await blob.arrayBuffer()));
+  const o = jpegOrientation(bytes);
   const swap = o >= 5;
   const w = swap ? bitmap.height : bitmap.width;
   const h = swap ? bitmap.width : bitmap.height;
