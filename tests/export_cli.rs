@@ -1160,6 +1160,69 @@ fn single_file_with_a_config_beside_it_checks_the_variant_against_that_config() 
 // ---------------------------------------------------------------------------------------------
 // External data and provenance
 
+/// Weights of 16 MiB or more go beside the graph by default, each tensor at a page-aligned offset
+/// (what lets ONNX Runtime map them); `--single-file` keeps them inside; the bytes are the same.
+#[test]
+fn large_weights_go_beside_the_graph_unless_single_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cfg = igpt_onnx::Variant::Tiny.config();
+    (cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_inner) = (384, 3, 6, 4 * 384);
+    let ckpt = tmp.path().join("ckpt");
+    igpt_onnx::random::write_random_checkpoint(&cfg, 7, &ckpt).expect("random checkpoint");
+    let (auto, single) = (tmp.path().join("auto"), tmp.path().join("single"));
+    assert_ok(&export(&ckpt, &auto, &["--head", "causal-lm"]));
+    assert_ok(&export(
+        &ckpt,
+        &single,
+        &["--head", "causal-lm", "--single-file"],
+    ));
+    assert!(listing(&auto)
+        .expect("auto")
+        .contains(&"causal-lm.onnx.data".to_string()));
+    assert!(!listing(&single)
+        .expect("single")
+        .iter()
+        .any(|n| n.ends_with(".data")));
+
+    let load = |p: &Path| ModelProto::decode(&*std::fs::read(p).expect("read")).expect("decode");
+    let data = std::fs::read(auto.join("causal-lm.onnx.data")).expect("data");
+    let (a, s) = (
+        load(&auto.join("causal-lm.onnx")),
+        load(&single.join("causal-lm.onnx")),
+    );
+    let inline: BTreeMap<&str, &[u8]> = s
+        .graph
+        .as_ref()
+        .expect("graph")
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t.raw_data.as_slice()))
+        .collect();
+    let mut external = 0u64;
+    for t in &a.graph.as_ref().expect("graph").initializer {
+        let entry = |k: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key == k)
+                .map(|e| e.value.parse::<usize>().expect("number"))
+        };
+        let bytes = match (entry("offset"), entry("length")) {
+            (Some(off), Some(len)) => {
+                assert_eq!(off % 4096, 0, "{} at {off}", t.name);
+                external += len as u64;
+                &data[off..off + len]
+            }
+            _ => t.raw_data.as_slice(),
+        };
+        assert!(inline[t.name.as_str()] == bytes, "{} differs", t.name);
+    }
+    assert_eq!(
+        inline.len(),
+        a.graph.as_ref().expect("graph").initializer.len()
+    );
+    assert!(external >= 16 << 20, "{external} bytes beside");
+}
+
 #[test]
 fn external_data_is_written_beside_and_referenced() {
     let tmp = tempfile::tempdir().expect("tempdir");

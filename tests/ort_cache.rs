@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{fixture, open_runtime, perturbed_copy};
-use igpt_onnx::export::{export, ExportOptions};
+use igpt_onnx::export::{export, ExportOptions, WeightsFile};
 use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::runtime::RuntimeKind;
 use igpt_onnx::{Checkpoint, Head};
@@ -19,10 +19,15 @@ use igpt_onnx::{Checkpoint, Head};
 const NEW: &str = "12";
 
 fn decoder(model_dir: &Path, out: &Path) -> PathBuf {
+    decoder_with(model_dir, out, WeightsFile::Auto)
+}
+
+fn decoder_with(model_dir: &Path, out: &Path, weights_file: WeightsFile) -> PathBuf {
     let ckpt = Checkpoint::open(model_dir, None, None).expect("opens");
     let opts = ExportOptions {
         profile: Profile::Ort,
         precision: Precision::Float32,
+        weights_file,
         ..Default::default()
     };
     export(&ckpt, &[Head::Decoder], out, &opts).expect("exports")[0]
@@ -85,6 +90,21 @@ fn entries(cache: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The kv-cache checkpoint copied to `out` with lm_head's first weights shifted far (other tokens).
+fn shifted_lm_head(out: &Path) -> PathBuf {
+    perturbed_copy(
+        &fixture("kv-cache").join("model"),
+        out,
+        "lm_head.weight",
+        |data| {
+            for w in data.chunks_exact_mut(4).take(64) {
+                let v = f32::from_le_bytes([w[0], w[1], w[2], w[3]]) + 50.0;
+                w.copy_from_slice(&v.to_le_bytes());
+            }
+        },
+    )
+}
+
 #[test]
 fn a_miss_then_a_hit_generate_the_uncached_tokens_and_a_changed_graph_misses() {
     if !ort_here() {
@@ -113,17 +133,7 @@ fn a_miss_then_a_hit_generate_the_uncached_tokens_and_a_changed_graph_misses() {
 
     // The same graph's path, other weights (lm_head's first weight shifted far): a new entry and
     // that graph's own tokens, never the stale entry's.
-    let changed = perturbed_copy(
-        &fixture("kv-cache").join("model"),
-        &tmp.path().join("b"),
-        "lm_head.weight",
-        |data| {
-            for w in data.chunks_exact_mut(4).take(64) {
-                let v = f32::from_le_bytes([w[0], w[1], w[2], w[3]]) + 50.0;
-                w.copy_from_slice(&v.to_le_bytes());
-            }
-        },
-    );
+    let changed = shifted_lm_head(&tmp.path().join("b"));
     let rewritten = decoder(&changed, &tmp.path().join("a"));
     assert_eq!(rewritten, model);
     let (want_changed, _) = generate(&model, Cache::None);
@@ -136,6 +146,37 @@ fn a_miss_then_a_hit_generate_the_uncached_tokens_and_a_changed_graph_misses() {
     assert_eq!(entries(&cache).len(), 2);
     let (hit, _) = generate(&model, Cache::Flag(&cache));
     assert_eq!(hit, want_changed);
+    assert_eq!(entries(&cache).len(), 2);
+}
+
+/// Weights beside the graph (`decoder.onnx.data`): a miss and a hit give the uncached tokens, and
+/// a new weights file under the same graph file misses.
+#[test]
+fn weights_beside_the_graph_are_part_of_the_key() {
+    if !ort_here() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("cache");
+    let model = decoder_with(
+        &fixture("kv-cache").join("model"),
+        &tmp.path().join("a"),
+        WeightsFile::External,
+    );
+    let data = model.with_extension("onnx.data");
+    assert!(data.is_file());
+    let (want, _) = generate(&model, Cache::None);
+    assert_eq!(generate(&model, Cache::Flag(&cache)).0, want);
+    assert_eq!(generate(&model, Cache::Flag(&cache)).0, want);
+    assert_eq!(entries(&cache).len(), 1);
+
+    // Another checkpoint's weights file, laid out alike, under the first graph file.
+    let changed = shifted_lm_head(&tmp.path().join("b"));
+    let other = decoder_with(&changed, &tmp.path().join("c"), WeightsFile::External);
+    std::fs::copy(other.with_extension("onnx.data"), &data).expect("copy");
+    let (want_changed, _) = generate(&model, Cache::None);
+    assert_ne!(want_changed, want, "the new weights must change the tokens");
+    assert_eq!(generate(&model, Cache::Flag(&cache)).0, want_changed);
     assert_eq!(entries(&cache).len(), 2);
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::fixture;
 
-use igpt_onnx::export::{export, ExportOptions};
+use igpt_onnx::export::{export, ExportOptions, WeightsFile};
 use igpt_onnx::runtime::{
     self, LoadedModel, Runtime, RuntimeError, RuntimeKind, RuntimeOptions, Tensor,
 };
@@ -136,7 +136,7 @@ fn external_data_logits(kind: RuntimeKind) {
         return;
     };
     let opts = ExportOptions {
-        force_external_data: true,
+        weights_file: WeightsFile::External,
         ..Default::default()
     };
     let (_dir, path) = export_with("causal-lm", &opts);

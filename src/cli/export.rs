@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::{ChoiceParser, OneOrAll};
-use igpt_onnx::export::{self, ExportOptions};
+use igpt_onnx::export::{self, ExportOptions, WeightsFile};
 use igpt_onnx::graph::profile::{FloatType, Quantization};
 use igpt_onnx::graph::{GraphOptions, Precision, Profile};
 use igpt_onnx::{Checkpoint, Head, Variant};
@@ -41,9 +41,12 @@ pub struct Args {
     /// Op profile.
     #[arg(long, default_value = "portable", value_parser = ChoiceParser::<Profile>::new())]
     profile: Profile,
-    /// Store weights in <head>.onnx.data even when they would fit inline.
-    #[arg(long)]
+    /// Store weights in <head>.onnx.data whatever their size (by default from 16 MiB up, where ONNX Runtime maps them: a faster load and less memory).
+    #[arg(long, conflicts_with = "single_file")]
     external_data: bool,
+    /// Keep the weights inside <head>.onnx while it fits protobuf's 2 GiB: one file, slower to load in ONNX Runtime.
+    #[arg(long)]
+    single_file: bool,
     /// Quantised block matrices: int8 / int4 weight blocks (MatMulNBits; needs --profile ort), or int8-dynamic (int8 weights per column, activations quantised at run time; standard ops, any profile).
     #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
     quantize: Option<Quantization>,
@@ -80,7 +83,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
         profile: a.profile,
         precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,
-        force_external_data: a.external_data,
+        weights_file: match (a.external_data, a.single_file) {
+            (true, _) => WeightsFile::External,
+            (_, true) => WeightsFile::SingleFile,
+            _ => WeightsFile::Auto,
+        },
         ..Default::default()
     };
     let done = export::export(&ckpt, &heads, &a.out, &opts).context("export failed")?;

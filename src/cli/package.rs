@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::ChoiceParser;
-use igpt_onnx::export::ExportOptions;
+use igpt_onnx::export::{ExportOptions, WeightsFile};
 use igpt_onnx::graph::profile::{FloatType, MatMulForm, Quantization};
 use igpt_onnx::graph::{Precision, Profile};
 use igpt_onnx::package::{genai, triton, web};
@@ -53,7 +53,7 @@ pub struct Args {
     /// genai, web: config.json to use instead of the one beside the weights.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// genai: store the decoder's weights in decoder.onnx.data even when they would fit inline.
+    /// genai: store the decoder's weights in decoder.onnx.data whatever their size (by default from 16 MiB up).
     #[arg(long)]
     external_data: bool,
     /// genai, web: the graphs' op profile (`ort`: ONNX Runtime's fused ops, which genai and
@@ -127,7 +127,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
     let opts = ExportOptions {
-        force_external_data: a.external_data,
+        weights_file: if a.external_data {
+            WeightsFile::External
+        } else {
+            WeightsFile::Auto
+        },
         profile: a.profile.unwrap_or(Profile::Portable),
         precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,
         ..Default::default()

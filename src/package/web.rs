@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::{checkpoint_folder, PackageError, StagedDir};
 use crate::base::files::write_atomic;
 use crate::checkpoint::Checkpoint;
-use crate::export::{self, ExportOptions, Exported};
+use crate::export::{self, ExportOptions, Exported, WeightsFile};
 use crate::graph::io;
 use crate::graph::profile::PRECISIONS;
 use crate::graph::Head;
@@ -135,7 +135,12 @@ pub fn write(
             "has neither `lm_head.weight` (the decoder) nor `score.weight` (the classifier): the page has nothing to run",
         ));
     }
-    let graphs = export::export(ckpt, &heads, stage.path(), opts)?;
+    // A browser fetches each graph as one file.
+    let opts = ExportOptions {
+        weights_file: WeightsFile::SingleFile,
+        ..*opts
+    };
+    let graphs = export::export(ckpt, &heads, stage.path(), &opts)?;
     check_limits(&graphs)?;
     let c = &ckpt.config;
     let decoder = match graphs.iter().find(|g| g.head == Head::Decoder) {
