@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -507,9 +508,10 @@ def cmd_decoder(a):
     to the first token, tokens/s, images/min (a whole image is n_positions tokens per row, at
     this run's step time), peak RSS, and each step against its floor: weight bytes plus the
     average cache bytes read per step over the read bandwidth measured in the same run (two
-    threads, as the sessions run). Rounds interleave every candidate; medians. Never fails on
-    speed."""
-    bl.check_modules(["numpy"])
+    threads, as the sessions run). Then the causal-LM forward against its floor (its matrix
+    products timed alone, see `forward_floor`). Rounds interleave every candidate; medians.
+    Never fails on speed."""
+    bl.check_modules(["numpy"] + (["onnx", "onnxruntime"] if a.forward_seq > 0 else []))
     py = None if a.no_reference else bl.torch_python(a.torch_python)
     binary = bl.igpt_bin(a.build_profile, a.bin)
     batches = [int(b) for b in a.batches.split(",")]
@@ -574,6 +576,10 @@ def cmd_decoder(a):
                     cands["genai", p, b] = genai_run(p, b)
         bl.interleaved(cands, a.repeat, on_round=lambda r, k, s: say(
             f"round {r + 1} {k[0]} {k[1]} b{k[2]}: {s:.2f} s"))
+        forward = None
+        if a.forward_seq > 0:
+            say(f"== the causal-LM forward (b1 seq {a.forward_seq}) against its matrix products")
+            forward = forward_floor(binary, ckpt, cfg, work, a.forward_seq, a.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -648,12 +654,107 @@ def cmd_decoder(a):
         r = by.get(("ours", p, 1))
         if r:
             say(f"target: {p} b1 step <= {lim}x floor (got {f2(r['x_floor'])}x)")
+    if forward:
+        say(f"forward b1 seq {forward['seq']}: matrix products alone {forward['floor_s']:.3f} s "
+            f"(causal ideal, half of attention's: {forward['causal_ideal_s']:.3f} s)")
+        table(["graph", "forward s", "floor / forward", "causal ideal / forward"],
+              [[g, f"{r['forward_s']:.3f}", f"{r['of_floor']:.0%}", f"{r['of_causal_ideal']:.0%}"]
+               for g, r in forward["graphs"].items()])
     bl.write_json(a.json, {"command": "decoder", "size": a.size, "new_tokens": a.new,
                            "repeat": a.repeat, "bandwidth_gbs": {"one_thread": bw1, "two_threads": bw2},
-                           "graph_bytes": sizes, "rows": rows,
+                           "graph_bytes": sizes, "rows": rows, "forward": forward,
                            "reference": {b: {k: r[k] for k in ("ms_per_step", "runs_ms")}
                                          for b, r in ref.items()},
                            "machine": bl.machine()})
+
+
+def forward_floor(binary, ckpt, cfg, work, seq, rounds):
+    """The causal-LM forward (batch 1, `seq` tokens) against its floor, in ONNX Runtime with the
+    benchmark's session options: the forward's matrix products, each shape timed alone as one
+    MatMul graph (weights as initializers, like the forward's) and summed over the layers; the
+    causal ideal counts half of the two attention products (the masked half ORT's kernels compute
+    anyway). Portable and ort-profile exports of the same weights, rounds interleaved; medians."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto as T
+    from onnx import helper as H
+
+    d, layers, heads = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
+    inner = cfg.get("n_inner") or 4 * d
+    hd = d // heads
+    graphs = {}
+    for profile in ("portable", "ort"):
+        out = os.path.join(work, "forward-" + profile)
+        bl.run([binary, "export", "--weights", ckpt, "--head", "causal-lm", "--out", out,
+                "--profile", profile])
+        graphs[profile] = os.path.join(out, "causal-lm.onnx")
+    rng = np.random.default_rng(0)
+
+    def matmul(name, a_shape, b_shape, b_const):
+        """One MatMul graph and its inputs: B an initializer (a weight, prepacked as the
+        forward's) or an input (attention's)."""
+        inits, inputs = [], [H.make_tensor_value_info("a", T.FLOAT, a_shape)]
+        b = rng.standard_normal(b_shape).astype(np.float32) * 0.02
+        if b_const:
+            inits.append(onnx.numpy_helper.from_array(b, "b"))
+        else:
+            inputs.append(H.make_tensor_value_info("b", T.FLOAT, b_shape))
+        g = H.make_graph([H.make_node("MatMul", ["a", "b"], ["y"])], name, inputs,
+                         [H.make_tensor_value_info("y", T.FLOAT, None)], inits)
+        path = os.path.join(work, name + ".onnx")
+        onnx.save(H.make_model(g, opset_imports=[H.make_opsetid("", 17)], ir_version=8), path)
+        feeds = {"a": rng.standard_normal(a_shape).astype(np.float32)}
+        if not b_const:
+            feeds["b"] = b
+        return path, feeds, a_shape[:-1] + b_shape[-1:]
+
+    # (name, A shape, B shape, B a weight, how many in a forward, attention)
+    products = [("qkv", [seq, d], [d, 3 * d], True, layers, False),
+                ("proj", [seq, d], [d, d], True, layers, False),
+                ("fc", [seq, d], [d, inner], True, layers, False),
+                ("fc_proj", [seq, inner], [inner, d], True, layers, False),
+                ("lm_head", [seq, d], [d, cfg["vocab_size"] - 1], True, 1, False),
+                ("scores", [heads, seq, hd], [heads, hd, seq], False, layers, True),
+                ("context", [heads, seq, seq], [heads, seq, hd], False, layers, True)]
+    cands, count, attention = {}, {}, {}
+    for name, a_shape, b_shape, const, n, att in products:
+        path, feeds, y_shape = matmul(name, a_shape, b_shape, const)
+        sess = bl.session(path)
+        # Bound in place, inputs and output: the product alone, no copies in or out.
+        io = sess.io_binding()
+        for k, v in feeds.items():
+            io.bind_ortvalue_input(k, ort.OrtValue.ortvalue_from_numpy(v))
+        io.bind_ortvalue_output("y", ort.OrtValue.ortvalue_from_numpy(np.empty(y_shape, np.float32)))
+        sess.run_with_iobinding(io)
+
+        def product(s=sess, io=io):
+            """One warm-up call, then the median of 10: a product's time in a running forward,
+            not after a second of other work (cold caches, sleeping pool threads)."""
+            s.run_with_iobinding(io)
+            ts = []
+            for _ in range(10):
+                t = time.perf_counter()
+                s.run_with_iobinding(io)
+                ts.append(time.perf_counter() - t)
+            return statistics.median(ts)
+        cands["mm " + name] = product
+        count["mm " + name], attention["mm " + name] = n, att
+    ids = rng.integers(0, cfg["vocab_size"] - 1, (1, seq), dtype=np.int64)
+    ids[:, 0] = cfg["vocab_size"] - 1  # the start token
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    for profile, path in graphs.items():
+        sess = bl.session(path)
+        sess.run(["logits"], feeds)
+        cands[profile] = lambda s=sess: s.run(["logits"], feeds) and None
+    times = bl.interleaved(cands, rounds)
+    med = {k: bl.stats(v)["median"] for k, v in times.items()}
+    floor = sum(med[k] * count[k] for k in count)
+    ideal = sum(med[k] * count[k] * (0.5 if attention[k] else 1.0) for k in count)
+    return {"batch": 1, "seq": seq, "rounds": rounds, "floor_s": floor, "causal_ideal_s": ideal,
+            "products_s": {k[3:]: med[k] for k in count},
+            "graphs": {p: {"forward_s": med[p], "of_floor": floor / med[p],
+                           "of_causal_ideal": ideal / med[p]} for p in graphs}}
 
 
 def cmd_bandwidth(a):
@@ -1608,6 +1709,9 @@ def main():
     p.add_argument("--torch-python", default=torch_default)
     p.add_argument("--no-reference", action="store_true", help="no torch")
     p.add_argument("--no-genai", action="store_true", help="no onnxruntime-genai")
+    p.add_argument("--forward-seq", type=int, default=1024,
+                   help="the causal-LM forward against its matrix products at b1 and this length "
+                        "(0: skip)")
     p = sub.add_parser("_bandwidth")
     p.set_defaults(fn=cmd_bandwidth, json=None)
     p = sub.add_parser("_genai-generate")

@@ -144,6 +144,46 @@ fn the_cli_reproduces_the_reference_for_a_prompt_and_for_a_batch() {
     }
 }
 
+/// ONNX Runtime's pool threads spin or sleep as `IGPT_ORT_SPIN` says (else as the machine's
+/// load does): the same reference tokens either way, and `--json` names the choice.
+#[test]
+fn pool_threads_spinning_or_sleeping_give_the_reference_tokens() {
+    if open_runtime(RuntimeKind::OrtCpu, &Default::default()).is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = greedy_decoder(tmp.path());
+    let run = &reference_runs()[3];
+    let new = run.new_tokens.to_string();
+    for spin in ["1", "0"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_igpt-onnx"))
+            .args([
+                "generate",
+                "--greedy",
+                "--batch",
+                "4",
+                "--max-new-tokens",
+                &new,
+            ])
+            .arg("--model")
+            .arg(&path)
+            .args(["--json", "-"])
+            .env("IGPT_ORT_SPIN", spin)
+            .output()
+            .expect("runs igpt-onnx");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(json["pool_threads_spin"], serde_json::json!(spin == "1"));
+        let tokens: Vec<Vec<i64>> = serde_json::from_value(json["tokens"].clone()).expect("tokens");
+        assert_eq!(tokens, run.tokens, "IGPT_ORT_SPIN={spin}");
+    }
+}
+
 /// `generate --model M --runtime R --greedy EXTRA --tokens-out F`: (tokens, stdout).
 fn generate_cli(dir: &Path, model: &str, runtime: &str, extra: &[&str]) -> (Vec<Vec<i64>>, String) {
     let out = dir.join("tokens.json");

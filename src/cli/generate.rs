@@ -195,6 +195,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "model": a.model.display().to_string(),
             "runtime": kind.name(),
             "provider": model.provider(),
+            "pool_threads_spin": model.pool_threads_spin(),
             "profile": card.profile.name(),
             "precision": card.precision.name(),
             "batch": a.batch,

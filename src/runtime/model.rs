@@ -334,6 +334,11 @@ pub trait LoadedModel {
     /// What actually executes it (e.g. `CPUExecutionProvider`, `CUDAExecutionProvider`,
     /// `tract (optimized)`): the report prints this, never the requested provider.
     fn provider(&self) -> String;
+    /// Whether the runtime's idle pool threads spin between kernels (ONNX Runtime decides per
+    /// process, see its module); `None` where the runtime does not say.
+    fn pool_threads_spin(&self) -> Option<bool> {
+        None
+    }
     /// The element type the runtime actually computes in, when it is not float32 (OpenVINO on a
     /// bf16 CPU): verify then judges by that precision's budget and reports it. `None`: float32.
     fn compute_precision(&self) -> Option<DataType> {

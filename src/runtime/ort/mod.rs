@@ -131,6 +131,7 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
         allow_fallback: opts.allow_fallback,
         count_nodes: opts.count_nodes,
         cache: opts.ort_cache.clone(),
+        spin: pool_threads_spin(),
     }))
 }
 
@@ -154,6 +155,59 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Whether idle intra-op pool threads spin between kernels or sleep. Spinning saves waking a
+/// sleeping thread for every kernel (hundreds a decoder step), but a spinning thread holds its
+/// core against anything else that wants it. Measured, small-size decoder step on 2 cores,
+/// sleeping → spinning: quiet, int8 14.2 → 11.0 ms and float32 25.4 → 20.2 ms; beside one other
+/// busy process, int8 13.6 → 18.9 ms and float32 27.2 → 40.6 ms. So they spin only when nothing
+/// else is runnable as the runtime opens (`/proc/stat`'s `procs_running`, three looks 1 ms
+/// apart, this thread the one allowed) on a machine whose hypervisor has taken under a tenth of
+/// its CPU time since boot (`steal`: a virtual machine's cores shared with other guests, which
+/// no process count shows); `IGPT_ORT_SPIN=1` or `0` decides instead.
+fn pool_threads_spin() -> bool {
+    match std::env::var("IGPT_ORT_SPIN").as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
+    for look in 0..3 {
+        if look > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+            return false;
+        };
+        let quiet = procs_running(&stat) == Some(1) && steal_share(&stat).is_some_and(|s| s < 0.1);
+        if !quiet {
+            return false;
+        }
+    }
+    true
+}
+
+/// The `procs_running` count of a `/proc/stat` text.
+fn procs_running(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("procs_running "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The share of all CPU time since boot the hypervisor took (`steal`, the eighth figure of the
+/// `cpu` line of a `/proc/stat` text).
+fn steal_share(stat: &str) -> Option<f64> {
+    let line = stat.lines().find_map(|l| l.strip_prefix("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let total: u64 = ticks.iter().sum();
+    (ticks.len() == 8 && total > 0).then(|| ticks[7] as f64 / total as f64)
+}
+
 /// ONNX Runtime with one execution provider.
 struct Ort {
     kind: RuntimeKind,
@@ -163,6 +217,8 @@ struct Ort {
     count_nodes: bool,
     /// `--ort-cache`: the folder of saved optimized models (CPU sessions only; `cache`).
     cache: Option<PathBuf>,
+    /// Whether its sessions' idle pool threads spin ([`pool_threads_spin`]).
+    spin: bool,
 }
 
 /// Why a GPU session could not be made.
@@ -184,10 +240,10 @@ impl Ort {
 
     fn builder(&self, profile: Option<&Path>) -> Result<SessionBuilder, Failure> {
         let threads = threads();
-        // Idle pool threads sleep instead of spinning: on a machine whose cores other processes
-        // share, a spinning thread steals the time slices its peers need (measured, small-size
-        // decoder on 2 shared cores, interleaved: 49.6 → 32.4 ms per step at batch 1, 92.6 →
-        // 52.0 at batch 8); onnxruntime-genai's sessions measured alike.
+        // Idle pool threads spin only on otherwise idle cores (`pool_threads_spin`): where other
+        // processes share them, a spinning thread steals the time slices its peers need
+        // (measured, small-size decoder on 2 loaded cores, interleaved: 49.6 → 32.4 ms per step
+        // at batch 1, 92.6 → 52.0 at batch 8 sleeping); onnxruntime-genai's sessions alike.
         // Builder errors are not `Send`: converted through `ort::Error` (which is) first.
         let err = |e: ort::Error| Failure::native("cannot make a session builder", e);
         let b = Session::builder(&self.env.env)
@@ -196,7 +252,7 @@ impl Ort {
             .map_err(|e| err(e.into()))?
             .with_intra_threads(threads)
             .map_err(|e| err(e.into()))?
-            .with_intra_op_spinning(false)
+            .with_intra_op_spinning(self.spin)
             .map_err(|e| err(e.into()))?;
         match profile {
             Some(prefix) => b.with_profiling(prefix).map_err(|e| err(e.into())),
@@ -372,6 +428,7 @@ impl Runtime for Ort {
             reserved: None,
             session,
             provider,
+            spin: self.spin,
             inputs,
             outputs,
             profile: profile_dir.map(|dir| (dir, None)),
@@ -385,6 +442,7 @@ struct OrtModel {
     file: String,
     session: Session,
     provider: String,
+    spin: bool,
     inputs: Vec<IoSpec>,
     outputs: Vec<IoSpec>,
     /// Whether the decoder can keep its cache in preallocated buffers written in place.
@@ -709,6 +767,10 @@ impl LoadedModel for OrtModel {
         self.provider.clone()
     }
 
+    fn pool_threads_spin(&self) -> Option<bool> {
+        Some(self.spin)
+    }
+
     /// Ends the session's profiling (once: the counts are kept) and counts, per execution
     /// provider, the distinct nodes with a `*_kernel_time` event in ONNX Runtime's profile
     /// (Chrome trace JSON: `{cat: "Node", name, args: {provider, ...}}`).
@@ -754,6 +816,18 @@ impl LoadedModel for OrtModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn procs_running_and_steal_are_read_from_their_lines() {
+        let stat = "cpu  60 0 10 20 0 0 0 10 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\nctxt 99\nprocs_running 3\nprocs_blocked 0\n";
+        assert_eq!(procs_running(stat), Some(3));
+        assert_eq!(steal_share(stat), Some(0.1));
+        assert_eq!(procs_running("cpu 1 2 3\nprocs_blocked 0\n"), None);
+        assert_eq!(procs_running("procs_running x\n"), None);
+        // An older kernel's shorter line, or nothing counted yet: no figure.
+        assert_eq!(steal_share("cpu  1 2 3 4 5 6 7\n"), None);
+        assert_eq!(steal_share("cpu  0 0 0 0 0 0 0 0\n"), None);
+    }
 
     #[test]
     fn input_name_mismatches_are_named() {
