@@ -145,7 +145,8 @@ fn the_cli_reproduces_the_reference_for_a_prompt_and_for_a_batch() {
 }
 
 /// ONNX Runtime's pool threads spin or sleep as `IGPT_ORT_SPIN` says (else as the machine's
-/// load does): the same reference tokens either way, and `--json` names the choice.
+/// load does, after a warning for a value it does not take): the same reference tokens either
+/// way, and `--json` names the choice.
 #[test]
 fn pool_threads_spinning_or_sleeping_give_the_reference_tokens() {
     if open_runtime(RuntimeKind::OrtCpu, &Default::default()).is_none() {
@@ -155,7 +156,7 @@ fn pool_threads_spinning_or_sleeping_give_the_reference_tokens() {
     let path = greedy_decoder(tmp.path());
     let run = &reference_runs()[3];
     let new = run.new_tokens.to_string();
-    for spin in ["1", "0"] {
+    for spin in ["1", "0", "yes"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_igpt-onnx"))
             .args([
                 "generate",
@@ -178,7 +179,16 @@ fn pool_threads_spinning_or_sleeping_give_the_reference_tokens() {
             String::from_utf8_lossy(&out.stderr)
         );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        assert_eq!(json["pool_threads_spin"], serde_json::json!(spin == "1"));
+        if spin == "yes" {
+            // Not a setting: one warning, then the load decides.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("warning: IGPT_ORT_SPIN is \"yes\", not 1 or 0"),
+                "{stderr}"
+            );
+        } else {
+            assert_eq!(json["pool_threads_spin"], serde_json::json!(spin == "1"));
+        }
         let tokens: Vec<Vec<i64>> = serde_json::from_value(json["tokens"].clone()).expect("tokens");
         assert_eq!(tokens, run.tokens, "IGPT_ORT_SPIN={spin}");
     }

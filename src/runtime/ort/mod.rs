@@ -168,7 +168,13 @@ fn pool_threads_spin() -> bool {
     match std::env::var("IGPT_ORT_SPIN").as_deref() {
         Ok("1") => return true,
         Ok("0") => return false,
-        _ => {}
+        Ok(other) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!("warning: IGPT_ORT_SPIN is {other:?}, not 1 or 0: deciding by the load");
+            });
+        }
+        Err(_) => {}
     }
     for look in 0..3 {
         if look > 0 {
