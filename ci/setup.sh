@@ -7,6 +7,20 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
+# /dev/null must be the null device. Where something on the machine has replaced it with a regular
+# file, everything written "to /dev/null" (build-script probes: `cc -?`, anyhow's feature probe)
+# is read back by whatever reads it, and cargo's rustc probe (stdin = /dev/null) then fails with
+# "failed to run `rustc` to learn about target-specific information". Put the device back when
+# root; otherwise stop with that reason rather than a cryptic compiler error.
+if [ ! -c /dev/null ]; then
+  if [ "$(id -u)" = 0 ] && rm -f /dev/null && mknod -m 666 /dev/null c 1 3; then
+    echo "note: /dev/null was not the null device (a regular file?); recreated it"
+  else
+    echo "error: /dev/null is not the null device (a regular file?) and cannot be recreated here; cargo's rustc probe reads it" >&2
+    exit 2
+  fi
+fi
+
 # The Node adapters: `npm ci --ignore-scripts` (onnxruntime-node's install script would download
 # CUDA binaries from outside the registry; its CPU binaries ship in the package).
 adapters="$root/ci/adapters"
