@@ -187,11 +187,26 @@ impl Write for PendingFile {
     }
 }
 
-/// Writes `bytes` to `dest` atomically.
+/// Writes `bytes` to `dest` atomically. A destination that is already a device, pipe or socket
+/// (`/dev/null`, `/dev/stdout`, a FIFO) is written in place, as a shell's `>` writes it: there is
+/// no file to replace, and renaming over it would replace the device itself (as root,
+/// `--json /dev/null` would otherwise leave a regular file where the null device was).
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    if is_special(dest) {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dest)
+            .map_err(FileError::at("write", dest))?;
+        return f.write_all(bytes).map_err(FileError::at("write", dest));
+    }
     let mut f = PendingFile::create(dest)?;
     f.write_all(bytes).map_err(FileError::at("write", dest))?;
     f.commit()
+}
+
+/// Whether `path` exists (links followed) as something other than a file or folder.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// Installs (once) a handler for SIGINT, SIGTERM and SIGHUP that removes every temporary still
@@ -232,5 +247,27 @@ mod tests {
         drop(t);
         assert!(!inner.exists());
         assert!(pending().iter().all(|(p, _)| !p.starts_with(dir.path())));
+    }
+
+    #[test]
+    fn a_pipe_is_written_in_place_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).expect("read the fifo"))
+        };
+        write_atomic(&fifo, b"{\"ok\": 1}").expect("write");
+        // Checked before joining: a reader still waiting on a replaced FIFO would wait forever.
+        let kind = std::fs::symlink_metadata(&fifo).expect("stat").file_type();
+        assert!(kind.is_fifo(), "the fifo was replaced: {kind:?}");
+        assert_eq!(reader.join().expect("reader"), b"{\"ok\": 1}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
     }
 }
