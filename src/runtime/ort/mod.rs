@@ -160,10 +160,10 @@ fn threads() -> usize {
 /// core against anything else that wants it. Measured, small-size decoder step on 2 cores,
 /// sleeping → spinning: quiet, int8 14.2 → 11.0 ms and float32 25.4 → 20.2 ms; beside one other
 /// busy process, int8 13.6 → 18.9 ms and float32 27.2 → 40.6 ms. So they spin only when nothing
-/// else is runnable as the runtime opens (`/proc/stat`'s `procs_running`, three looks 1 ms
-/// apart, this thread the one allowed) on a machine whose hypervisor has taken under a tenth of
-/// its CPU time since boot (`steal`: a virtual machine's cores shared with other guests, which
-/// no process count shows); `IGPT_ORT_SPIN=1` or `0` decides instead.
+/// else wants a core as the runtime opens (`/proc/stat`'s `procs_running`, [`LOOKS`] looks 2 ms
+/// apart, this thread the one allowed: see [`quiet`]) on a machine whose hypervisor has taken
+/// under a tenth of its CPU time since boot (`steal`: a virtual machine's cores shared with other
+/// guests, which no process count shows); `IGPT_ORT_SPIN=1` or `0` decides instead.
 fn pool_threads_spin() -> bool {
     match std::env::var("IGPT_ORT_SPIN").as_deref() {
         Ok("1") => return true,
@@ -176,19 +176,30 @@ fn pool_threads_spin() -> bool {
         }
         Err(_) => {}
     }
-    for look in 0..3 {
+    let mut looks = Vec::with_capacity(LOOKS);
+    for look in 0..LOOKS {
         if look > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
         let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
             return false;
         };
-        let quiet = procs_running(&stat) == Some(1) && steal_share(&stat).is_some_and(|s| s < 0.1);
-        if !quiet {
-            return false;
-        }
+        looks.push(stat);
     }
-    true
+    quiet(&looks)
+}
+
+/// How many times [`pool_threads_spin`] reads `/proc/stat`.
+const LOOKS: usize = 5;
+
+/// Whether successive `/proc/stat` texts show a quiet machine: the hypervisor has taken under a
+/// tenth of all CPU time since boot, and at most one look saw another runnable process. A process
+/// that wants a core shows in nearly every look; a kernel thread's wake-up or an exiting process
+/// in one, and should not make a whole run's threads sleep.
+fn quiet(looks: &[String]) -> bool {
+    let steal = looks.last().and_then(|s| steal_share(s));
+    let busy = looks.iter().filter(|s| procs_running(s) != Some(1)).count();
+    steal.is_some_and(|s| s < 0.1) && busy <= 1
 }
 
 /// The `procs_running` count of a `/proc/stat` text.
@@ -833,6 +844,29 @@ mod tests {
         // An older kernel's shorter line, or nothing counted yet: no figure.
         assert_eq!(steal_share("cpu  1 2 3 4 5 6 7\n"), None);
         assert_eq!(steal_share("cpu  0 0 0 0 0 0 0 0\n"), None);
+    }
+
+    #[test]
+    fn one_blip_of_another_process_leaves_the_machine_quiet_two_do_not() {
+        let stat = |running: u32, steal: u32| {
+            format!(
+                "cpu  {} 0 10 20 0 0 0 {steal} 0 0\nprocs_running {running}\n",
+                70 - steal
+            )
+        };
+        let looks = |running: &[u32], steal: u32| -> Vec<String> {
+            running.iter().map(|&r| stat(r, steal)).collect()
+        };
+        assert!(quiet(&looks(&[1, 1, 1, 1, 1], 0)));
+        assert!(quiet(&looks(&[1, 1, 2, 1, 1], 0)));
+        assert!(!quiet(&looks(&[1, 2, 1, 2, 1], 0)));
+        assert!(!quiet(&looks(&[2, 2, 2, 2, 2], 0)));
+        // Steal at a tenth of the time (10 of 100 ticks): shared cores, whatever the count.
+        assert!(!quiet(&looks(&[1, 1, 1, 1, 1], 10)));
+        assert!(quiet(&looks(&[1, 1, 1, 1, 1], 9)));
+        // Unreadable figures: not quiet.
+        assert!(!quiet(&["procs_running 1\n".to_string()]));
+        assert!(!quiet(&[]));
     }
 
     #[test]
