@@ -797,7 +797,7 @@ def cmd_forward(a):
     ONNX Runtime with the same session options (CPU provider, intra-op threads 2, graph
     optimisation ALL) and the same seeded inputs, rounds interleaved across graphs so the load
     of a shared machine falls on all alike, medians and minimums — plus tract on the portable
-    graph (examples/forward_bench.rs: tract has no Python binding here), the export times, and
+    graph (ci/forward_bench.rs: tract has no Python binding here), the export times, and
     each graph's accuracy against the peer's logits (max abs, cosine, argmax agreement, mean KL
     of the next-token distributions). Ratios against the peer are computed here, in this run."""
     bl.check_modules(["numpy", "onnxruntime"])
