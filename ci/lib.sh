@@ -3,7 +3,7 @@
 #
 #   bin=$(igpt_bin)           # the dev profile: the one both README commands build
 #   bin=$(igpt_bin release)   # another cargo profile
-# ci/benchlib.py (igpt_bin) finds it the same way for ci/bench.py.
+# ci/benches/common.py (igpt_bin) finds it the same way for ci/bench.py.
 igpt_bin() {
   local profile=${1:-dev} dir
   if [ "$profile" = dev ]; then

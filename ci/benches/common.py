@@ -1,5 +1,7 @@
-"""The one timing and statistics helper of ci/bench.py.
+"""What every benchmark shares: paths, timing and statistics, processes, the variants.
 
+- paths: ROOT (the repository), FIXTURES, BENCH (ci/bench.py, which the benchmarks run again
+  as a child for the parts that need another interpreter or a fresh process);
 - statistics: `stats` (median and min of rounds; the median is `statistics.median`, the mean
   of the two middle values for an even count) and `interleaved` (rounds interleaved across
   candidates, so the load of a shared machine falls on all of them alike);
@@ -7,6 +9,9 @@
   does: CARGO_TARGET_DIR, a config's build.target-dir, or ./target), `run_timed` (wall time,
   peak RSS and CPU time of a child from wait4(2), no GNU time needed), `igpt_json` (runs
   igpt-onnx with `--json -` and reads its one JSON object);
+- `variants`: the profile and precision flags of every export the binary can make, from the
+  binary itself (`igpt-onnx support --format json`), so a precision is benchmarked the day
+  the binary gains it;
 - the single-thread read bandwidth numpy measures (the floor of a memory-bound decoder step);
 - ONNX Runtime: the one session configuration every benchmark uses and the accuracy measures
   of next-token distributions (cosine, argmax agreement, KL);
@@ -24,7 +29,11 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "fixtures")
+# The entry point, not this package: the torch interpreter and fresh processes run a
+# subcommand of it.
+BENCH = os.path.join(ROOT, "ci", "bench.py")
 PROJECT_PY = os.path.join(ROOT, ".venv", "bin", "python")
 TORCH_PY = os.path.join(ROOT, "fixtures", ".venv", "bin", "python")
 
@@ -201,6 +210,39 @@ def random_checkpoint(binary, bench_dir, size, seed):
     return ckpt, made
 
 
+# --- variants -----------------------------------------------------------------------------------
+
+# Help text cannot list the binary's labels: --help has to work before a binary is built.
+VARIANTS_HELP = "PROFILE (float32) or 'PROFILE VALUE', e.g. 'ort int8', as `igpt-onnx support` lists them"
+
+
+def variants(binary):
+    """{label: export flags} of every precision in every profile it fits, as the binary lists
+    them (`igpt-onnx support --format json`) and in its order (precisions, then each one's
+    profiles), so tables keep the binary's table order, float32 first. Label PROFILE for
+    float32, else "PROFILE VALUE" with VALUE the last of the precision's flags ("ort int8",
+    "portable fp16"); flags `--profile PROFILE` and then the precision's own."""
+    cmd = [binary, "support", "--format", "json"]
+    text = run(cmd).stdout
+    out = {}
+    try:
+        for p in json.loads(text)["precisions"]:
+            flags = [str(f) for f in p["flags"]]
+            for profile in p["profiles"]:
+                label = profile if p["name"] == "float32" or not flags else f"{profile} {flags[-1]}"
+                # A clash would silently drop one variant from every table.
+                if label in out:
+                    raise ValueError(f"two variants labelled {label!r}")
+                out[label] = ["--profile", profile] + flags
+    except (ValueError, KeyError, TypeError) as e:
+        raise RuntimeError(f"{' '.join(map(str, cmd))}: unexpected output ({e})\n{text}") from None
+    return out
+
+
+def variant_dir(v):
+    return v.replace(" ", "-")
+
+
 # --- interpreters -------------------------------------------------------------------------------
 
 
@@ -308,6 +350,14 @@ def load_safetensors(path):
 
 
 # --- output -------------------------------------------------------------------------------------
+
+
+def f2(x):
+    return f"{x:.2f}"
+
+
+def mb(kb):
+    return round(kb / 1024)
 
 
 def table(headers, rows):
