@@ -209,15 +209,20 @@ fn is_special(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
-/// Installs (once) a handler for SIGINT, SIGTERM and SIGHUP that removes every temporary still
-/// alive and exits with 130, the shell's code for an interrupted command. Without it an
-/// interrupted export would leave its half-written `.tmp` files behind.
+/// Installs (once) a handler for SIGINT, SIGTERM and SIGHUP that runs the actions registered
+/// with [`super::interrupt::on_interrupt`] (stopping adapter processes), removes every temporary
+/// still alive and exits with 130, the shell's code for an interrupted command. Without it an
+/// interrupted export would leave its half-written `.tmp` files behind, and an adapter that
+/// never answers would outlive the command.
 pub fn remove_on_interrupt() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // A process that cannot install it (another handler owns the signal) keeps the
         // default behaviour; nothing else depends on it.
         let _ = ctrlc::set_handler(|| {
+            // Processes first: one may still be writing into a temporary folder. The registry
+            // stays locked until exit, so no process is reaped while its group is killed.
+            let _held = super::interrupt::run_all_and_hold();
             for (path, dir) in pending().drain(..) {
                 remove(&path, dir);
             }

@@ -50,6 +50,23 @@ pub enum HubError {
         file: String,
         reason: String,
     },
+    /// The hub client failed (the connection, the server's answer, the cache).
+    #[error("downloading {file} of {repo}: {source}")]
+    Client {
+        repo: String,
+        file: String,
+        #[source]
+        source: hf_hub::api::sync::ApiError,
+    },
+    /// A downloaded file that cannot be used (an index naming no shards).
+    #[error("downloading {file} of {repo}: {source}")]
+    Unusable {
+        repo: String,
+        file: String,
+        // Boxed: every error that holds a HubError would otherwise carry a WeightsError's size.
+        #[source]
+        source: Box<super::store::WeightsError>,
+    },
 }
 
 /// Where a checkpoint resolved from the hub came from, for provenance.
@@ -223,13 +240,21 @@ pub fn download_in(
         file: file.into(),
         reason,
     };
+    let client = |file: &str| {
+        let file = file.to_string();
+        move |source| HubError::Client {
+            repo: repo.into(),
+            file,
+            source,
+        }
+    };
     let api = ApiBuilder::new()
         .with_cache_dir(cache.to_path_buf())
         .with_endpoint(how.endpoint.trim_end_matches('/').to_string())
         .with_token(how.token.clone())
         .with_progress(how.progress)
         .build()
-        .map_err(|e| err("(client)", e.to_string()))?;
+        .map_err(client("(client)"))?;
     let handle = api.repo(Repo::with_revision(
         repo.into(),
         RepoType::Model,
@@ -245,11 +270,9 @@ pub fn download_in(
         let meta = match api.metadata(&url) {
             Ok(m) => m,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(err(file, e.to_string())),
+            Err(e) => return Err(client(file)(e)),
         };
-        let path = handle
-            .download(file)
-            .map_err(|e| err(file, e.to_string()))?;
+        let path = handle.download(file).map_err(client(file))?;
         let got = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if got != meta.size() as u64 {
             // Never leave a short file where the cache expects a whole one.
@@ -274,9 +297,13 @@ pub fn download_in(
     for weights in WEIGHT_CHOICES {
         if let Some(path) = fetch(weights)? {
             if weights.ends_with(".index.json") {
-                for shard in
-                    super::index::shard_files(&path).map_err(|e| err(weights, e.to_string()))?
-                {
+                let shards =
+                    super::index::shard_files(&path).map_err(|source| HubError::Unusable {
+                        repo: repo.into(),
+                        file: weights.into(),
+                        source: Box::new(source),
+                    })?;
+                for shard in shards {
                     let name = shard.file_name().map(|n| n.to_string_lossy().into_owned());
                     if let Some(name) = name {
                         if fetch(&name)?.is_none() {

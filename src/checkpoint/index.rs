@@ -11,8 +11,16 @@ pub(crate) fn shard_files(index: &Path) -> Result<Vec<PathBuf>, WeightsError> {
         path: index.display().to_string(),
         reason,
     };
-    let text = std::fs::read_to_string(index).map_err(|e| err(e.to_string()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let path = || index.display().to_string();
+    let text = std::fs::read_to_string(index).map_err(|source| WeightsError::IndexRead {
+        path: path(),
+        source,
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| WeightsError::IndexJson {
+            path: path(),
+            source,
+        })?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -35,4 +43,30 @@ pub(crate) fn shard_files(index: &Path) -> Result<Vec<PathBuf>, WeightsError> {
         return Err(err("`weight_map` is empty".into()));
     }
     Ok(names.into_iter().map(|n| dir.join(n)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_index_keeps_its_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = dir.path().join("model.safetensors.index.json");
+        std::fs::write(&index, b"{\"weight_map\": ").expect("write");
+        let err = shard_files(&index).expect_err("not JSON");
+        assert!(matches!(err, WeightsError::IndexJson { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid shard index {}: EOF while parsing a value at line 1 column 15",
+                index.display()
+            )
+        );
+        crate::base::assert_causes_end_the_message(&err);
+        let missing = dir.path().join("none.index.json");
+        let err = shard_files(&missing).expect_err("missing");
+        assert!(matches!(err, WeightsError::IndexRead { .. }), "{err:?}");
+        crate::base::assert_causes_end_the_message(&err);
+    }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ::safetensors::tensor::Dtype;
 use ::safetensors::SafeTensors;
 
+pub use super::store::HeaderError;
 use super::store::{Layout, SourceFile, TensorMeta, WeightStore, WeightsError};
 use crate::base::DataType;
 
@@ -56,9 +57,8 @@ pub fn read_header(path: &Path) -> Result<(SourceFile, Vec<TensorMeta>), Weights
         path: shown.clone(),
         source,
     })?;
-    let tensors = parse_header(&map).map_err(|reason| WeightsError::Corrupt {
+    let tensors = parse_header(&map).map_err(|reason| WeightsError::Header {
         path: shown,
-        format: "safetensors",
         reason,
     })?;
     Ok((file, tensors))
@@ -66,9 +66,9 @@ pub fn read_header(path: &Path) -> Result<(SourceFile, Vec<TensorMeta>), Weights
 
 /// The tensors a safetensors file's header describes (offsets absolute in the file). Public
 /// for the fuzz test: any byte string gives tensors or a reason, never a panic.
-pub fn parse_header(bytes: &[u8]) -> Result<Vec<TensorMeta>, String> {
+pub fn parse_header(bytes: &[u8]) -> Result<Vec<TensorMeta>, HeaderError> {
     let (header_len, metadata) =
-        SafeTensors::read_metadata(bytes).map_err(|e| describe_error(&e))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| header_error(e, bytes))?;
     // 8 bytes of header length, then the header; offsets in it are relative to its end.
     let data_start = 8 + header_len as u64;
     metadata
@@ -105,20 +105,91 @@ fn data_type(d: Dtype) -> DataType {
     }
 }
 
-fn describe_error(e: &::safetensors::SafeTensorError) -> String {
+/// The crate's error as a [`HeaderError`], with the lengths read from `bytes` (the whole file).
+fn header_error(e: ::safetensors::SafeTensorError, bytes: &[u8]) -> HeaderError {
     use ::safetensors::SafeTensorError as E;
+    let file_len = bytes.len() as u64;
+    // The first 8 bytes, little-endian; the crate only refuses a file without them as too small.
+    let header_len = bytes
+        .first_chunk::<8>()
+        .map_or(0, |b| u64::from_le_bytes(*b));
     match e {
-        E::HeaderTooSmall => "file too small for a header".into(),
-        E::InvalidHeaderLength => {
-            "header length exceeds the file: truncated or not safetensors".into()
-        }
-        E::HeaderTooLarge => "header length is implausibly large: not safetensors".into(),
-        E::MetadataIncompleteBuffer => {
-            "data size does not match the header: truncated or padded file".into()
-        }
+        E::HeaderTooSmall => HeaderError::TooSmall { file_len },
+        E::InvalidHeaderLength => HeaderError::PastEnd {
+            header_len,
+            file_len,
+        },
+        E::HeaderTooLarge => HeaderError::TooLarge { header_len },
+        E::MetadataIncompleteBuffer => HeaderError::DataSize {
+            header_len,
+            file_len,
+        },
         E::InvalidHeader(_) | E::InvalidHeaderStart | E::InvalidHeaderDeserialization(_) => {
-            format!("header is not valid JSON metadata: {e}")
+            HeaderError::Json { source: e }
         }
-        other => other.to_string(),
+        E::InvalidOffset(tensor) => HeaderError::Offset { tensor },
+        other => HeaderError::Other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of `header` (JSON) and `data` bytes of tensor data.
+    fn file(header: &str, data: usize) -> Vec<u8> {
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(header.as_bytes());
+        b.resize(b.len() + data, 0);
+        b
+    }
+
+    #[test]
+    fn header_errors_carry_what_is_at_fault() {
+        assert!(matches!(
+            parse_header(b"abc"),
+            Err(HeaderError::TooSmall { file_len: 3 })
+        ));
+        let mut past = 100u64.to_le_bytes().to_vec();
+        past.extend_from_slice(b"{}");
+        assert!(matches!(
+            parse_header(&past),
+            Err(HeaderError::PastEnd {
+                header_len: 100,
+                file_len: 10
+            })
+        ));
+        let two = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#;
+        match parse_header(&file(two, 12)) {
+            Err(HeaderError::Offset { tensor }) => assert_eq!(tensor, "b"),
+            other => panic!("{other:?}"),
+        }
+        let one = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        let padded = file(one, 8);
+        let e = parse_header(&padded).expect_err("padded");
+        assert!(matches!(
+            e,
+            HeaderError::DataSize { header_len, file_len }
+                if header_len == one.len() as u64 && file_len == padded.len() as u64
+        ));
+        assert_eq!(
+            e.to_string(),
+            "data size does not match the header: truncated or padded file"
+        );
+        let e = parse_header(&file("#garbage", 0)).expect_err("not JSON");
+        assert!(matches!(e, HeaderError::Json { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("header is not valid JSON metadata: invalid JSON in header: "),
+            "{e}"
+        );
+        let tensors = parse_header(&file(one, 4)).expect("valid");
+        assert_eq!(tensors.len(), 1);
+        assert_eq!(
+            tensors[0].layout,
+            Layout::Contiguous {
+                offset: 8 + one.len() as u64
+            }
+        );
     }
 }

@@ -32,8 +32,24 @@ pub enum WeightsError {
         format: &'static str,
         reason: String,
     },
+    /// The reason is kept typed but not as the error's source: the command line appends each
+    /// source that does not end the message, and this one sits inside the parentheses.
+    #[error("{path} is not a valid safetensors file ({reason})")]
+    Header { path: String, reason: HeaderError },
     #[error("invalid shard index {path}: {reason}")]
     Index { path: String, reason: String },
+    #[error("invalid shard index {path}: {source}")]
+    IndexRead {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid shard index {path}: {source}")]
+    IndexJson {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("weights path {path} does not exist")]
     NoPath { path: String },
     #[error("no {expected} in {dir}")]
@@ -55,6 +71,38 @@ pub enum WeightsError {
     /// A torch pickle holding something a plain state dict never does.
     #[error("refusing {what} in {file}: not a plain state dict")]
     Refused { what: String, file: String },
+}
+
+/// Why a safetensors header is refused, with what is at fault: the lengths that disagree, or
+/// the tensor whose offsets are wrong. Messages say what the file probably is (truncated,
+/// padded, not safetensors at all) rather than the `safetensors` crate's wording. Parsed in
+/// [`super::safetensors`]; it lives here, beside [`WeightsError`] which carries it.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    /// Shorter than the 8-byte header length.
+    #[error("file too small for a header")]
+    TooSmall { file_len: u64 },
+    /// The header, as long as the first 8 bytes say, would end past the end of the file.
+    #[error("header length exceeds the file: truncated or not safetensors")]
+    PastEnd { header_len: u64, file_len: u64 },
+    /// Over the `safetensors` crate's 100 MB limit on headers.
+    #[error("header length is implausibly large: not safetensors")]
+    TooLarge { header_len: u64 },
+    /// The tensors' data, as the header lays it out, does not end where the file does.
+    #[error("data size does not match the header: truncated or padded file")]
+    DataSize { header_len: u64, file_len: u64 },
+    /// The header is not UTF-8, not JSON, or not safetensors' JSON.
+    #[error("header is not valid JSON metadata: {source}")]
+    Json {
+        #[source]
+        source: ::safetensors::SafeTensorError,
+    },
+    /// A tensor's data does not start where the previous one's ends.
+    #[error("invalid offset for tensor `{tensor}`")]
+    Offset { tensor: String },
+    /// Anything else the `safetensors` crate refuses, in its words.
+    #[error(transparent)]
+    Other(::safetensors::SafeTensorError),
 }
 
 /// Where a tensor's elements lie in its file.

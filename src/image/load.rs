@@ -30,7 +30,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
 use super::jpeg::{self, Failure};
 use super::resample::Rgb8;
-use super::ImageError;
+use super::{DecodeFailure, ImageError};
 
 /// Pillow's `Image.MAX_IMAGE_PIXELS`: above it `Image.open` warns (`DecompressionBombWarning`).
 pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
@@ -109,14 +109,11 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<Rgb8, ImageError> {
     limits.max_alloc = Some(declared * PNG_BYTES_PER_PIXEL + PNG_DECODER_SLACK);
     let decode_err = |e: image::ImageError| ImageError::Decode {
         path: name.to_string(),
-        reason: e.to_string(),
+        source: DecodeFailure::Png(e),
     };
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| ImageError::Decode {
-            path: name.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| decode_err(e.into()))?;
     if reader.format().is_none() {
         return Err(ImageError::NotAnImage {
             path: name.to_string(),
@@ -179,9 +176,10 @@ fn decode_jpeg(bytes: &[u8], name: &str) -> Result<Rgb8, ImageError> {
             limit: PIXEL_LIMIT,
         }),
         Err(Failure::Truncated) => Err(ImageError::Truncated { path }),
-        Err(Failure::Unsupported(reason) | Failure::Corrupt(reason)) => {
-            Err(ImageError::Decode { path, reason })
-        }
+        Err(Failure::Unsupported(reason) | Failure::Corrupt(reason)) => Err(ImageError::Decode {
+            path,
+            source: DecodeFailure::Jpeg(reason),
+        }),
     }
 }
 
@@ -221,6 +219,33 @@ mod tests {
             }
             v
         });
+    }
+
+    #[test]
+    fn a_png_decoder_error_is_kept_as_the_cause() {
+        use image::ImageEncoder;
+        let mut bytes = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut bytes)
+            .write_image(&[7u8; 4 * 4 * 3], 4, 4, image::ExtendedColorType::Rgb8)
+            .expect("encode");
+        bytes.truncate(bytes.len() - 20);
+        let err = decode_rgb(&bytes, "cut.png").expect_err("truncated");
+        assert!(
+            matches!(
+                err,
+                ImageError::Decode {
+                    source: DecodeFailure::Png(_),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("cut.png: cannot decode image: "),
+            "{err}"
+        );
+        crate::base::assert_causes_end_the_message(&err);
     }
 
     #[test]

@@ -31,8 +31,12 @@ pub enum ImageError {
     },
     #[error("{path}: not a PNG or JPEG image (unrecognised contents)")]
     NotAnImage { path: String },
-    #[error("{path}: cannot decode image: {reason}")]
-    Decode { path: String, reason: String },
+    #[error("{path}: cannot decode image: {source}")]
+    Decode {
+        path: String,
+        #[source]
+        source: DecodeFailure,
+    },
     #[error("{path}: image file is truncated (the data ends before the image does)")]
     Truncated { path: String },
     #[error(
@@ -54,6 +58,12 @@ pub enum ImageError {
     },
     #[error("{path}: {reason}")]
     Config { path: String, reason: String },
+    #[error("{path}: not valid JSON: {source}")]
+    ConfigJson {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("token {token} at position {index} is outside 0..{n}")]
     Token { index: usize, token: i64, n: usize },
     #[error("{count} tokens do not make a {height}x{width} image ({expected} expected)")]
@@ -94,6 +104,17 @@ pub enum ImageError {
     PromptRows { rows: usize, height: usize },
     #[error(transparent)]
     File(#[from] crate::base::files::FileError),
+}
+
+/// Why a decoder refused an image.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeFailure {
+    /// libjpeg's message (its errors are text).
+    #[error("{0}")]
+    Jpeg(String),
+    /// The `image` crate's error (PNG), with the format decoder's own error as its source.
+    #[error(transparent)]
+    Png(image::ImageError),
 }
 
 /// Encodes RGB8 images of one size as a PNG grid, `cols` per row, row-major; cells past the
@@ -210,6 +231,23 @@ mod tests {
             ],
             [10, 10, 20, 20, 30, 30, 0, 0]
         );
+    }
+
+    #[test]
+    fn a_config_that_is_not_json_keeps_the_parser_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("preprocessor_config.json");
+        std::fs::write(&path, b"{ nope").expect("write");
+        let err = Processor::open(&path).expect_err("not JSON");
+        assert!(matches!(err, ImageError::ConfigJson { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: not valid JSON: key must be a string at line 1 column 3",
+                path.display()
+            )
+        );
+        crate::base::assert_causes_end_the_message(&err);
     }
 
     #[test]

@@ -67,10 +67,11 @@ impl Processor {
             path: name.clone(),
             source,
         })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| ImageError::Config {
-            path: name.clone(),
-            reason: format!("not valid JSON: {e}"),
-        })?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|source| ImageError::ConfigJson {
+                path: name.clone(),
+                source,
+            })?;
         Processor::build(&value, name, hex(&Sha256::digest(&bytes)))
     }
 

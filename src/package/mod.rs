@@ -35,6 +35,20 @@ pub enum PackageError {
     /// A graph, file or field that cannot be packaged, and why.
     #[error("{}: {why}", path.display())]
     Invalid { path: PathBuf, why: String },
+    /// As [`PackageError::Invalid`], the reason an error of its own, kept as the source (boxed:
+    /// the packagers' own error types live in the modules below this one).
+    #[error("{}: {source}", path.display())]
+    InvalidBecause {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{}: not JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl PackageError {
@@ -52,6 +66,24 @@ impl PackageError {
             path: path.to_path_buf(),
             why: why.into(),
         }
+    }
+
+    /// A closure that makes `path` invalid because of an error (for `map_err`).
+    pub(crate) fn invalid_because<E>(path: &Path) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let path = path.to_path_buf();
+        move |e| PackageError::InvalidBecause {
+            path,
+            source: Box::new(e),
+        }
+    }
+
+    /// A closure that makes `path` invalid for not being JSON (for `map_err`).
+    pub(crate) fn json(path: &Path) -> impl FnOnce(serde_json::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| PackageError::Json { path, source }
     }
 }
 
@@ -144,6 +176,29 @@ pub(crate) fn link_or_copy(src: &Path, dest: &Path) -> Result<(), PackageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_graph_that_cannot_be_read_keeps_its_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let graph = dir.path().join("causal-lm.onnx");
+        let err = crate::onnx::inspect::inspect(&graph)
+            .map_err(PackageError::invalid_because(&graph))
+            .expect_err("no such graph");
+        let shown = graph.display();
+        assert_eq!(
+            err.to_string(),
+            format!("{shown}: cannot read {shown}: No such file or directory (os error 2)")
+        );
+        crate::base::assert_causes_end_the_message(&err);
+        let err = serde_json::from_str::<serde_json::Value>("[")
+            .map_err(PackageError::json(&graph))
+            .expect_err("not JSON");
+        assert_eq!(
+            err.to_string(),
+            format!("{shown}: not JSON: EOF while parsing a list at line 1 column 1")
+        );
+        crate::base::assert_causes_end_the_message(&err);
+    }
 
     #[test]
     fn staged_dir_appears_only_on_commit_and_never_over_a_package() {

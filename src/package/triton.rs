@@ -74,13 +74,12 @@ pub fn write(
     }
     let mut planned = Vec::new();
     for (head, path) in graphs {
-        let info =
-            inspect::inspect(&path).map_err(|e| PackageError::invalid(&path, e.to_string()))?;
+        let info = inspect::inspect(&path).map_err(PackageError::invalid_because(&path))?;
         let card = card_of(&path, &info, head)?;
         let name = format!("{}-{}", opts.prefix, head.name());
         let labels = labels(&path, &info, &card)?;
         let config = config_pbtxt(&name, &info, opts, labels.is_some())
-            .map_err(|why| PackageError::invalid(&path, why.to_string()))?;
+            .map_err(PackageError::invalid_because(&path))?;
         planned.push((head, path, info, name, config, labels));
     }
     let processor = export_dir.join("preprocessor_config.json");

@@ -16,6 +16,14 @@
 //! 3. When the model is dropped igpt-onnx closes stdin; an adapter still running a moment
 //!    later is killed.
 //!
+//! Each adapter runs in its own process group, which is killed whole whenever the adapter is
+//! stopped: after a failure, when it outlives its grace period, and when igpt-onnx itself is
+//! stopped by SIGINT, SIGTERM or SIGHUP (through [`crate::base::interrupt`]), so neither the
+//! adapter nor a process it started outlives the command. (Being a group of its own, it does
+//! not receive the terminal's Ctrl-C directly: the handler that
+//! [`crate::base::files::remove_on_interrupt`] installs stops it; a program that uses the
+//! library without that handler stops its adapters by dropping the models.)
+//!
 //! Outputs are checked against the graph's declared outputs (name, element type, rank, fixed
 //! dims and dims named like an input's) before they are returned. A failing adapter — it cannot
 //! start, exits or closes stdout, answers `error …` or anything but `ok`, writes a missing or
@@ -37,9 +45,12 @@ use ndarray::{ArrayD, IxDyn};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::base::dtype::safetensors_name;
+
 use super::model::{check_input_names, graph_io, Failure, LoadedModel, NamedOutputs};
 use super::model::{Runtime, RuntimeError, RuntimeKind, RuntimeOptions};
 use crate::base::files::{temp_dir_beside, Temp};
+use crate::base::interrupt::{on_interrupt, Registration};
 use crate::base::{DataType, DimSpec, IoSpec, Tensor};
 
 /// How long an adapter may take to load a graph or to answer one request.
@@ -224,6 +235,9 @@ fn protocol_path(path: &Path) -> Result<&str, CommandError> {
 /// A running adapter process.
 struct Adapter {
     child: Child,
+    /// Kills the adapter's process group if igpt-onnx is stopped by a signal; dropped (before
+    /// the process is reaped, after which its id may name another process) when it ends.
+    on_signal: Option<Registration>,
     stdin: Option<ChildStdin>,
     lines: Receiver<std::io::Result<String>>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -236,17 +250,22 @@ struct Adapter {
 
 impl Adapter {
     fn start(program: &Path, model: &Path, timeout: Duration) -> Result<Adapter, CommandError> {
+        use std::os::unix::process::CommandExt;
         let mut child = Command::new(program)
             .arg("serve")
             .arg(model.as_os_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own group (id = its pid), so that stopping it stops what it started too.
+            .process_group(0)
             .spawn()
             .map_err(|source| CommandError::Spawn {
                 program: program.display().to_string(),
                 source,
             })?;
+        let group = child.id();
+        let on_signal = Some(on_interrupt(move || kill_group(group)));
         let stdin = child.stdin.take();
         let (tx, lines) = mpsc::channel();
         // Readers on their own threads, so a silent adapter meets the timeout rather than
@@ -272,6 +291,7 @@ impl Adapter {
         }
         Ok(Adapter {
             child,
+            on_signal,
             stdin,
             lines,
             stderr,
@@ -352,13 +372,16 @@ impl Adapter {
         lines.join(" | ")
     }
 
-    /// Kills the process (if it still runs) and reaps it.
+    /// Kills the process and its group (if it still runs) and reaps it.
     fn stop(&mut self) {
         self.dead = true;
         self.stdin = None;
         if let Ok(None) = self.child.try_wait() {
+            // Unreaped, the process keeps its id: the group is still the adapter's.
+            kill_group(self.child.id());
             let _ = self.child.kill();
         }
+        self.on_signal = None;
         let _ = self.child.wait();
     }
 }
@@ -373,11 +396,31 @@ impl Drop for Adapter {
         let deadline = Instant::now() + EXIT_GRACE;
         while Instant::now() < deadline {
             if let Ok(Some(_)) | Err(_) = self.child.try_wait() {
+                self.on_signal = None;
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         self.stop();
+    }
+}
+
+/// Sends SIGKILL to every process in group `group` (an adapter and what it started). Safe to call
+/// from the interrupt handler: one system call, no lock.
+fn kill_group(group: u32) {
+    // std has no killpg; kill(2) with a negative id is the same, and libc is linked anyway.
+    unsafe extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    const SIGKILL: i32 = 9;
+    // 0 and 1 would name our own group and every process: never an adapter's.
+    if let Ok(id) = i32::try_from(group) {
+        if id > 1 {
+            // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+            unsafe {
+                kill(-id, SIGKILL);
+            }
+        }
     }
 }
 
@@ -532,7 +575,7 @@ fn read_outputs(path: &Path, specs: &[IoSpec]) -> Result<NamedOutputs, CommandEr
             }
             Dtype::I64 => ArrayD::from_shape_vec(IxDyn(&shape), chunks(data, i64::from_le_bytes))
                 .map(Tensor::I64),
-            other => return Err(mismatch(format!("{other:?} {shape:?}"))),
+            other => return Err(mismatch(format!("{} {shape:?}", safetensors_name(other)))),
         }
         .map_err(|e| read_error(format!("output `{}`: {e}", spec.name)))?;
         out.push((spec.name.clone(), tensor));
@@ -593,4 +636,50 @@ fn check_outputs(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::interrupt::is_registered;
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn registration(a: &Adapter) -> u64 {
+        a.on_signal
+            .as_ref()
+            .map(Registration::id)
+            .expect("registered")
+    }
+
+    #[test]
+    fn an_adapter_is_deregistered_when_it_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = Path::new("model.onnx");
+        // Exits when its stdin closes, as the protocol asks.
+        let polite = script(
+            dir.path(),
+            "polite",
+            "echo ready\nwhile read l; do :; done\n",
+        );
+        let a = Adapter::start(&polite, model, Duration::from_secs(10)).expect("starts");
+        let id = registration(&a);
+        assert!(is_registered(id));
+        drop(a);
+        assert!(!is_registered(id));
+        // Never answers: stopped at the timeout.
+        let silent = script(dir.path(), "silent", "echo ready\nexec sleep 60\n");
+        let mut a = Adapter::start(&silent, model, Duration::from_millis(300)).expect("starts");
+        let id = registration(&a);
+        assert_eq!(a.answer("ready").expect("ready"), "ready");
+        assert!(matches!(a.answer("ok"), Err(CommandError::Timeout(_))));
+        assert!(!is_registered(id));
+        assert!(a.dead && matches!(a.child.try_wait(), Ok(Some(_))));
+    }
 }
