@@ -12,7 +12,7 @@ README.
   python3 ci/web_bench.py                       # small, 128 tokens
   python3 ci/web_bench.py --variant tiny --tokens 64 --screenshot docs/web.png
 
-Needs what tests/web.rs needs: node, ci/adapters/node_modules (ci/setup.sh) and
+Needs what tests/it/web.rs needs: node, ci/adapters/node_modules (ci/setup.sh) and
 /usr/bin/chromium; and ONNX Runtime for `generate` (.venv from ci/setup.sh).
 """
 

@@ -1,5 +1,5 @@
 //! A static web site that generates and classifies ImageGPT images in the browser with
-//! onnxruntime-web: `index.html` and one ES module (`igpt.mjs`, embedded in the binary; no
+//! onnxruntime-web: `index.html` and its ES modules ([`PAGE_FILES`], embedded in the binary; no
 //! build step, no framework), the decoder graph, the classifier graph where the checkpoint has
 //! one, the image processor's tables (`processor.json`) and the page's manifest (`model.json`).
 //! Any static web server can host the folder.
@@ -9,7 +9,8 @@
 //! resampler, `src/image/resample.rs`, and the nearest-cluster mapping,
 //! `src/image/processor.rs`). A WebAssembly build of the Rust processor would share the code
 //! instead, but the toolchain this project builds with has no `wasm32` target, so the page
-//! carries a JavaScript port, held to the reference's tokens by the browser tests.
+//! carries a JavaScript port, held to the Rust code's outputs under Node
+//! (`tests/it/web_parity.rs`) and to the reference's tokens by the browser tests.
 //!
 //! Browser limits (checked before anything is written in place): one graph is one protobuf
 //! message read from one `ArrayBuffer` (2 GiB), and every graph the page loads lives in
@@ -24,15 +25,27 @@ use super::{checkpoint_folder, PackageError, StagedDir};
 use crate::base::files::write_atomic;
 use crate::checkpoint::Checkpoint;
 use crate::export::{self, ExportOptions, Exported, WeightsFile};
-use crate::graph::io;
 use crate::graph::profile::PRECISIONS;
-use crate::graph::Head;
+use crate::graph::{DecoderIo, ExportCard, Head};
 use crate::image::Processor;
 
-/// The page.
-pub const INDEX_HTML: &str = include_str!("web/index.html");
-/// The page's one module: the decoding loop, the sampler, the image processor and the UI.
-pub const MODULE: &str = include_str!("web/igpt.mjs");
+/// The page's files, as (name, contents), written side by side: `index.html` loads `igpt.mjs`
+/// (the UI), which imports the rest. The modules other than `igpt.mjs` touch no DOM when
+/// imported, so `ci/web_parity.mjs` runs them under Node.
+pub const PAGE_FILES: [(&str, &str); 7] = [
+    ("index.html", include_str!("web/index.html")),
+    ("igpt.mjs", include_str!("web/igpt.mjs")),
+    // The seeded sampler (src/generate/sampling.rs).
+    ("sampler.mjs", include_str!("web/sampler.mjs")),
+    // Pillow's resampler (src/image/resample.rs).
+    ("resample.mjs", include_str!("web/resample.mjs")),
+    // Tokens of an image and colours of a token (src/image/processor.rs).
+    ("processor.mjs", include_str!("web/processor.mjs")),
+    // PNG decoding and image files to RGB (src/image/load.rs).
+    ("png.mjs", include_str!("web/png.mjs")),
+    // onnxruntime-web, the decoding loop (src/generate/session.rs) and the classifier.
+    ("session.mjs", include_str!("web/session.mjs")),
+];
 /// The page's manifest file name.
 pub const MANIFEST_FILE: &str = "model.json";
 /// The processor tables' file name.
@@ -180,8 +193,9 @@ pub fn write(
     let out = stage.path();
     write_json(&out.join(MANIFEST_FILE), &manifest)?;
     write_json(&out.join(PROCESSOR_FILE), &processor.tables())?;
-    write_atomic(&out.join("index.html"), INDEX_HTML.as_bytes())?;
-    write_atomic(&out.join("igpt.mjs"), MODULE.as_bytes())?;
+    for (name, contents) in PAGE_FILES {
+        write_atomic(&out.join(name), contents.as_bytes())?;
+    }
     if let OrtSource::Local(dist) = ort {
         let to = out.join(ORT_DIR);
         std::fs::create_dir(&to).map_err(PackageError::io("create folder", &to))?;
@@ -194,31 +208,21 @@ pub fn write(
     Ok(WebPackage { dir, graphs, bytes })
 }
 
-/// The manifest's decoder entry: its file and cache contract, read back from the graph.
+/// The manifest's decoder entry: its file and cache contract, read back from the graph by the
+/// decoder contract's one parser.
 fn decoder_entry(g: &Exported, c: &crate::config::ImageGptConfig) -> Result<Value, PackageError> {
-    let info = crate::onnx::inspect::inspect(&g.path)
-        .map_err(|e| PackageError::invalid(&g.path, e.to_string()))?;
-    let past: Vec<&str> = info
-        .inputs
-        .iter()
-        .map(|i| i.name.as_str())
-        .filter(|n| io::is_past(n))
-        .collect();
-    let cache_type = info
-        .inputs
-        .iter()
-        .find(|i| io::is_past(&i.name))
-        .map(|i| i.elem_type.clone())
-        .ok_or_else(|| PackageError::invalid(&g.path, "no past_key_values inputs"))?;
-    let present: Vec<Option<String>> = past.iter().map(|p| io::present_for(p)).collect();
+    let invalid = |why: String| PackageError::invalid(&g.path, why);
+    let (inputs, _) = crate::runtime::graph_io(&g.path).map_err(|e| invalid(e.to_string()))?;
+    let card = ExportCard::require(&g.path)?;
+    let io = DecoderIo::from_inputs(&inputs, card.cache).map_err(|e| invalid(e.to_string()))?;
     Ok(json!({
         "file": file_name(&g.path),
         "bytes": g.bytes,
-        "cache_type": cache_type,
+        "cache_type": io.dtype.name(),
         "n_head": c.n_head,
         "head_dim": c.head_dim(),
-        "past": past,
-        "present": present,
+        "past": io.past_names(),
+        "present": io.present_names(),
     }))
 }
 
@@ -336,11 +340,40 @@ mod tests {
         );
     }
 
+    fn page_file(name: &str) -> &'static str {
+        PAGE_FILES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{name} is not a page file"))
+            .1
+    }
+
     #[test]
-    fn the_page_names_its_module_and_the_module_its_files() {
-        assert!(INDEX_HTML.contains("import { main } from './igpt.mjs';"));
+    fn the_page_names_its_module_and_the_modules_their_files() {
+        assert!(page_file("index.html").contains("import { main } from './igpt.mjs';"));
         for name in [MANIFEST_FILE, "ort.wasm.min.mjs", "ort.webgpu.min.mjs"] {
-            assert!(MODULE.contains(name), "{name}");
+            assert!(page_file("session.mjs").contains(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_module_the_page_imports_is_written() {
+        // A module left out of the table would only show in a browser, as a 404.
+        for (name, contents) in PAGE_FILES {
+            for (at, _) in contents.match_indices(" from './") {
+                let rest = &contents[at + " from './".len()..];
+                let imported = &rest[..rest.find('\'').expect("a quoted path")];
+                assert!(
+                    PAGE_FILES.iter().any(|(n, _)| *n == imported),
+                    "{name} imports ./{imported}, which is not written"
+                );
+            }
+        }
+        for (name, _) in PAGE_FILES.iter().filter(|(n, _)| n.ends_with(".mjs")) {
+            let imported = PAGE_FILES
+                .iter()
+                .any(|(_, c)| c.contains(&format!(" from './{name}';")));
+            assert!(imported, "{name} is written but nothing imports it");
         }
     }
 }

@@ -4,7 +4,7 @@
 //! every page; the test skips without Chromium, node or `ci/adapters/node_modules`, unless
 //! `CI` is set. The packaging errors need no browser.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -442,8 +442,9 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
     let mut encode = page("encode", "/gen/?greedy");
     encode["wait"] = json!("ready");
     encode["evaluate"] = json!(format!(
-        "async () => {{ const m = await import('/gen/igpt.mjs');
-          const p = new m.ImageProcessor(await (await fetch('/images/tables.json')).json());
+        "async () => {{ const m = await import('/gen/png.mjs');
+          const {{ ImageProcessor }} = await import('/gen/processor.mjs');
+          const p = new ImageProcessor(await (await fetch('/images/tables.json')).json());
           const out = {{}};
           for (const f of {files}) {{
             try {{ out[f] = p.encode(await m.rgbOfBlob(await (await fetch('/images/' + f)).blob(), f)); }}
@@ -455,7 +456,7 @@ fn the_page_matches_the_reference_and_the_cli_in_chromium() {
     let mut decode = page("decoders", "/gen/?greedy");
     decode["wait"] = json!("ready");
     decode["evaluate"] = json!(format!(
-        "async () => {{ const m = await import('/gen/igpt.mjs');
+        "async () => {{ const m = await import('/gen/png.mjs');
           const out = {{}};
           for (const f of {files}) {{
             try {{
@@ -840,7 +841,7 @@ fn package_web_refuses_bad_input_in_one_line_and_writes_nothing() {
     assert_eq!(code, 2);
     assert_eq!(
         err.trim_end(),
-        "error: --dtype does not apply to --web: the page is built and tested on float32 and quantised graphs (--quantize int8|int4 for size)"
+        "error: --dtype does not apply to --web: the page is built and tested on float32 and quantised graphs (--quantize int8|int4|int8-dynamic for size)"
     );
     assert!(!dest.exists());
     // A checkpoint without the image processor the page needs.
@@ -897,7 +898,7 @@ fn package_web_refuses_bad_input_in_one_line_and_writes_nothing() {
         )
     );
     assert_eq!(std::fs::read(&file).expect("read"), b"x");
-    // Written: the page, its module, the graph, the tables; the manifest names them.
+    // Written: the page, its modules, the graph, the tables; the manifest names them.
     let (code, out, err) = cli(&[
         "package",
         "--web",
@@ -915,8 +916,13 @@ fn package_web_refuses_bad_input_in_one_line_and_writes_nothing() {
             "igpt.mjs",
             "index.html",
             "model.json",
+            "png.mjs",
             "preprocessor_config.json",
-            "processor.json"
+            "processor.json",
+            "processor.mjs",
+            "resample.mjs",
+            "sampler.mjs",
+            "session.mjs"
         ]
         .map(String::from)
         .to_vec()
