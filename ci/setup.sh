@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a project-local virtual environment (.venv, ignored by git) holding the
-# ONNX Runtime shared library (from the onnxruntime wheel) and the official ONNX checker.
-# Needs only python3 and a Rust toolchain; installs nothing globally. With node and npm present,
-# also the `cmd:` runtime adapters' packages (onnxruntime-node, onnxruntime-web) into
-# ci/adapters/node_modules (ignored by git), from the committed lockfile.
+# ONNX Runtime shared library (from the onnxruntime wheel), the official ONNX checker, the
+# engines and OpenVINO. Needs only python3 and a Rust toolchain; installs nothing globally but
+# Debian's chromium (below). With node and npm present, also the `cmd:` runtime adapters'
+# packages (onnxruntime-node, onnxruntime-web) into ci/adapters/node_modules (ignored by git),
+# from the committed lockfile.
+#
+# `--core`: ONNX Runtime alone (ci/requirements-core.txt), what the demo needs; a later full
+# set-up adds the rest to the same environment.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+core=false
+if [ "${1:-}" = "--core" ]; then
+  core=true
+fi
 
 # /dev/null must be the null device. Where something on the machine has replaced it with a regular
 # file, everything written "to /dev/null" (build-script probes: `cc -?`, anyhow's feature probe)
@@ -21,6 +29,7 @@ if [ ! -c /dev/null ]; then
   fi
 fi
 
+if [ "$core" = false ]; then
 # The Node adapters: `npm ci --ignore-scripts` (onnxruntime-node's install script would download
 # CUDA binaries from outside the registry; its CPU binaries ship in the package).
 adapters="$root/ci/adapters"
@@ -34,38 +43,46 @@ elif [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
   echo "$node_want" > "$node_stamp"
 fi
 
-# Headless Chromium for the web page's browser test (tests/web.rs): Debian's package, installed
+# Headless Chromium for the web page's browser test (tests/it/web.rs): Debian's package, installed
 # when missing and this runs as root; otherwise that test skips with a message (unless CI is set).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing Debian's chromium (headless browser for tests/web.rs) ..."
+    echo "installing Debian's chromium (headless browser for tests/it/web.rs) ..."
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
   else
     echo "/usr/bin/chromium not found and not root: the browser test skips (unless CI is set); install Debian's chromium"
   fi
 fi
+fi
 
 venv="$root/.venv"
-req="$root/ci/requirements.txt"
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$core" = true ]; then
+  req="$root/ci/requirements-core.txt"
+  stamp="$venv/.requirements-core.sha256"
+else
+  req="$root/ci/requirements.txt"
+  stamp="$venv/.requirements.sha256"
+fi
+want=$(cat "$req" "$root/ci/requirements-core.txt" | sha256sum | cut -d' ' -f1)
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-echo "setting up $venv (onnxruntime, onnx, openvino) ..."
-python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+echo "setting up $venv ($(grep -hoE '^[a-z][a-z0-9_.-]*' "$req" | paste -sd, -)) ..."
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+(cd "$root/ci" && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req")
 lib=$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)
 if [ -z "$lib" ]; then
   echo "error: the onnxruntime wheel installed no libonnxruntime.so.*" >&2
   exit 2
 fi
-ov=$(ls "$venv"/lib/python3*/site-packages/openvino/libs/libopenvino_c.so* 2>/dev/null | head -n1)
-if [ -z "$ov" ]; then
-  echo "error: the openvino wheel installed no openvino/libs/libopenvino_c.so*" >&2
-  exit 2
+echo "ONNX Runtime library: $lib"
+if [ "$core" = false ]; then
+  ov=$(ls "$venv"/lib/python3*/site-packages/openvino/libs/libopenvino_c.so* 2>/dev/null | head -n1)
+  if [ -z "$ov" ]; then
+    echo "error: the openvino wheel installed no openvino/libs/libopenvino_c.so*" >&2
+    exit 2
+  fi
+  echo "OpenVINO library: $ov"
 fi
 echo "$want" > "$stamp"
-echo "ONNX Runtime library: $lib"
-echo "OpenVINO library: $ov"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates graphs/: the export of every fixture checkpoint (every head it has weights for,
-# base with hidden states) plus a readable summary of each graph. tests/graphs.rs fails when a
+# base with hidden states) plus a readable summary of each graph. tests/it/graphs.rs fails when a
 # fresh export differs from what is committed; run this to accept an intended change, review
 # `git diff graphs/` (the .txt summaries show what changed), and commit.
 set -euo pipefail

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::base::files::FileError;
 use crate::checkpoint::Checkpoint;
+use crate::graph::io::CacheMode;
 use crate::graph::{
     self, BuiltGraph, ExportCard, GraphOptions, Head, LogitsWidth, Precision, Profile, Provenance,
 };
@@ -261,6 +262,10 @@ fn card(
         config: ckpt.config.clone(),
         hidden_states: opts.graph.hidden_states,
         logits: opts.logits,
+        cache: match head {
+            Head::Decoder => opts.profile.spec().cache_mode(&ckpt.config),
+            _ => CacheMode::Concat,
+        },
         provenance: Provenance {
             version: env!("CARGO_PKG_VERSION").to_string(),
             source_sha256: sums.to_string(),

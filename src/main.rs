@@ -1,5 +1,14 @@
 //! `igpt-onnx` command line: parses arguments, runs one command from [`cli`], and prints every
-//! problem as one `error: …` line (exit 2).
+//! problem as one `error: …` line.
+//!
+//! Exit codes, the same in every command:
+//! - 0: done (verify: every check passed);
+//! - 1: a graph did not compute what it should: verify's failed checks, or a graph that a
+//!   runtime failed to load or run (an adapter's time-out included) in any command;
+//! - 2: the command could not start or finish for a reason outside the graph's computation:
+//!   usage, an unreadable or invalid input, an unwritable output, a runtime missing here, a
+//!   runtime that does not run the graph's profile;
+//! - 130: stopped by SIGINT, SIGTERM or SIGHUP (half-written files and adapters are removed).
 
 mod cli;
 
@@ -31,7 +40,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", cli::one_line(&e));
-            ExitCode::from(2)
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

@@ -100,6 +100,26 @@ impl DataType {
     }
 }
 
+/// A safetensors element type as messages spell types (`float64`, as [`DataType::name`]); a type
+/// with no ONNX counterpart keeps safetensors' own name, lower-cased (`u16`).
+pub fn safetensors_name(d: safetensors::Dtype) -> String {
+    use safetensors::Dtype as D;
+    let known = match d {
+        D::F32 => DataType::Float32,
+        D::F16 => DataType::Float16,
+        D::BF16 => DataType::BFloat16,
+        D::F64 => DataType::Float64,
+        D::I64 => DataType::Int64,
+        D::I32 => DataType::Int32,
+        D::I16 => DataType::Int16,
+        D::I8 => DataType::Int8,
+        D::U8 => DataType::UInt8,
+        D::BOOL => DataType::Bool,
+        other => return format!("{other:?}").to_lowercase(),
+    };
+    known.name().to_string()
+}
+
 impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -127,6 +147,8 @@ mod tests {
         assert_eq!(DataType::UInt4.byte_len(3), Some(2));
         assert_eq!(DataType::Int64.byte_len(u64::MAX / 4), None);
         assert_eq!(DataType::describe(42), "data type 42");
+        assert_eq!(safetensors_name(safetensors::Dtype::F64), "float64");
+        assert_eq!(safetensors_name(safetensors::Dtype::U16), "u16");
     }
 
     #[test]

@@ -13,12 +13,12 @@ use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::graph::io::{ATTENTION_MASK, INPUT_IDS, LOGITS};
 use igpt_onnx::graph::{ExportCard, Head};
 use igpt_onnx::image::Processor;
-use igpt_onnx::runtime::{
-    self, ComputePrecision, LoadedModel, RuntimeKind, RuntimeOptions, Tensor,
-};
+use igpt_onnx::runtime::{self, LoadedModel, RuntimeKind, Tensor};
 use igpt_onnx::ImageGptConfig;
 use ndarray::{Array2, ArrayD, Ix2};
 use serde_json::json;
+
+use super::flags::{runtime_help, RuntimeFlags};
 
 /// `classify` options.
 #[derive(clap::Args)]
@@ -38,28 +38,10 @@ pub struct Args {
     /// Also write `{"images": [{"path", "logits", "top": [{"id", "label", "probability"}]}]}`.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// The runtime to classify on (ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM).
-    #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
+    #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new(), help = runtime_help())]
     pub runtime: RuntimeKind,
-    /// ONNX Runtime shared library (first in the discovery order).
-    #[arg(long)]
-    pub ort_lib: Option<PathBuf>,
-    /// ONNX Runtime CPU: keep the graph's optimized model with its prepacked weights in this
-    /// folder and load it from there on later runs (as `generate --ort-cache`). Also
-    /// IGPT_ORT_CACHE.
-    #[arg(long, value_name = "DIR")]
-    pub ort_cache: Option<PathBuf>,
-    /// OpenVINO's C library (libopenvino_c.so*) or its folder (first in the discovery order).
-    #[arg(long)]
-    pub openvino_lib: Option<PathBuf>,
-    /// OpenVINO's inference precision hint (f32, bf16, f16; default: OpenVINO's, bf16 on CPUs
-    /// with AVX-512 BF16 or AMX); the precision used is reported.
-    #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
-    pub openvino_precision: Option<ComputePrecision>,
-    /// cmd: runtimes: seconds an adapter may take to load the graph or answer one request
-    /// (default 120).
-    #[arg(long, value_name = "SECS", value_parser = super::seconds)]
-    pub command_timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub runtime_flags: RuntimeFlags,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -71,7 +53,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             args.model.display(),
             card.head.name()
         ),
-        Some(card) => Some(card.config),
+        Some(card) => {
+            runtime::can_run(kind, card.profile, card.precision)
+                .with_context(|| args.model.display().to_string())?;
+            Some(card.config)
+        }
         None => None,
     };
     if let Some(config) = &config {
@@ -82,16 +68,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .iter()
         .map(|path| processor.encode_file(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let opts = RuntimeOptions {
-        count_nodes: false,
-        ort_lib: args.ort_lib.clone(),
-        allow_fallback: false,
-        openvino_lib: args.openvino_lib.clone(),
-        openvino_precision: args.openvino_precision,
-        command_timeout: args.command_timeout,
-        ort_cache: super::ort_cache(&args.ort_cache),
-    };
-    let rt = runtime::open(kind, &opts)?;
+    let rt = runtime::open(kind, &args.runtime_flags.options(false))?;
     let mut model = rt.load(&args.model)?;
     let logits = run_classifier(model.as_mut(), &rows)?;
     let labels = labels(config.as_ref(), logits.ncols());

@@ -7,9 +7,10 @@ use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::{ChoiceParser, OneOrAll};
 use igpt_onnx::export::{self, ExportOptions, WeightsFile};
-use igpt_onnx::graph::profile::{FloatType, Quantization};
-use igpt_onnx::graph::{GraphOptions, Precision, Profile};
+use igpt_onnx::graph::GraphOptions;
 use igpt_onnx::{Checkpoint, Head, Variant};
+
+use super::flags::PrecisionFlags;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,21 +39,14 @@ pub struct Args {
     /// Add hidden_states.{0..n_layer} outputs to the base head.
     #[arg(long)]
     hidden_states: bool,
-    /// Op profile.
-    #[arg(long, default_value = "portable", value_parser = ChoiceParser::<Profile>::new())]
-    profile: Profile,
+    #[command(flatten)]
+    precision: PrecisionFlags,
     /// Store weights in <head>.onnx.data whatever their size (by default from 16 MiB up, where ONNX Runtime maps them: a faster load and less memory).
     #[arg(long, conflicts_with = "single_file")]
     external_data: bool,
     /// Keep the weights inside <head>.onnx while it fits protobuf's 2 GiB: one file, slower to load in ONNX Runtime.
     #[arg(long)]
     single_file: bool,
-    /// Quantised block matrices: int8 / int4 weight blocks (MatMulNBits; needs --profile ort), or int8-dynamic (int8 weights per column, activations quantised at run time; standard ops, any profile).
-    #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
-    quantize: Option<Quantization>,
-    /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).
-    #[arg(long, value_parser = ChoiceParser::<FloatType>::new())]
-    dtype: Option<FloatType>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -81,8 +75,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         graph: GraphOptions {
             hidden_states: a.hidden_states,
         },
-        profile: a.profile,
-        precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,
+        profile: a.precision.profile_or_portable(),
+        precision: a.precision.precision()?,
         weights_file: match (a.external_data, a.single_file) {
             (true, _) => WeightsFile::External,
             (_, true) => WeightsFile::SingleFile,

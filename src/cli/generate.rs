@@ -12,15 +12,16 @@ use igpt_onnx::base::files::write_atomic;
 use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::generate::{self, DecoderDims, Sampler, Strategy};
 use igpt_onnx::graph::{ExportCard, Head};
-use igpt_onnx::runtime::{self, ComputePrecision, RuntimeKind, RuntimeOptions};
+use igpt_onnx::runtime::{self, RuntimeKind};
+
+use super::flags::{runtime_help, RuntimeFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The decoder graph (`decoder.onnx`, from `export --head decoder` or `--head all`).
     #[arg(long)]
     model: PathBuf,
-    /// The runtime to generate on (ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM).
-    #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new())]
+    #[arg(long, default_value = "ort-cpu", value_parser = ChoiceParser::<RuntimeKind>::new(), help = runtime_help())]
     runtime: RuntimeKind,
     /// Sequences generated at once (each from the same prompt).
     #[arg(long, default_value_t = 1)]
@@ -68,28 +69,8 @@ pub struct Args {
     /// the tokens; for benchmarks and scripts.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// ONNX Runtime shared library.
-    #[arg(long)]
-    ort_lib: Option<PathBuf>,
-    /// ONNX Runtime CPU: keep each graph's optimized model with its prepacked weights in this
-    /// folder (about twice the graph's size) and load it from there on later runs: a faster
-    /// start-up. Also IGPT_ORT_CACHE.
-    #[arg(long, value_name = "DIR")]
-    ort_cache: Option<PathBuf>,
-    /// OpenVINO's C library (libopenvino_c.so*) or its folder (first in the discovery order).
-    #[arg(long)]
-    openvino_lib: Option<PathBuf>,
-    /// OpenVINO's inference precision hint (f32, bf16, f16; default: OpenVINO's, bf16 on CPUs
-    /// with AVX-512 BF16 or AMX); the precision used is reported.
-    #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
-    openvino_precision: Option<ComputePrecision>,
-    /// Let a GPU provider that cannot be registered run on CPU (reported as such).
-    #[arg(long)]
-    allow_fallback: bool,
-    /// cmd: runtimes: seconds an adapter may take to load the graph or answer one request
-    /// (default 120).
-    #[arg(long, value_name = "SECS", value_parser = super::seconds)]
-    command_timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    runtime_flags: RuntimeFlags,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -105,27 +86,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             a.model.display()
         );
     }
-    if kind == RuntimeKind::Tract && !card.profile.spec().tract {
-        bail!(
-            "{} uses profile {}, which tract does not run (export with --profile portable, or use --runtime ort-cpu)",
-            a.model.display(),
-            card.profile.name()
-        );
-    }
+    runtime::can_run(kind, card.profile, card.precision)
+        .with_context(|| a.model.display().to_string())?;
     let dims = DecoderDims::of(&card);
     let strategy = strategy(&a, &a.model)?;
-    let rt = runtime::open(
-        kind,
-        &RuntimeOptions {
-            count_nodes: false,
-            ort_lib: a.ort_lib.clone(),
-            allow_fallback: a.allow_fallback,
-            openvino_lib: a.openvino_lib.clone(),
-            openvino_precision: a.openvino_precision,
-            command_timeout: a.command_timeout,
-            ort_cache: super::ort_cache(&a.ort_cache),
-        },
-    )?;
+    let rt = runtime::open(kind, &a.runtime_flags.options(false))?;
     let mut model = rt.load(&a.model)?;
     let load_seconds = started.elapsed().as_secs_f64();
     let processor = match (&a.prompt, &a.out) {

@@ -5,10 +5,12 @@ pub mod classify;
 pub mod decode;
 pub mod encode;
 pub mod export;
+pub mod flags;
 pub mod generate;
 pub mod inspect;
 pub mod package;
 pub mod random;
+pub mod support;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,8 @@ pub enum Command {
     Classify(classify::Args),
     /// Ship to engines: a Triton model repository, or an onnxruntime-genai model folder.
     Package(package::Args),
+    /// Which runtime runs which profile and precision (the support matrix), and why not.
+    Support(support::Args),
 }
 
 impl Command {
@@ -58,6 +62,7 @@ impl Command {
             Command::Decode(a) => decode::run(a),
             Command::Classify(a) => classify::run(a),
             Command::Package(a) => package::run(a),
+            Command::Support(a) => support::run(a),
         }
     }
 }
@@ -112,9 +117,18 @@ pub fn seconds(text: &str) -> Result<std::time::Duration, BadSeconds> {
         .ok_or_else(|| BadSeconds(text.to_string()))
 }
 
-/// `--ort-cache DIR`, else `IGPT_ORT_CACHE` (an empty value: none).
-pub fn ort_cache(flag: &Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
-    flag.clone()
-        .or_else(|| std::env::var_os("IGPT_ORT_CACHE").map(std::path::PathBuf::from))
-        .filter(|d| !d.as_os_str().is_empty())
+/// The exit code of a failed command (see `main.rs`): 1 where a runtime failed to load or run
+/// the graph, 2 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    use igpt_onnx::runtime::RuntimeError;
+    let ran = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::Load { .. } | RuntimeError::Run { .. })
+        )
+    });
+    match ran {
+        true => 1,
+        false => 2,
+    }
 }

@@ -9,8 +9,9 @@ use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::{ExportOptions, WeightsFile};
-use igpt_onnx::graph::profile::{FloatType, MatMulForm, Quantization};
-use igpt_onnx::graph::{Precision, Profile};
+use igpt_onnx::graph::profile::MatMulForm;
+
+use super::flags::PrecisionFlags;
 use igpt_onnx::package::{genai, triton, web};
 use igpt_onnx::{Checkpoint, Head};
 
@@ -56,17 +57,10 @@ pub struct Args {
     /// genai: store the decoder's weights in decoder.onnx.data whatever their size (by default from 16 MiB up).
     #[arg(long)]
     external_data: bool,
-    /// genai, web: the graphs' op profile (`ort`: ONNX Runtime's fused ops, which genai and
-    /// onnxruntime-web run; default: portable, or the first profile --quantize fits).
-    #[arg(long, value_parser = ChoiceParser::<Profile>::new())]
-    profile: Option<Profile>,
-    /// genai, web: quantised matrices (int8 / int4 blocks need the ort profile; int8-dynamic,
-    /// the fastest int8 in onnxruntime-web's wasm, fits any), as CPU deployments and browsers use.
-    #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
-    quantize: Option<Quantization>,
-    /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).
-    #[arg(long, value_parser = ChoiceParser::<FloatType>::new())]
-    dtype: Option<FloatType>,
+    /// genai, web: the graphs' profile and precision (default profile portable; --web: the
+    /// first profile the precision fits).
+    #[command(flatten)]
+    precision: PrecisionFlags,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -75,9 +69,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             || a.ort_web.is_some()
             || a.config.is_some()
             || a.external_data
-            || a.profile.is_some()
-            || a.quantize.is_some()
-            || a.dtype.is_some()
+            || a.precision.profile.is_some()
+            || a.precision.quantize.is_some()
+            || a.precision.dtype.is_some()
         {
             bail!("--weights, --config, --external-data, --profile, --quantize and --dtype belong to --genai and --web; --triton packages the export folder --from (export it in the profile and precision you want)");
         }
@@ -132,8 +126,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         } else {
             WeightsFile::Auto
         },
-        profile: a.profile.unwrap_or(Profile::Portable),
-        precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,
+        profile: a.precision.profile_or_portable(),
+        precision: a.precision.precision()?,
         ..Default::default()
     };
     let pkg = genai::write(&ckpt, dir, &opts).context("onnxruntime-genai packaging failed")?;
@@ -157,23 +151,18 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     let Some(weights) = &a.weights else {
         bail!("--web needs --weights (the checkpoint folder or weights file)");
     };
-    if a.dtype.is_some() {
-        bail!("--dtype does not apply to --web: the page is built and tested on float32 and quantised graphs (--quantize int8|int4 for size)");
+    if a.precision.dtype.is_some() {
+        let quantize: Vec<&str> = igpt_onnx::graph::PRECISIONS
+            .iter()
+            .filter_map(|p| p.quantize)
+            .collect();
+        bail!(
+            "--dtype does not apply to --web: the page is built and tested on float32 and quantised graphs (--quantize {} for size)",
+            quantize.join("|")
+        );
     }
-    let precision = a.quantize.map_or(Precision::Float32, |q| q.0);
-    // The first profile of the precision's row that carries it (portable when it can).
-    let profile = a.profile.unwrap_or_else(|| {
-        if precision.fits(Profile::Portable) {
-            Profile::Portable
-        } else {
-            precision
-                .spec()
-                .profiles
-                .first()
-                .copied()
-                .unwrap_or(Profile::Portable)
-        }
-    });
+    let precision = a.precision.precision()?;
+    let profile = a.precision.profile_for(precision);
     let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
     let opts = ExportOptions {
@@ -201,8 +190,9 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         web::OrtSource::Local(d) => format!("{}/ (copied from {})", web::ORT_DIR, d.display()),
     };
     println!(
-        "web        {}  index.html + igpt.mjs, onnxruntime-web from {from}; {:.1} MB in all",
+        "web        {}  index.html + {} modules, onnxruntime-web from {from}; {:.1} MB in all",
         pkg.dir.display(),
+        web::PAGE_FILES.len() - 1,
         pkg.bytes as f64 / 1e6
     );
     println!(

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use igpt_onnx::base::files::write_atomic;
-use igpt_onnx::base::values::{Choice, ChoiceParser, Unknown};
-use igpt_onnx::graph::profile::{FloatType, Quantization};
-use igpt_onnx::graph::{Precision, Profile};
-use igpt_onnx::runtime::{ComputePrecision, RuntimeKind, RuntimeOptions};
+use igpt_onnx::base::values::{Choice, Unknown};
+use igpt_onnx::runtime::RuntimeKind;
 use igpt_onnx::verify::options::OutputTolerance;
 use igpt_onnx::verify::{self, VerifyOptions};
+
+use super::flags::{runtimes_help, PrecisionFlags, RuntimeFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,45 +22,22 @@ pub struct Args {
     /// A graph to check (with --fixture or --random-inputs) instead of the golden suite.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Golden suite: export in this op profile (a given --model's profile is its own).
-    #[arg(long, default_value = "portable", value_parser = ChoiceParser::<Profile>::new())]
-    profile: Profile,
-    /// Golden suite: export with quantised matrices (int8 / int4 blocks need --profile ort).
-    #[arg(long, value_parser = ChoiceParser::<Quantization>::new())]
-    quantize: Option<Quantization>,
-    /// Float16 weights and activations (`fp16`; the heads answer float32; not with --quantize).
-    #[arg(long, value_parser = ChoiceParser::<FloatType>::new())]
-    dtype: Option<FloatType>,
+    /// Golden suite: export in this profile and precision (a given --model's are its own).
+    #[command(flatten)]
+    precision: PrecisionFlags,
     /// A case folder whose goldens --model is compared with.
     #[arg(long, requires = "model", conflicts_with = "random_inputs")]
     fixture: Option<PathBuf>,
     /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
     #[arg(long, value_name = "N", requires = "model")]
     random_inputs: Option<usize>,
-    /// Comma-separated runtimes (ort-cpu, ort-cuda, ort-tensorrt, tract, openvino,
-    /// cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol).
-    #[arg(long, value_delimiter = ',', default_value = "ort-cpu,tract", value_parser = runtime_kind)]
+    #[arg(long, value_delimiter = ',', default_value = "ort-cpu,tract", value_parser = runtime_kind, help = runtimes_help())]
     runtimes: Vec<Option<RuntimeKind>>,
     /// A runtime that must be available (repeatable); otherwise a missing one is skipped.
     #[arg(long, value_parser = runtime_kind)]
     require: Vec<Option<RuntimeKind>>,
-    /// Let a GPU provider that cannot be registered run on CPU (reported as fallback).
-    #[arg(long)]
-    allow_fallback: bool,
-    /// ONNX Runtime shared library (first in the discovery order).
-    #[arg(long)]
-    ort_lib: Option<PathBuf>,
-    /// OpenVINO's C library (libopenvino_c.so*) or its folder (first in the discovery order).
-    #[arg(long)]
-    openvino_lib: Option<PathBuf>,
-    /// OpenVINO's inference precision hint (f32, bf16, f16; default: OpenVINO's, bf16 on CPUs
-    /// with AVX-512 BF16 or AMX); the precision used is reported.
-    #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
-    openvino_precision: Option<ComputePrecision>,
-    /// cmd: runtimes: seconds an adapter may take to load the graph or answer one request
-    /// (default 120).
-    #[arg(long, value_name = "SECS", value_parser = super::seconds)]
-    command_timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    runtime: RuntimeFlags,
     /// Absolute tolerance (overrides the cases').
     #[arg(long)]
     atol: Option<f64>,
@@ -105,18 +82,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         per_output: a.tolerance,
         save_outputs: a.save_outputs,
         compare_with: a.compare_with,
-        runtime: RuntimeOptions {
-            // The report says which execution provider ran how many nodes.
-            count_nodes: true,
-            ort_lib: a.ort_lib,
-            allow_fallback: a.allow_fallback,
-            openvino_lib: a.openvino_lib,
-            openvino_precision: a.openvino_precision,
-            command_timeout: a.command_timeout,
-            ort_cache: None,
-        },
-        profile: a.profile,
-        precision: Precision::chosen(a.quantize, a.dtype).map_err(anyhow::Error::msg)?,
+        // The report says which execution provider ran how many nodes.
+        runtime: a.runtime.options(true),
+        profile: a.precision.profile_or_portable(),
+        precision: a.precision.precision()?,
     };
     let report = match (&a.model, &a.fixture, a.random_inputs) {
         (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,

@@ -38,7 +38,9 @@ pub enum GenerateError {
         new: usize,
         n_positions: usize,
     },
-    #[error(transparent)]
+    /// Shown as the session's own line; kept as the cause so the command's exit code can tell a
+    /// runtime's failure from a bad request.
+    #[error("{0}")]
     Session(#[from] SessionError),
 }
 

@@ -18,7 +18,8 @@ use crate::runtime::{Cache, LoadedModel, RuntimeError};
 pub enum SessionError {
     #[error("the graph breaks the decoder contract: {0}")]
     Contract(#[from] DecoderIoError),
-    #[error(transparent)]
+    /// Shown as the runtime's own line; kept as the cause (see `GenerateError::Session`).
+    #[error("{0}")]
     Runtime(#[from] RuntimeError),
     #[error("`logits` has shape {found:?}, expected [{batch}, {seq}, vocab]")]
     Logits {
@@ -49,7 +50,7 @@ pub struct DecoderSession<'m> {
 impl<'m> DecoderSession<'m> {
     /// Starts an empty session of `batch` rows on a loaded decoder graph.
     pub fn new(model: &'m mut dyn LoadedModel, batch: usize) -> Result<Self, SessionError> {
-        let io = DecoderIo::from_inputs(model.inputs())?;
+        let io = DecoderIo::from_inputs(model.inputs(), model.cache_mode())?;
         Ok(DecoderSession {
             names: io.past_names(),
             cache: Cache::Host(io.empty_cache(batch)),

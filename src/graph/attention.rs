@@ -3,9 +3,9 @@
 //! Runtime's `MultiHeadAttention` (`com.microsoft` contrib op) on the same bias and the same cache layout.
 
 use super::ctx::Ctx;
-use super::io::{present_name, Kv, ATTENTION_MASK};
+use super::io::{present_name, CacheMode, Kv, ATTENTION_MASK};
 use super::linear::conv1d;
-use super::profile::{AttentionForm, ProfileSpec};
+use super::profile::AttentionForm;
 use crate::base::DataType;
 use crate::config::ImageGptConfig;
 use crate::onnx::builder::{attr_float, attr_int, attr_ints};
@@ -155,7 +155,7 @@ pub(super) fn attention(
     let c = cx.ckpt.config.clone();
     let (d, h, hd) = (c.n_embd, c.n_head, c.head_dim());
     let qkv = conv1d(cx, &s.pp("c_attn"), x, d, 3 * d);
-    if let (Some(past), true) = (past, step_writes_in_place(cx.profile, &c)) {
+    if let (Some(past), CacheMode::Shared) = (past, cx.profile.cache_mode(&c)) {
         // The decoder step's GroupQueryAttention reads c_attn's [q | k | v] packed: no Split.
         let name = s.name("context");
         let scale = fused_scale(&c, layer);
@@ -308,13 +308,6 @@ fn fused_attention(
     (name, present)
 }
 
-/// Whether the decoder this profile emits for `config` steps with `GroupQueryAttention`, which
-/// can write the cache in place into a past buffer longer than the past (ONNX Runtime's kernels
-/// take head sizes in multiples of 8 only; others keep `MultiHeadAttention`, which concatenates).
-pub fn step_writes_in_place(profile: &ProfileSpec, config: &ImageGptConfig) -> bool {
-    profile.attention == AttentionForm::MultiHead && config.head_dim().is_multiple_of(8)
-}
-
 /// HF divides the scores by sqrt(head_dim) and by (layer + 1) when asked; a fused op multiplies
 /// once, by this.
 fn fused_scale(c: &ImageGptConfig, layer: usize) -> f64 {
@@ -328,7 +321,7 @@ fn fused_scale(c: &ImageGptConfig, layer: usize) -> f64 {
     scale
 }
 
-/// The decoder's attention in the ort profile where [`step_writes_in_place`]: ONNX Runtime's
+/// The decoder's attention in the ort profile where its cache mode is shared ([`ProfileSpec::cache_mode`]): ONNX Runtime's
 /// `GroupQueryAttention` (as many key/value heads as query heads) on c_attn's packed output,
 /// with the same additive bias. Its cache contract is the
 /// portable decoder's — `past_key_values.*` `[batch, n_head, past, head_dim]` in,

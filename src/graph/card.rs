@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::head::Head;
-use super::io::LogitsWidth;
+use super::io::{CacheMode, LogitsWidth};
 use super::profile::{Precision, Profile};
 use crate::base::values::Choice;
 use crate::config::{ConfigError, ImageGptConfig, RawConfig};
@@ -44,6 +44,8 @@ pub struct ExportCard {
     pub hidden_states: bool,
     /// The LM heads' logits width.
     pub logits: LogitsWidth,
+    /// How the decoder passes its cache (concatenation for the other heads).
+    pub cache: CacheMode,
     pub provenance: Provenance,
 }
 
@@ -100,6 +102,10 @@ impl ExportCard {
         }
         if self.head == Head::Classifier {
             entries.push(("id2label", self.config.id2label_json()));
+        }
+        // Concatenation, the mode every earlier decoder had, goes unwritten.
+        if self.cache != CacheMode::Concat && self.head == Head::Decoder {
+            entries.push(("cache", self.cache.name().to_string()));
         }
         if self.logits == LogitsWidth::Vocabulary && self.head.is_lm() {
             entries.push(("logits_width", self.config.vocab_size.to_string()));
@@ -176,6 +182,11 @@ impl ExportCard {
                 ))
             }
         };
+        let cache = match get("cache") {
+            None => CacheMode::Concat,
+            Some(m) => CacheMode::parse(m)
+                .ok_or_else(|| invalid("cache", format!("`{m}` is neither concat nor shared")))?,
+        };
         let text = |key: &'static str| get(key).cloned().unwrap_or_default();
         let provenance = Provenance {
             version: need("version")?.clone(),
@@ -193,6 +204,7 @@ impl ExportCard {
             config,
             hidden_states,
             logits,
+            cache,
             provenance,
         }))
     }
@@ -245,6 +257,7 @@ mod tests {
             config,
             hidden_states: false,
             logits: LogitsWidth::Vocabulary,
+            cache: Default::default(),
             provenance: Provenance {
                 version: "0.1.0".into(),
                 source_sha256: "{}".into(),

@@ -35,6 +35,7 @@ impl<'w> Ctx<'_, 'w> {
             n_head: c.n_head,
             head_dim: c.head_dim(),
             dtype: self.act(),
+            cache: self.profile.cache_mode(c),
         }
     }
 

@@ -47,6 +47,40 @@ pub enum LogitsWidth {
     Vocabulary,
 }
 
+/// How a decoder's cache goes from one step to the next: part of the decoder contract, recorded
+/// in the export card (`igpt_onnx.cache`) by the emitter that chose it, read by the runtimes and
+/// the onnxruntime-genai packager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// Each step's `present.*` is the past with this step's positions appended; the caller
+    /// feeds it back as the next `past_key_values.*`. Every runtime steps this way.
+    #[default]
+    Concat,
+    /// The attention also takes a past buffer longer than the past (the mask says how much is
+    /// filled) and writes this step's positions into it: one buffer per layer and key/value,
+    /// bound as both past and present, is written in place (onnxruntime-genai's
+    /// `past_present_share_buffer`). Such a graph still steps by concatenation where a runtime
+    /// cannot share the buffer.
+    Shared,
+}
+
+impl CacheMode {
+    /// Its name in the export card.
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheMode::Concat => "concat",
+            CacheMode::Shared => "shared",
+        }
+    }
+
+    /// The mode named `name`.
+    pub fn parse(name: &str) -> Option<CacheMode> {
+        [CacheMode::Concat, CacheMode::Shared]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+}
+
 /// One half of a layer's cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kv {
@@ -137,6 +171,8 @@ pub struct DecoderIo {
     pub head_dim: usize,
     /// The caches' element type (float32, or float16 for a float16 graph).
     pub dtype: DataType,
+    /// How the cache goes from step to step.
+    pub cache: CacheMode,
 }
 
 impl DecoderIo {
@@ -177,8 +213,9 @@ impl DecoderIo {
     }
 
     /// Reads the contract back from a graph's inputs: every `past_key_values.*` input, layers
-    /// `0..n` each with a key and a value, of one type, with fixed heads and head size.
-    pub fn from_inputs(inputs: &[IoSpec]) -> Result<DecoderIo, DecoderIoError> {
+    /// `0..n` each with a key and a value, of one type, with fixed heads and head size; `cache`
+    /// is the export card's mode (the inputs look the same in both).
+    pub fn from_inputs(inputs: &[IoSpec], cache: CacheMode) -> Result<DecoderIo, DecoderIoError> {
         let past: Vec<&IoSpec> = inputs.iter().filter(|i| is_past(&i.name)).collect();
         let Some(first) = past.first() else {
             return Err(DecoderIoError::NotADecoder);
@@ -222,6 +259,7 @@ impl DecoderIo {
             n_head,
             head_dim,
             dtype: first.dtype,
+            cache,
         };
         for (i, name) in io.past_names().into_iter().enumerate() {
             if !past.iter().any(|p| p.name == name) {
@@ -262,6 +300,7 @@ mod tests {
             n_head: 4,
             head_dim: 8,
             dtype: DataType::Float16,
+            cache: CacheMode::Shared,
         };
         let mut inputs = vec![spec(INPUT_IDS, DataType::Int64, 0)];
         inputs.extend(
@@ -269,7 +308,10 @@ mod tests {
                 .iter()
                 .map(|n| spec(n, DataType::Float16, 4)),
         );
-        assert_eq!(DecoderIo::from_inputs(&inputs), Ok(io.clone()));
+        assert_eq!(
+            DecoderIo::from_inputs(&inputs, CacheMode::Shared),
+            Ok(io.clone())
+        );
         assert_eq!(
             io.present_names(),
             [
@@ -293,12 +335,12 @@ mod tests {
     fn broken_contracts_name_the_input() {
         let ok = |n: &str| spec(n, DataType::Float32, 4);
         assert_eq!(
-            DecoderIo::from_inputs(&[ok(INPUT_IDS)]),
+            DecoderIo::from_inputs(&[ok(INPUT_IDS)], CacheMode::Concat),
             Err(DecoderIoError::NotADecoder)
         );
         let missing = [ok("past_key_values.0.key"), ok("past_key_values.1.key")];
         assert_eq!(
-            DecoderIo::from_inputs(&missing)
+            DecoderIo::from_inputs(&missing, CacheMode::Concat)
                 .expect_err("no value")
                 .to_string(),
             "layer 0 has no `past_key_values.0.value` input"
@@ -308,12 +350,14 @@ mod tests {
             spec("past_key_values.0.value", DataType::Float32, 3),
         ];
         assert_eq!(
-            DecoderIo::from_inputs(&heads).expect_err("heads").to_string(),
+            DecoderIo::from_inputs(&heads, CacheMode::Concat).expect_err("heads").to_string(),
             "`past_key_values.0.value` is [batch, 3, past_sequence, 8], expected [batch, n_head, past_sequence, head_dim] with fixed heads and head size like `past_key_values.0.key`"
         );
         let name = [ok("past_key_values.x.key")];
         assert_eq!(
-            DecoderIo::from_inputs(&name).expect_err("name").to_string(),
+            DecoderIo::from_inputs(&name, CacheMode::Concat)
+                .expect_err("name")
+                .to_string(),
             "input `past_key_values.x.key` is not named past_key_values.{layer}.key|value"
         );
     }

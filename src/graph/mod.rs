@@ -20,7 +20,7 @@ pub use card::{CardError, ExportCard, GraphCardError, Provenance};
 pub use ctx::Ctx;
 pub use head::Head;
 pub use io::{DecoderIo, LogitsWidth, BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUENCE};
-pub use profile::{Precision, PrecisionSpec, Profile, ProfileSpec, PRECISIONS, PROFILES};
+pub use profile::{Feature, Precision, PrecisionSpec, Profile, ProfileSpec, PRECISIONS, PROFILES};
 
 use crate::checkpoint::{Checkpoint, WeightsError};
 use crate::onnx::proto::GraphProto;

@@ -1,14 +1,65 @@
 //! Profiles as data: each profile is one row of [`PROFILES`] saying which opsets it imports,
-//! which op form the norm, attention and activation take, its precision, whether tract can run
-//! it, and the tolerance its goldens are judged with. The emitters read the row; adding a
+//! which op form the norm, attention and activation take, and the tolerance its goldens are judged with. The emitters read the row; adding a
 //! profile is adding a row (and, for a new op form, one match arm where that part is emitted).
 //!
 //! Precision is a second, independent axis ([`PRECISIONS`]): how the block matrices are stored
 //! and multiplied (float32, float16, 8- or 4-bit blocks), the type the trunk computes in, and the
 //! accuracy budget that goes with it.
+//!
+//! What a row needs of a runtime ([`Feature`]) follows from its op forms and types, so a row
+//! cannot claim one thing and emit another: the runtimes' table (`runtime::support`) answers
+//! which runtime runs which row.
 
+use super::io::CacheMode;
 use crate::base::values::Choice;
 use crate::base::DataType;
+use crate::config::ImageGptConfig;
+
+/// Something a graph may ask of a runtime beyond standard ONNX ops on float32 and int64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Feature {
+    /// ONNX Runtime's contrib ops with their `com.microsoft` meaning: the fused RMS norms and
+    /// `QuickGelu`.
+    ContribOps,
+    /// `MultiHeadAttention` (contrib) with an additive causal bias and a past. tract loads it by
+    /// name but runs it bidirectionally: a causal model would be silently wrong there.
+    CausalMultiHeadAttention,
+    /// `MatMulNBits` (contrib): block-quantised weights, 8 or 4 bits.
+    BlockMatMul,
+    /// `DynamicQuantizeLinear` and `MatMulInteger`: int8 products with activations quantised
+    /// at run time.
+    IntegerMatMul,
+    /// Float16 tensors: weights, activations and the decoder's cache.
+    Float16,
+    /// The contrib ops above on float16 tensors. A runtime can take each alone and not the
+    /// two together: OpenVINO 2026.4's frontend converts QuickGelu with a float32 constant and
+    /// refuses a float16 input.
+    ContribOpsFloat16,
+}
+
+impl Feature {
+    /// Every feature, in the order messages and tables list them.
+    pub const ALL: [Feature; 6] = [
+        Feature::ContribOps,
+        Feature::CausalMultiHeadAttention,
+        Feature::BlockMatMul,
+        Feature::IntegerMatMul,
+        Feature::Float16,
+        Feature::ContribOpsFloat16,
+    ];
+
+    /// How messages and tables name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Feature::ContribOps => "ONNX Runtime contrib ops",
+            Feature::CausalMultiHeadAttention => "causal MultiHeadAttention",
+            Feature::BlockMatMul => "MatMulNBits",
+            Feature::IntegerMatMul => "MatMulInteger",
+            Feature::Float16 => "float16",
+            Feature::ContribOpsFloat16 => "ONNX Runtime contrib ops on float16",
+        }
+    }
+}
 
 /// How the RMS norm is emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +95,24 @@ pub enum AttentionForm {
     MultiHead,
 }
 
+impl NormForm {
+    fn needs(self) -> &'static [Feature] {
+        match self {
+            NormForm::Decomposed => &[],
+            NormForm::Fused => &[Feature::ContribOps],
+        }
+    }
+}
+
+impl AttentionForm {
+    fn needs(self) -> &'static [Feature] {
+        match self {
+            AttentionForm::MatMulSoftmax => &[],
+            AttentionForm::MultiHead => &[Feature::CausalMultiHeadAttention],
+        }
+    }
+}
+
 /// How quick_gelu is emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActivationForm {
@@ -51,6 +120,15 @@ pub enum ActivationForm {
     Decomposed,
     /// ONNX Runtime's `QuickGelu` (alpha 1.702).
     QuickGelu,
+}
+
+impl ActivationForm {
+    fn needs(self) -> &'static [Feature] {
+        match self {
+            ActivationForm::Decomposed => &[],
+            ActivationForm::QuickGelu => &[Feature::ContribOps],
+        }
+    }
 }
 
 /// How the block matrices (attention and MLP Conv1D weights) are stored and multiplied; the
@@ -89,6 +167,16 @@ pub enum MatMulForm {
     Dynamic,
 }
 
+impl MatMulForm {
+    fn needs(self) -> &'static [Feature] {
+        match self {
+            MatMulForm::Float => &[],
+            MatMulForm::Blocks { .. } => &[Feature::BlockMatMul],
+            MatMulForm::Dynamic => &[Feature::IntegerMatMul],
+        }
+    }
+}
+
 /// Accuracy a precision must reach against the float32 goldens.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
@@ -117,6 +205,8 @@ pub struct PrecisionSpec {
     pub precision: Precision,
     /// Its name in metadata and reports.
     pub name: &'static str,
+    /// What it is, for help and the support table.
+    pub about: &'static str,
     /// The `--quantize` value that asks for it (`None`: not a quantisation).
     pub quantize: Option<&'static str>,
     /// The `--dtype` value that asks for it (`None`: not a float type of its own).
@@ -142,6 +232,7 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
     PrecisionSpec {
         precision: Precision::Float32,
         name: "float32",
+        about: "float32 weights and activations",
         quantize: None,
         dtype: None,
         activations: DataType::Float32,
@@ -161,6 +252,7 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
     PrecisionSpec {
         precision: Precision::Int8,
         name: "int8",
+        about: "8-bit weight blocks (MatMulNBits), float32 activations",
         quantize: Some("int8"),
         dtype: None,
         activations: DataType::Float32,
@@ -189,6 +281,7 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
     PrecisionSpec {
         precision: Precision::Float16,
         name: "float16",
+        about: "float16 weights and activations; the heads answer float32",
         quantize: None,
         dtype: Some("fp16"),
         activations: DataType::Float16,
@@ -218,6 +311,7 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
     PrecisionSpec {
         precision: Precision::Int4,
         name: "int4",
+        about: "4-bit weight blocks (MatMulNBits), float32 activations",
         quantize: Some("int4"),
         dtype: None,
         activations: DataType::Float32,
@@ -248,6 +342,7 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
     PrecisionSpec {
         precision: Precision::Int8Dynamic,
         name: "int8-dynamic",
+        about: "int8 weights per column, activations quantised at run time (standard ops)",
         quantize: Some("int8-dynamic"),
         dtype: None,
         activations: DataType::Float32,
@@ -303,12 +398,61 @@ impl Precision {
     }
 }
 
+impl PrecisionSpec {
+    /// What its graphs need of a runtime: its matrix form's ops, its activation type.
+    pub fn needs(&self) -> Vec<Feature> {
+        let mut needs = self.matmul.needs().to_vec();
+        if self.activations == DataType::Float16 {
+            needs.push(Feature::Float16);
+        }
+        needs
+    }
+}
+
+/// What a graph of `profile` in `precision` needs beyond what each needs alone.
+pub fn pair_needs(profile: &ProfileSpec, precision: &PrecisionSpec) -> Vec<Feature> {
+    let contrib = profile.needs().contains(&Feature::ContribOps);
+    match contrib && precision.activations == DataType::Float16 {
+        true => vec![Feature::ContribOpsFloat16],
+        false => vec![],
+    }
+}
+
+impl ProfileSpec {
+    /// How the decoder this profile emits for `config` passes its cache: in place where it steps
+    /// with `GroupQueryAttention`, which can write into a past buffer longer than the past (ONNX
+    /// Runtime's kernels take head sizes in multiples of 8 only; others keep
+    /// `MultiHeadAttention`, which concatenates). The export card records the answer; readers
+    /// never work it out again.
+    pub fn cache_mode(&self, config: &ImageGptConfig) -> CacheMode {
+        match self.attention == AttentionForm::MultiHead && config.head_dim().is_multiple_of(8) {
+            true => CacheMode::Shared,
+            false => CacheMode::Concat,
+        }
+    }
+
+    /// What its graphs need of a runtime: its op forms'.
+    pub fn needs(&self) -> Vec<Feature> {
+        let mut needs: Vec<Feature> = [
+            self.norm.needs(),
+            self.attention.needs(),
+            self.activation.needs(),
+        ]
+        .concat();
+        needs.sort();
+        needs.dedup();
+        needs
+    }
+}
+
 /// One profile.
 #[derive(Debug)]
 pub struct ProfileSpec {
     pub profile: Profile,
     /// Its name on the command line and in metadata.
     pub name: &'static str,
+    /// What it is, for help and the support table.
+    pub about: &'static str,
     /// Default-domain opset.
     pub opset: i64,
     pub ir_version: i64,
@@ -317,9 +461,6 @@ pub struct ProfileSpec {
     pub norm: NormForm,
     pub attention: AttentionForm,
     pub activation: ActivationForm,
-    /// Whether tract runs it (tract ignores op domains and mis-runs some contrib ops, so a
-    /// runtime-specific profile says no, and verify reports tract as not applicable).
-    pub tract: bool,
     /// Default comparison budget of its float32 graphs against the goldens: (atol, rtol).
     pub tolerance: (f64, f64),
 }
@@ -339,18 +480,20 @@ pub const PROFILES: &[ProfileSpec] = &[
     ProfileSpec {
         profile: Profile::Portable,
         name: "portable",
+        about: "standard ops only, opset 17, IR 8",
         opset: 17,
         ir_version: 8,
         contrib_opset: None,
         norm: NormForm::Decomposed,
         attention: AttentionForm::MatMulSoftmax,
         activation: ActivationForm::Decomposed,
-        tract: true,
         tolerance: (1e-4, 1e-3),
     },
     ProfileSpec {
         profile: Profile::Ort,
         name: "ort",
+        about:
+            "ONNX Runtime's fused ops: RMS norms with the residual adds, QuickGelu, one attention",
         opset: 17,
         ir_version: 8,
         contrib_opset: Some(1),
@@ -358,9 +501,6 @@ pub const PROFILES: &[ProfileSpec] = &[
         // MultiHeadAttention: see the measurements in README ("Profiles and precisions").
         attention: AttentionForm::MultiHead,
         activation: ActivationForm::QuickGelu,
-        // tract matches ops by name and runs MultiHeadAttention bidirectionally (its
-        // `unidirectional` attribute is ignored), so a causal model would be wrong there.
-        tract: false,
         tolerance: (1e-4, 1e-3),
     },
 ];

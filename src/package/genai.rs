@@ -16,8 +16,8 @@
 //!   to it when the batch is over 1 (trailing ones; `position_inputs.cpp`), and a prompt of the
 //!   start token alone would be masked if it were 512. It only pads prompts of unequal length,
 //!   which ImageGPT's reference does not support either; the graph then rejects the id.
-//! - `past_present_share_buffer` true where the decoder steps with `GroupQueryAttention` (the
-//!   ort profile, head sizes in multiples of 8: every published size), which writes each step's
+//! - `past_present_share_buffer` true where the decoder's card records a shared cache (it steps
+//!   with `GroupQueryAttention`: the ort profile, head sizes in multiples of 8: every published size), which writes each step's
 //!   key and value into genai's one `max_length` buffer per layer instead of copying the past
 //!   (the same tokens; a whole small image 1.24x faster a token in genai 0.18); false for a
 //!   decoder whose attention concatenates the past.
@@ -31,9 +31,8 @@ use crate::base::files::write_atomic;
 use crate::checkpoint::Checkpoint;
 use crate::config::ImageGptConfig;
 use crate::export::{self, ExportOptions, Exported};
-use crate::graph::attention::step_writes_in_place;
-use crate::graph::io::{self, Kv, ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS};
-use crate::graph::{Head, LogitsWidth};
+use crate::graph::io::{self, CacheMode, Kv, ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS};
+use crate::graph::{ExportCard, Head, LogitsWidth};
 
 /// The config file onnxruntime-genai reads from the model folder.
 pub const CONFIG_FILE: &str = "genai_config.json";
@@ -60,16 +59,15 @@ pub fn write(
     // export.
     let gen_path = checkpoint_folder(ckpt).join("generation_config.json");
     let generation = match std::fs::read(&gen_path) {
-        Ok(bytes) => Some(
-            serde_json::from_slice::<Value>(&bytes)
-                .map_err(|e| PackageError::invalid(&gen_path, format!("not JSON: {e}")))?,
-        ),
+        Ok(bytes) => {
+            Some(serde_json::from_slice::<Value>(&bytes).map_err(PackageError::json(&gen_path))?)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(PackageError::io("read", &gen_path)(e)),
     };
-    let share = step_writes_in_place(opts.profile.spec(), &ckpt.config);
-    let config = genai_config(&ckpt.config, generation.as_ref(), share)
-        .map_err(|why| PackageError::invalid(&gen_path, why.to_string()))?;
+    // Checked before the export too: a bad default costs no export.
+    genai_config(&ckpt.config, generation.as_ref(), false)
+        .map_err(PackageError::invalid_because(&gen_path))?;
     let stage = StagedDir::new(dir)?;
     let opts = ExportOptions {
         logits: LogitsWidth::Vocabulary,
@@ -80,6 +78,11 @@ pub fn write(
         .into_iter()
         .next()
         .ok_or_else(|| PackageError::invalid(dir, "the export wrote no decoder"))?;
+    // The decoder's card says how it passes its cache; genai shares one buffer where it can.
+    let card = ExportCard::require(&decoder.path)?;
+    let share = card.cache == CacheMode::Shared;
+    let config = genai_config(&ckpt.config, generation.as_ref(), share)
+        .map_err(PackageError::invalid_because(&gen_path))?;
     let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
     let cfg_path = stage.path().join(CONFIG_FILE);
     write_atomic(&cfg_path, text.as_bytes())?;

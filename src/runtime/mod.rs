@@ -5,28 +5,30 @@
 //!
 //! Values cross the boundary as typed [`Tensor`]s (int64, float32, float16) and each loaded graph
 //! describes its inputs and outputs as [`IoSpec`]s read from the graph file, the same for every
-//! runtime. Adding a runtime means one module here, one variant of [`RuntimeKind`] and one arm
-//! in [`open`].
+//! runtime. Adding a runtime means one module here and one row of [`RUNTIMES`] (`table.rs`),
+//! which says what it runs ([`can_run`] reads it) and how it opens.
 
 pub mod command;
 pub mod model;
 pub mod native;
 pub mod openvino;
 pub mod ort;
+pub mod support;
+mod table;
 pub mod tract;
 
 pub use crate::base::tensor::{self, DimSpec, IoSpec, Tensor};
 pub use model::{
     graph_io, install_panic_hook, Cache, ComputePrecision, LoadedModel, NamedOutputs, Runtime,
-    RuntimeError, RuntimeKind, RuntimeOptions,
+    RuntimeError, RuntimeKind, RuntimeOptions, RuntimeSpec,
 };
+pub use support::{can_run, Unsupported};
+pub use table::RUNTIMES;
 
 /// Opens a runtime, or says why it is unavailable.
 pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
     match kind {
-        RuntimeKind::Tract => Ok(Box::new(tract::Tract)),
-        RuntimeKind::OpenVino => openvino::open(opts),
+        RuntimeKind::Table(row) => (row.open)(kind, opts),
         RuntimeKind::Command(text) => command::open(kind, text, opts),
-        _ => ort::open(kind, opts),
     }
 }

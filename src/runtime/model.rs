@@ -7,7 +7,8 @@ use std::sync::Once;
 
 use crate::base::values::Choice;
 use crate::base::{DataType, DimSpec, IoSpec, Tensor};
-use crate::graph::io::{present_for, LOGITS};
+use crate::graph::io::{present_for, CacheMode, LOGITS};
+use crate::graph::Feature;
 use crate::onnx::inspect::{self, SigDim, Signature};
 
 /// A runtime problem. `Unavailable` means the runtime cannot be used on this machine (reported
@@ -168,85 +169,75 @@ pub fn one_line(text: &str) -> String {
     lines.join(" ")
 }
 
-/// The runtimes igpt-onnx knows, by their command-line names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One runtime igpt-onnx reaches by name: a row of [`RUNTIMES`](super::RUNTIMES). What it runs
+/// is data here, so one function ([`can_run`](super::can_run)) answers for every command.
+pub struct RuntimeSpec {
+    /// Its command-line name (`ort-cpu`).
+    pub name: &'static str,
+    /// What it is, for help and the support table.
+    pub about: &'static str,
+    /// What it runs beyond standard ops on float32 and int64 (see [`Feature`]).
+    pub runs: &'static [Feature],
+    /// Whether the test suite checks its cells against the goldens on the test machines;
+    /// `false` where it needs hardware they lack (a GPU: `ci/gpu-check.sh` checks it there).
+    pub checked: bool,
+    /// Opens it, or says why it is unavailable here.
+    pub open: Opener,
+}
+
+/// How a row opens its runtime.
+pub type Opener = fn(RuntimeKind, &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError>;
+
+impl std::fmt::Debug for RuntimeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// A runtime, by its command-line name: a row of the table, or `cmd:PROGRAM`. The rows have
+/// named constants (`RuntimeKind::OrtCpu`, `RuntimeKind::Tract`, ... in `runtime::table`).
+#[derive(Debug, Clone, Copy)]
 pub enum RuntimeKind {
-    OrtCpu,
-    OrtCuda,
-    OrtTensorrt,
-    Tract,
-    OpenVino,
+    /// A row of [`RUNTIMES`](super::RUNTIMES).
+    Table(&'static RuntimeSpec),
     /// `cmd:PROGRAM`, the whole text: any runtime through an adapter program (see
-    /// `runtime::command`). The text is leaked once per distinct name ([`command_name`]) so the
-    /// kind stays `Copy`; a command line names a handful.
+    /// `runtime::command`). The text is leaked once per distinct name so the kind stays
+    /// `Copy`; a command line names a handful.
     Command(&'static str),
 }
 
 impl RuntimeKind {
-    /// Every runtime, in report order.
-    pub const ALL: [RuntimeKind; 5] = [
-        RuntimeKind::OrtCpu,
-        RuntimeKind::OrtCuda,
-        RuntimeKind::OrtTensorrt,
-        RuntimeKind::Tract,
-        RuntimeKind::OpenVino,
-    ];
-
-    /// Command-line name (`ort-cpu`).
+    /// Command-line name (`ort-cpu`, `cmd:node adapter.mjs`).
     pub fn name(self) -> &'static str {
         match self {
-            RuntimeKind::OrtCpu => "ort-cpu",
-            RuntimeKind::OrtCuda => "ort-cuda",
-            RuntimeKind::OrtTensorrt => "ort-tensorrt",
-            RuntimeKind::Tract => "tract",
-            RuntimeKind::OpenVino => "openvino",
+            RuntimeKind::Table(row) => row.name,
             RuntimeKind::Command(text) => text,
         }
     }
 
-    /// Parses a command-line name.
-    pub fn parse(name: &str) -> Option<RuntimeKind> {
-        <RuntimeKind as Choice>::parse(name)
-    }
-}
-
-impl Choice for RuntimeKind {
-    const WHAT: &'static str = "runtime";
-
-    fn all() -> Vec<Self> {
-        RuntimeKind::ALL.to_vec()
-    }
-
-    fn name(self) -> &'static str {
-        RuntimeKind::name(self)
-    }
-
-    /// A table name, or `cmd:PROGRAM` (PROGRAM not empty).
-    fn parse(name: &str) -> Option<Self> {
-        match name.strip_prefix("cmd:") {
-            Some("") => None,
-            Some(_) => Some(RuntimeKind::Command(command_name(name))),
-            None => Self::all().into_iter().find(|v| v.name() == name),
+    /// Whether it runs what `feature` asks. An adapter program's runtime is not known here: it
+    /// is handed every graph and reports its own failures.
+    pub fn runs(self, feature: Feature) -> bool {
+        match self {
+            RuntimeKind::Table(row) => row.runs.contains(&feature),
+            RuntimeKind::Command(_) => true,
         }
     }
+}
 
-    /// The table's names, then `cmd:PROGRAM`.
-    fn expected() -> String {
-        let names: Vec<&str> = Self::all().into_iter().map(Choice::name).collect();
-        format!("{} or cmd:PROGRAM", names.join(", "))
+/// Names are unique (a test checks the table), so a kind is its name.
+impl PartialEq for RuntimeKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
     }
 }
 
-/// `text` as a `&'static str`, leaked once per distinct text.
-fn command_name(text: &str) -> &'static str {
-    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(known) = names.iter().find(|n| **n == text) {
-        return known;
+impl Eq for RuntimeKind {}
+
+impl std::hash::Hash for RuntimeKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
     }
-    let leaked: &'static str = Box::leak(text.to_string().into_boxed_str());
-    names.push(leaked);
-    leaked
 }
 
 /// The precision a runtime computes in when it may choose (OpenVINO's
@@ -354,10 +345,16 @@ pub trait LoadedModel {
     /// float32, so a comparison can still measure them).
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<NamedOutputs, RuntimeError>;
 
+    /// How this runtime steps this decoder's cache: [`CacheMode::Shared`] where the graph's card
+    /// records it and the runtime writes it in place, else concatenation.
+    fn cache_mode(&self) -> CacheMode {
+        CacheMode::Concat
+    }
+
     /// Before a decoding loop: the session's cache will hold at most `positions` tokens. A
     /// runtime that can keep it in one preallocated buffer per layer, written in place each
-    /// step (ONNX Runtime on a decoder whose attention takes a past longer than the past:
-    /// `GroupQueryAttention`), allocates that much when the next empty session starts;
+    /// step (ONNX Runtime on a decoder whose card records a shared cache), allocates that much
+    /// when the next empty session starts;
     /// the others copy as before and ignore it.
     fn reserve_cache(&mut self, _positions: usize) {}
 

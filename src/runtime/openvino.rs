@@ -106,7 +106,7 @@ fn guarded<T, E: Into<Cause>>(doing: &str, f: impl FnOnce() -> Result<T, E>) -> 
 
 /// Opens OpenVINO's CPU device: loads the library (once) and makes a core with the requested
 /// inference precision hint.
-pub fn open(opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
+pub fn open(_kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError> {
     let unavailable = |source: Failure| RuntimeError::Unavailable {
         runtime: KIND.name().into(),
         source: source.into(),

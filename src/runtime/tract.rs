@@ -33,6 +33,14 @@ type Shapes = Vec<Vec<usize>>;
 /// The tract runtime.
 pub struct Tract;
 
+/// Opens tract: in the binary, always available.
+pub fn open(
+    _kind: RuntimeKind,
+    _opts: &super::model::RuntimeOptions,
+) -> Result<Box<dyn Runtime>, RuntimeError> {
+    Ok(Box::new(Tract))
+}
+
 impl Runtime for Tract {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Tract

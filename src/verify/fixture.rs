@@ -10,6 +10,7 @@ use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
+use crate::base::dtype::safetensors_name;
 use crate::base::Tensor;
 use crate::config::{ImageGptConfig, RawConfig};
 use crate::graph::io::{is_past, ATTENTION_MASK};
@@ -583,8 +584,8 @@ fn view<'a>(
         return Err(FixtureError::BadTensor {
             path: path.display().to_string(),
             name: name.to_string(),
-            expected: format!("{dtype:?}"),
-            found: format!("{:?}", t.dtype()),
+            expected: safetensors_name(dtype),
+            found: safetensors_name(t.dtype()),
         });
     }
     Ok(t)

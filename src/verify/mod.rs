@@ -34,9 +34,9 @@ use crate::base::{DataType, IoSpec, Tensor};
 use crate::checkpoint::Checkpoint;
 use crate::export::{self, ExportOptions};
 use crate::generate::DecoderDims;
-use crate::graph::io::{is_past, ATTENTION_MASK, INPUT_IDS, LOGITS};
+use crate::graph::io::{CacheMode, DecoderIoError, ATTENTION_MASK, INPUT_IDS, LOGITS};
 use crate::graph::profile::Budget;
-use crate::graph::{GraphOptions, Head, Precision, Profile};
+use crate::graph::{DecoderIo, GraphOptions, Head, Precision, Profile};
 use crate::runtime::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
 use fixture::{Case, Tolerance};
 use judge::Judge;
@@ -133,7 +133,7 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
         .collect();
     let (profile, precision) =
         GraphFile::read(model).map_or((Profile::Portable, Precision::Float32), |f| f.profile());
-    if let Some(why) = model::not_applicable(rt.kind(), profile) {
+    if let Some(why) = model::not_applicable(rt.kind(), profile, precision) {
         check.not_applicable(why);
         return check;
     }
@@ -276,7 +276,7 @@ impl<'a> Graph<'a> {
             "",
             self.model,
         );
-        if let Some(why) = model::not_applicable(rt.kind(), self.profile.0) {
+        if let Some(why) = model::not_applicable(rt.kind(), self.profile.0, self.profile.1) {
             check.not_applicable(why);
             return check;
         }
@@ -391,11 +391,13 @@ pub fn random_inputs(
     let runtimes = runtimes::open(opts)?;
     let mut report = Report::new(runtimes.info.clone());
     let (profile, precision) = file.profile();
+    // Every row names the graph's head; `-` only for a foreign graph whose outputs say nothing.
+    let head = file.head().map_or("-", Head::name);
     let mut loaded: Vec<(RuntimeKind, Loaded)> = Vec::new();
     for rt in &runtimes.open {
-        match model::not_applicable(rt.kind(), profile) {
+        match model::not_applicable(rt.kind(), profile, precision) {
             Some(why) => {
-                let mut check = Check::new("random", "-", rt.kind().name(), "", model);
+                let mut check = Check::new("random", head, rt.kind().name(), "", model);
                 check.not_applicable(why);
                 report.checks.push(check);
             }
@@ -410,12 +412,17 @@ pub fn random_inputs(
     let judging = Judging {
         opts,
         precision,
+        head,
         dtypes: &file.dtypes,
     };
     let mut recorder = saved::Recorder::default();
     // A decoder is also run step by step: a random sequence as a prompt and single-token
     // steps, each runtime feeding back its own cache, the logits of every position compared.
-    let decoder = file.dtypes.contains_key(LOGITS) && file.inputs.iter().any(|i| is_past(&i.name));
+    let decoder = file.dtypes.contains_key(LOGITS)
+        && !matches!(
+            DecoderIo::from_inputs(&file.inputs, CacheMode::Concat),
+            Err(DecoderIoError::NotADecoder)
+        );
     for (set, feed) in feeds.iter().enumerate() {
         let case = format!("random-{set}");
         let results = run_all(&mut loaded, |m| {
@@ -519,6 +526,8 @@ impl RuntimeRun {
 struct Judging<'a> {
     opts: &'a VerifyOptions,
     precision: Precision,
+    /// The graph's head, named in every row.
+    head: &'static str,
     dtypes: &'a BTreeMap<String, String>,
 }
 
@@ -536,7 +545,7 @@ fn compare_runs(
     for run in &live {
         if let (Err(e), true) = (&run.out, alone) {
             // Nothing to pair it with: the failure is its own check.
-            let mut check = Check::new(case, "-", &run.name, &run.provider, model);
+            let mut check = Check::new(case, judging.head, &run.name, &run.provider, model);
             check.error(e.to_string());
             report.checks.push(check);
         }
@@ -585,7 +594,7 @@ fn pairwise(
     for (i, j) in pairs {
         let (reference, run) = (&results[i], &results[j]);
         let start = Instant::now();
-        let mut check = Check::new(case, "-", &run.name, &run.provider, model);
+        let mut check = Check::new(case, judging.head, &run.name, &run.provider, model);
         check.reference = reference.name.clone();
         check.node_providers = run.nodes.clone();
         // The run in the lower precision sets the budget (float32 pairs: neither).

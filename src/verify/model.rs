@@ -85,9 +85,14 @@ impl GraphFile {
     }
 }
 
-/// Why `kind` does not run graphs of `profile` by design (tract and a runtime-specific
-/// profile), if so.
-pub(crate) fn not_applicable(kind: RuntimeKind, profile: Profile) -> Option<String> {
-    (kind == RuntimeKind::Tract && !profile.spec().tract)
-        .then(|| format!("not applicable to profile {}", profile.name()))
+/// Why `kind` does not run graphs of `profile` in `precision` by design, if so (the runtimes'
+/// table, [`runtime::can_run`]).
+pub(crate) fn not_applicable(
+    kind: RuntimeKind,
+    profile: Profile,
+    precision: Precision,
+) -> Option<String> {
+    runtime::can_run(kind, profile, precision)
+        .err()
+        .map(|e| e.to_string())
 }

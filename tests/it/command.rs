@@ -2,13 +2,14 @@
 //! web's WebAssembly build) pass the golden cases through `verify` and reproduce the reference's
 //! greedy tokens through `generate`; a perturbed graph fails naming the runtime; an adapter that
 //! misbehaves — exits, answers `error`, writes nothing, writes the wrong shape, never answers —
-//! is one error naming it, never a hang.
+//! is one error naming it, never a hang; and igpt-onnx stopped by a signal stops the adapter
+//! and what it started.
 //!
 //! The Python adapter needs the project's `.venv` (`ci/setup.sh`), the Node ones node and
 //! `ci/adapters/node_modules` (`ci/setup.sh` with npm present): each test skips without them,
 //! unless `CI` is set.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -374,30 +375,154 @@ fn a_failing_adapter_is_one_error_naming_it() {
         assert!(!error.contains('\n'), "{error}");
         assert_eq!(report["checks"][0]["status"], "error");
     }
-    // The same through generate and classify: one line on stderr, naming the runtime.
-    let boom = format!("cmd:{}", tmp.path().join("boom").display());
+    // The same through generate: one line on stderr, naming the runtime, and verify's exit
+    // code for a graph that failed to run (1), a time-out included.
     let decoder = export_head(
         &fixture("causal-lm").join("model"),
         Head::Decoder,
         &tmp.path().join("out"),
         false,
     );
-    let (code, stdout, stderr) = igpt(&[
-        "generate",
-        "--model",
-        decoder.to_str().expect("utf-8"),
-        "--runtime",
-        &boom,
-        "--greedy",
-        "--max-new-tokens",
-        "2",
-    ]);
-    assert_ne!(code, 0, "{stdout}");
-    assert_eq!(
-        stderr.trim_end(),
-        format!("error: {boom} run failed: the adapter answered: boom"),
+    for (name, want) in [
+        ("boom", "run failed: the adapter answered: boom".to_string()),
+        (
+            "sleeps",
+            "run failed: no answer within 1 s (see --command-timeout); the adapter was stopped"
+                .to_string(),
+        ),
+    ] {
+        let runtime = format!("cmd:{}", tmp.path().join(name).display());
+        let (code, stdout, stderr) = igpt(&[
+            "generate",
+            "--model",
+            decoder.to_str().expect("utf-8"),
+            "--runtime",
+            &runtime,
+            "--greedy",
+            "--max-new-tokens",
+            "2",
+            "--command-timeout",
+            "1",
+        ]);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert_eq!(stderr.trim_end(), format!("error: {runtime} {want}"));
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+/// Whether process `pid` is alive: it exists and is not a zombie (an exited process that
+/// nobody reaped yet, which in a container may be never).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !state.is_some_and(|s| s.starts_with('Z'))
+    })
+}
+
+/// Sends `signal` (a name: TERM, INT, HUP, KILL) to `pid` through the shell's `kill`.
+fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("sh")
+        .args(["-c", &format!("kill -s {signal} {pid}")])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -s {signal} {pid}");
+}
+
+#[test]
+fn a_signal_stops_an_adapter_that_never_answers_and_its_children() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = export_head(
+        &fixture("causal-lm").join("model"),
+        Head::CausalLm,
+        &tmp.path().join("out"),
+        false,
     );
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let graph = graph.to_str().expect("utf-8");
+    for sig in ["TERM", "INT", "HUP"] {
+        let pids = tmp.path().join(format!("{sig}.pids"));
+        let waiting = tmp.path().join(format!("{sig}.waiting"));
+        // Loads, then on `run` starts a child and waits on it forever, answering nothing.
+        let adapter = script(
+            tmp.path(),
+            &format!("hangs-{sig}"),
+            &format!(
+                "echo $$ >> '{pids}'\necho 'ready hangs'\nread cmd inputs outputs\n\
+                 sleep 600 &\necho $! >> '{pids}'\necho waiting > '{waiting}'\nwait\n",
+                pids = pids.display(),
+                waiting = waiting.display(),
+            ),
+        );
+        let runtimes = format!("tract,cmd:{}", adapter.display());
+        let mut igpt = Command::new(env!("CARGO_BIN_EXE_igpt-onnx"))
+            .args(["verify", "--model", graph, "--runtimes", &runtimes])
+            .args(["--random-inputs", "1"])
+            .current_dir(root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start igpt-onnx");
+        let started = Instant::now();
+        while !waiting.exists() {
+            if started.elapsed().as_secs() > 60 || igpt.try_wait().is_ok_and(|s| s.is_some()) {
+                let _ = igpt.kill();
+                let out = igpt.wait_with_output().expect("igpt-onnx output");
+                panic!(
+                    "the adapter never got `run`: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let reached = started.elapsed();
+        let adapter_pids: Vec<u32> = std::fs::read_to_string(&pids)
+            .expect("pids")
+            .lines()
+            .map(|l| l.trim().parse().expect("a pid"))
+            .collect();
+        assert_eq!(adapter_pids.len(), 2, "the adapter and its child");
+        assert!(adapter_pids.iter().all(|&p| alive(p)));
+        signal(igpt.id(), sig);
+        let signalled = Instant::now();
+        let code = loop {
+            if let Some(status) = igpt.try_wait().expect("wait") {
+                break status.code();
+            }
+            if signalled.elapsed().as_secs() > 10 {
+                let _ = igpt.kill();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let exited = signalled.elapsed();
+        let mut left: Vec<u32> = adapter_pids.clone();
+        while !left.is_empty() && signalled.elapsed().as_secs_f64() < 3.0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            left.retain(|&p| alive(p));
+        }
+        let gone = signalled.elapsed();
+        // Nothing of a failed run may outlive the test.
+        for &p in &left {
+            signal(p, "KILL");
+        }
+        let mut stderr = String::new();
+        if let Some(mut e) = igpt.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut stderr);
+        }
+        assert!(
+            left.is_empty(),
+            "SIG{sig}: adapter processes {left:?} (of {adapter_pids:?}) still alive 3 s later"
+        );
+        // The shell's code for an interrupted command, whatever the signal.
+        assert_eq!(code, Some(130), "SIG{sig}: {stderr}");
+        println!(
+            "SIG{sig}: `run` reached in {:.2} s; igpt-onnx exited in {:.0} ms, adapter and child \
+             gone in {:.0} ms",
+            reached.as_secs_f64(),
+            exited.as_secs_f64() * 1e3,
+            gone.as_secs_f64() * 1e3
+        );
+    }
 }
 
 #[test]

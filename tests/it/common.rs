@@ -200,6 +200,7 @@ pub fn card_for(head: &str) -> Vec<(String, String)> {
         config,
         hidden_states: false,
         logits: LogitsWidth::Colours,
+        cache: Default::default(),
         provenance: Provenance {
             version: "test".into(),
             ..Default::default()

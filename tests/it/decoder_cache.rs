@@ -1,11 +1,11 @@
 //! The ort profile's decoder step on ONNX Runtime with its cache preallocated and written in
 //! place (`GroupQueryAttention` with past and present bound to one buffer per layer): greedy
 //! generations token for token equal to the portable decoder's (which reproduces the reference's,
-//! tests/generate.rs) and tract's, batch rows independent of each other, padded masks giving the
+//! tests/it/generate.rs) and tract's, batch rows independent of each other, padded masks giving the
 //! portable decoder's logits, and a step past the reservation refused. The checkpoint is the
 //! kv-cache fixture's (head size 8: the kernel takes multiples of 8).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@
 //! checkpoints are fixture copies rewritten with the `safetensors` crate or damaged byte-wise.
 //! The positive cases check bytes, file lists, dtypes and provenance, never just "it ran".
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

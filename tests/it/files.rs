@@ -2,7 +2,7 @@
 //! `rwxr-xr-x`, as a plain create gives (a server running as another user can read what it was
 //! handed); and an interrupted command leaves no temporary behind.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! its own guard, every error is one line, and the process's peak resident memory stays
 //! bounded: a hostile length must not make anyone allocate gigabytes.
 
-mod common;
+use crate::common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;

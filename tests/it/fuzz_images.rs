@@ -1,6 +1,6 @@
 //! Hostile images: decompression bombs refused from the header, and a deterministic mutation
 //! fuzzer over the image decoders (PNG through the `image` crate, JPEG through libjpeg-turbo),
-//! run as an ordinary test on the stable toolchain like `tests/fuzz_readers.rs`.
+//! run as an ordinary test on the stable toolchain like `tests/it/fuzz_readers.rs`.
 //!
 //! Seeds are the committed `fixtures/images/inputs`; mutations are bit flips, big-endian
 //! "interesting" integers over 2- and 4-byte fields (PNG chunk lengths, IHDR and SOF sizes,
@@ -10,13 +10,12 @@
 //! records the peak of live bytes; libjpeg's own C allocations are not seen by it, and are
 //! bounded by the same header check before any of them is made for pixels).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-mod common;
+use crate::alloc::peak_of;
+use crate::common;
 
 use common::Rng;
 use igpt_onnx::image::load::{declared_size, decode_rgb, PIXEL_LIMIT};
@@ -25,50 +24,6 @@ use igpt_onnx::image::ImageError;
 /// Mutated inputs (plus the seeds).
 const ITERATIONS: usize = 3_000;
 const SEED: u64 = 0x6a09_e667_f3bc_c908;
-
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(size: usize) {
-    let now = LIVE.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-    // Zeroed pages from the system, not written here: a decoder's zeroed image buffer stays
-    // as cheap as it is without the counter.
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Runs `f`, returning its value and the most bytes it had allocated at once beyond what was
-/// live before. Tests in this binary run one at a time under `serial` so peaks do not mix.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let value = f();
-    (value, PEAK.load(Ordering::Relaxed).saturating_sub(before))
-}
 
 /// The tests here share one allocation counter: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

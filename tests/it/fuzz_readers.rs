@@ -7,12 +7,11 @@
 //! no panic, and no call may allocate more than a bound (a counting global allocator records
 //! the peak of live bytes).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-mod common;
+use crate::alloc::peak_of;
+use crate::common;
 
 use common::Rng;
 use igpt_onnx::checkpoint::safetensors::parse_header;
@@ -21,28 +20,6 @@ use igpt_onnx::checkpoint::torch::{self, pickle, zip};
 /// Inputs per target (plus the seeds): ~30 000 calls, ~15 s in the dev profile.
 const ITERATIONS: usize = 10_000;
 const SEED: u64 = 0x1f2e_3d4c_5b6a_7988;
-
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 const INTERESTING: [u64; 9] = [
     0,
@@ -110,10 +87,7 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], f: &dyn Fn(&[u8])) -> usize {
         inputs.push(mutate(&mut rng, s));
     }
     for (i, input) in inputs.iter().enumerate() {
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
-        let r = catch_unwind(AssertUnwindSafe(|| f(input)));
-        let grew = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+        let (r, grew) = peak_of(|| catch_unwind(AssertUnwindSafe(|| f(input))));
         if r.is_err() {
             let keep = std::env::temp_dir().join(format!("fuzz-{name}-{i}.bin"));
             let _ = std::fs::write(&keep, input);

@@ -3,7 +3,7 @@
 //! uses, for prompts of 1 to 20 tokens and batches of 1 to 4), on ONNX Runtime and tract; seeded
 //! sampling reproducible across runs and runtimes; bad input refused in one line.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! fixture checkpoint must match them byte for byte, and their summaries must match too.
 //! An intended change is accepted with `./ci/update-graphs.sh`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

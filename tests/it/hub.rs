@@ -4,7 +4,7 @@
 //! the headers hf-hub reads (`ETag`, `X-Repo-Commit`, `Content-Range`). No test touches the
 //! internet: the endpoint is always `HF_ENDPOINT=http://127.0.0.1:<port>`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

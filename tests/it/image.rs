@@ -2,7 +2,7 @@
 //! with Pillow 13.0.0, `fixtures/images/generate.py`), and the `encode` / `decode` / `classify`
 //! commands end to end, bad inputs included.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 //! skip that says what was given; greedy generation equals the reference's tokens. Skipped
 //! where OpenVINO is not installed, except under `CI`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

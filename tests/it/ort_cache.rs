@@ -5,7 +5,7 @@
 //! generates. The checkpoint is the kv-cache fixture's, exported with the ort profile.
 //! `classify --ort-cache` takes the same cache.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! Triton repositories from the command line. (onnxruntime-genai and Triton's own schema judge
 //! the packages in ci/engines_test.py.)
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

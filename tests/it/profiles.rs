@@ -5,7 +5,7 @@
 //! for the others.
 //! Without ONNX Runtime (outside CI) the checks are skipped with a note; under `CI` they fail.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -199,7 +199,22 @@ fn float16_and_int4_declare_their_types_and_sizes() {
         let out = tmp.path().join(precision.name());
         let done = export(&ckpt, &[Head::Decoder], &out, &opts).expect("exports");
         let (inputs, outputs) = igpt_onnx::runtime::graph_io(&done[0].path).expect("io");
-        let io = DecoderIo::from_inputs(&inputs).expect("decoder contract");
+        // The card records how the decoder passes its cache: in place where the ort profile's
+        // GroupQueryAttention takes the head size (multiples of 8).
+        let card = igpt_onnx::graph::ExportCard::require(&done[0].path).expect("card");
+        let in_place = profile == Profile::Ort && ckpt.config.head_dim().is_multiple_of(8);
+        assert_eq!(
+            card.cache,
+            match in_place {
+                true => igpt_onnx::graph::io::CacheMode::Shared,
+                false => igpt_onnx::graph::io::CacheMode::Concat,
+            },
+            "{} {}",
+            profile.name(),
+            precision.name()
+        );
+        let io = DecoderIo::from_inputs(&inputs, card.cache).expect("decoder contract");
+        assert_eq!(io.cache, card.cache);
         let cache = match precision {
             Precision::Float16 => DataType::Float16,
             _ => DataType::Float32,

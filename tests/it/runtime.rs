@@ -2,7 +2,7 @@
 //! runtime (`ort-cpu`, `tract`). ONNX Runtime missing is a skip with a printed reason, except
 //! under `CI`, where it must be found.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! entries; and every file of the hostile corpus (`fixtures/torch/hostile.py`) is refused
 //! through the CLI with one error line, exit 2, nothing written and no marker file.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

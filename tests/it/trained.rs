@@ -5,7 +5,7 @@
 //! classifier's logits and labels for the committed held-out PNGs. Unlike the random-weight
 //! cases, its top-2 logits are far apart, so argmaxes and greedy streams mean something.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The streaming writer on its own: byte counts checked against the framing, sizes that
 //! overflow, unpredictable temporary names, and heads committed all or none.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

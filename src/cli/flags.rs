@@ -1,0 +1,170 @@
+//! The flag groups more than one command takes, written once and flattened into each: how
+//! runtimes are found and run ([`RuntimeFlags`]), and which profile and precision a graph is
+//! exported in ([`PrecisionFlags`]), whose help and accepted values come from the tables.
+
+use std::path::PathBuf;
+
+use igpt_onnx::base::values::{Choice, ChoiceParser};
+use igpt_onnx::graph::profile::{FloatType, Quantization};
+use igpt_onnx::graph::{Precision, Profile, PRECISIONS, PROFILES};
+use igpt_onnx::runtime::{ComputePrecision, RuntimeKind, RuntimeOptions};
+
+/// How runtimes are found and run: every command that runs a graph takes these.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RuntimeFlags {
+    /// ONNX Runtime shared library (first in the discovery order).
+    #[arg(long, value_name = "FILE")]
+    pub ort_lib: Option<PathBuf>,
+    /// ONNX Runtime CPU: keep each graph's optimized model with its prepacked weights in this
+    /// folder (about twice the graph's size) and load it from there on later runs: a faster
+    /// start-up. Also IGPT_ORT_CACHE.
+    #[arg(long, value_name = "DIR")]
+    pub ort_cache: Option<PathBuf>,
+    /// Let a GPU provider that cannot be registered run on CPU (reported as fallback).
+    #[arg(long)]
+    pub allow_fallback: bool,
+    /// OpenVINO's C library (libopenvino_c.so*) or its folder (first in the discovery order).
+    #[arg(long, value_name = "PATH")]
+    pub openvino_lib: Option<PathBuf>,
+    /// OpenVINO's inference precision hint (f32, bf16, f16; default: OpenVINO's, bf16 on CPUs
+    /// with AVX-512 BF16 or AMX); the precision used is reported.
+    #[arg(long, value_parser = ChoiceParser::<ComputePrecision>::new())]
+    pub openvino_precision: Option<ComputePrecision>,
+    /// cmd: runtimes: seconds an adapter may take to load the graph or answer one request
+    /// (default 120).
+    #[arg(long, value_name = "SECS", value_parser = super::seconds)]
+    pub command_timeout: Option<std::time::Duration>,
+}
+
+impl RuntimeFlags {
+    /// The options these flags ask for; `count_nodes` where the report says which execution
+    /// provider ran how many nodes.
+    pub fn options(&self, count_nodes: bool) -> RuntimeOptions {
+        RuntimeOptions {
+            count_nodes,
+            ort_lib: self.ort_lib.clone(),
+            allow_fallback: self.allow_fallback,
+            openvino_lib: self.openvino_lib.clone(),
+            openvino_precision: self.openvino_precision,
+            command_timeout: self.command_timeout,
+            ort_cache: ort_cache(&self.ort_cache),
+        }
+    }
+}
+
+/// `--ort-cache DIR`, else `IGPT_ORT_CACHE` (an empty value: none).
+fn ort_cache(flag: &Option<PathBuf>) -> Option<PathBuf> {
+    flag.clone()
+        .or_else(|| std::env::var_os("IGPT_ORT_CACHE").map(PathBuf::from))
+        .filter(|d| !d.as_os_str().is_empty())
+}
+
+/// `--runtime NAME`'s help: the table's names.
+pub fn runtime_help() -> String {
+    format!("The runtime to run on ({})", RuntimeKind::expected())
+}
+
+/// `--runtimes A,B`'s help.
+pub fn runtimes_help() -> String {
+    format!(
+        "Comma-separated runtimes, the first the reference ({}; cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol)",
+        RuntimeKind::expected()
+    )
+}
+
+/// Which profile and precision a graph is exported in.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PrecisionFlags {
+    #[arg(long, help = profile_help(), value_parser = ChoiceParser::<Profile>::new())]
+    pub profile: Option<Profile>,
+    #[arg(long, help = quantize_help(), value_parser = ChoiceParser::<Quantization>::new())]
+    pub quantize: Option<Quantization>,
+    #[arg(long, help = dtype_help(), value_parser = ChoiceParser::<FloatType>::new())]
+    pub dtype: Option<FloatType>,
+}
+
+impl PrecisionFlags {
+    /// The precision asked for (float32 when neither flag is given; both is refused).
+    pub fn precision(&self) -> anyhow::Result<Precision> {
+        Precision::chosen(self.quantize, self.dtype).map_err(anyhow::Error::msg)
+    }
+
+    /// The profile asked for, else portable.
+    pub fn profile_or_portable(&self) -> Profile {
+        self.profile.unwrap_or(Profile::Portable)
+    }
+
+    /// The profile asked for, else the first profile `precision` fits (portable where it can).
+    pub fn profile_for(&self, precision: Precision) -> Profile {
+        self.profile.unwrap_or_else(|| {
+            precision
+                .spec()
+                .profiles
+                .first()
+                .copied()
+                .unwrap_or(Profile::Portable)
+        })
+    }
+}
+
+fn profile_help() -> String {
+    let rows: Vec<String> = PROFILES
+        .iter()
+        .map(|p| format!("{} ({})", p.name, p.about))
+        .collect();
+    format!("Op profile: {} [default: portable]", rows.join("; "))
+}
+
+fn quantize_help() -> String {
+    let rows: Vec<String> = PRECISIONS
+        .iter()
+        .filter_map(|p| {
+            let q = p.quantize?;
+            let profiles: Vec<&str> = p.profiles.iter().map(|f| f.name()).collect();
+            Some(format!(
+                "{q} ({}; profile {})",
+                p.about,
+                profiles.join(" or ")
+            ))
+        })
+        .collect();
+    format!("Quantised block matrices: {}", rows.join("; "))
+}
+
+fn dtype_help() -> String {
+    let rows: Vec<String> = PRECISIONS
+        .iter()
+        .filter_map(|p| Some(format!("{} ({})", p.dtype?, p.about)))
+        .collect();
+    format!(
+        "Float type of the trunk: {}; not with --quantize",
+        rows.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Help names every row the command line accepts, so a new row shows up by itself.
+    #[test]
+    fn help_lists_every_row() {
+        for p in PROFILES {
+            assert!(profile_help().contains(p.name));
+        }
+        for p in PRECISIONS {
+            if let Some(q) = p.quantize {
+                assert!(quantize_help().contains(&format!("{q} (")), "{q}");
+            }
+            if let Some(d) = p.dtype {
+                assert!(dtype_help().contains(&format!("{d} (")), "{d}");
+            }
+        }
+        assert!(quantize_help().contains(
+            "int4 (4-bit weight blocks (MatMulNBits), float32 activations; profile ort)"
+        ));
+        for r in RuntimeKind::table() {
+            assert!(runtime_help().contains(r.name()));
+        }
+    }
+}

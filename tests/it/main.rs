@@ -1,0 +1,29 @@
+//! The integration tests, one binary: each module is one area (a command, a runtime, a reader).
+//! One crate links ONNX Runtime, tract and the library once instead of once per file.
+
+mod alloc;
+mod command;
+mod common;
+mod decoder_cache;
+mod export_cli;
+mod files;
+mod fuzz;
+mod fuzz_images;
+mod fuzz_readers;
+mod generate;
+mod graphs;
+mod hub;
+mod image;
+mod layers;
+mod openvino;
+mod ort_cache;
+mod package;
+mod profiles;
+mod runtime;
+mod support;
+mod torch_checkpoint;
+mod trained;
+mod verify;
+mod web;
+mod web_parity;
+mod writer;
