@@ -4,7 +4,6 @@
 
 use super::io::DecoderIo;
 use super::profile::{PrecisionSpec, ProfileSpec};
-use super::quant::{BlockPart, QuantBlocks, QuantColumns};
 use crate::base::{DataType, TensorSource};
 use crate::checkpoint::source::{Float16, Float32};
 use crate::checkpoint::Checkpoint;
@@ -68,68 +67,5 @@ impl<'w> Ctx<'_, 'w> {
         }
         let attrs = vec![attr_int("to", to.onnx() as i64)];
         self.g.op(Op::Cast, name, &[x], attrs)
-    }
-
-    /// A Conv1D weight `[n_in, n_out]` as `MatMulNBits` blocks of `bits`: the quantised matrix
-    /// `[n_out, blocks, block · bits / 8]` (uint8, default zero point) and its scales
-    /// `[n_out, blocks]`.
-    pub fn block_weight(
-        &mut self,
-        name: &str,
-        (n_in, n_out): (usize, usize),
-        bits: u8,
-        block: usize,
-    ) -> (String, String) {
-        let blocks = n_in.div_ceil(block);
-        let part = |part| {
-            Box::new(QuantBlocks {
-                store: &self.ckpt.weights,
-                name: name.to_string(),
-                n_in,
-                n_out,
-                bits,
-                block,
-                part,
-            })
-        };
-        let (q, scales) = (part(BlockPart::Quantized), part(BlockPart::Scales));
-        let q = self.g.initializer(
-            &format!("{name}.int{bits}"),
-            DataType::UInt8,
-            &[n_out, blocks, block * usize::from(bits) / 8],
-            q,
-        );
-        let scales = self.g.initializer(
-            &format!("{name}.scales"),
-            DataType::Float32,
-            &[n_out, blocks],
-            scales,
-        );
-        (q, scales)
-    }
-
-    /// A Conv1D weight `[n_in, n_out]` as signed 8-bit values per output column: the matrix
-    /// `[n_in, n_out]` (int8) and its scales `[n_out]`.
-    pub fn column_weight(&mut self, name: &str, (n_in, n_out): (usize, usize)) -> (String, String) {
-        let part = |part| {
-            Box::new(QuantColumns {
-                store: &self.ckpt.weights,
-                name: name.to_string(),
-                n_in,
-                n_out,
-                part,
-            })
-        };
-        let (q, scales) = (part(BlockPart::Quantized), part(BlockPart::Scales));
-        let q = self
-            .g
-            .initializer(&format!("{name}.int8"), DataType::Int8, &[n_in, n_out], q);
-        let scales = self.g.initializer(
-            &format!("{name}.scales"),
-            DataType::Float32,
-            &[n_out],
-            scales,
-        );
-        (q, scales)
     }
 }

@@ -1,9 +1,11 @@
 //! The block matrices (attention and MLP Conv1D layers, HF `Conv1D`: `y = x @ W + b`, W
 //! `[n_in, n_out]`) in the precision's form: a MatMul in the activations' type plus the bias, or
-//! ONNX Runtime's `MatMulNBits` on quantised blocks. A new precision adds its arm here.
+//! ONNX Runtime's `MatMulNBits` on quantised blocks. A new matrix form adds its arm and its
+//! weights' initializers here (their bytes come from a `TensorSource` in `quant.rs`).
 
 use super::ctx::Ctx;
 use super::profile::MatMulForm;
+use super::quant::{BlockPart, QuantBlocks, QuantColumns};
 use crate::base::DataType;
 use crate::onnx::builder::attr_int;
 use crate::onnx::{Op, Scope};
@@ -24,7 +26,7 @@ pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usiz
             block_size,
             accuracy_level,
         } => {
-            let (q, scales) = cx.block_weight(&s.name("weight"), (n_in, n_out), bits, block_size);
+            let (q, scales) = block_weight(cx, &s.name("weight"), (n_in, n_out), bits, block_size);
             let bias = bias(cx);
             let attrs = vec![
                 attr_int("K", n_in as i64),
@@ -37,7 +39,7 @@ pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usiz
             cx.g.op(Op::MatMulNBits, s.path().to_string(), &inputs, attrs)
         }
         MatMulForm::Dynamic => {
-            let (q, scales) = cx.column_weight(&s.name("weight"), (n_in, n_out));
+            let (q, scales) = column_weight(cx, &s.name("weight"), (n_in, n_out));
             let bias = bias(cx);
             if cx.profile.contrib_opset.is_some() {
                 // The bias as the op's fifth input: one kernel, no Add (96 fewer nodes in a
@@ -79,4 +81,70 @@ pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usiz
             cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
         }
     }
+}
+
+/// A Conv1D weight `[n_in, n_out]` as `MatMulNBits` blocks of `bits`: the quantised matrix
+/// `[n_out, blocks, block · bits / 8]` (uint8, default zero point) and its scales
+/// `[n_out, blocks]`.
+fn block_weight(
+    cx: &mut Ctx<'_, '_>,
+    name: &str,
+    (n_in, n_out): (usize, usize),
+    bits: u8,
+    block: usize,
+) -> (String, String) {
+    let blocks = n_in.div_ceil(block);
+    let part = |part| {
+        Box::new(QuantBlocks {
+            store: &cx.ckpt.weights,
+            name: name.to_string(),
+            n_in,
+            n_out,
+            bits,
+            block,
+            part,
+        })
+    };
+    let (q, scales) = (part(BlockPart::Quantized), part(BlockPart::Scales));
+    let q = cx.g.initializer(
+        &format!("{name}.int{bits}"),
+        DataType::UInt8,
+        &[n_out, blocks, block * usize::from(bits) / 8],
+        q,
+    );
+    let scales = cx.g.initializer(
+        &format!("{name}.scales"),
+        DataType::Float32,
+        &[n_out, blocks],
+        scales,
+    );
+    (q, scales)
+}
+
+/// A Conv1D weight `[n_in, n_out]` as signed 8-bit values per output column: the matrix
+/// `[n_in, n_out]` (int8) and its scales `[n_out]`.
+fn column_weight(
+    cx: &mut Ctx<'_, '_>,
+    name: &str,
+    (n_in, n_out): (usize, usize),
+) -> (String, String) {
+    let part = |part| {
+        Box::new(QuantColumns {
+            store: &cx.ckpt.weights,
+            name: name.to_string(),
+            n_in,
+            n_out,
+            part,
+        })
+    };
+    let (q, scales) = (part(BlockPart::Quantized), part(BlockPart::Scales));
+    let q =
+        cx.g.initializer(&format!("{name}.int8"), DataType::Int8, &[n_in, n_out], q);
+    let scales = cx.g.initializer(
+        &format!("{name}.scales"),
+        DataType::Float32,
+        &[n_out],
+        scales,
+    );
+    (q, scales)
 }
