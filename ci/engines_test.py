@@ -126,17 +126,25 @@ def test_genai_unseen(tmp):
     print("  the same with --profile ort: genai's shared past/present buffer gives our tokens")
 
 
+def variants():
+    """Every profile and precision the binary's table lists but the portable float32 the other
+    checks use, as (flags, label): from `igpt-onnx support`, never a hand-written list."""
+    table = json.loads(subprocess.run([BIN, "support", "--format", "json"], capture_output=True,
+                                      text=True, check=True).stdout)
+    out = []
+    for p in table["precisions"]:
+        for profile in p["profiles"]:
+            if p["flags"] or profile != "portable":
+                out.append((["--profile", profile, *p["flags"]], "-".join([profile, *p["flags"][-1:]])))
+    return out
+
+
 def test_genai_precisions(tmp):
     """Each profile and precision genai is shipped in: genai's greedy tokens equal ours on the
     same decoder (a block or float16 decoder's tokens need not equal float32's: near-ties flip)."""
     model_dir = FIXTURES / "greedy/model"
     cases = json.loads((FIXTURES / "greedy/generations.json").read_text())["generations"]
-    variants = ((["--profile", "ort"], "ort"), (["--profile", "ort", "--quantize", "int8"], "ort-int8"),
-                (["--profile", "ort", "--quantize", "int4"], "ort-int4"),
-                (["--profile", "ort", "--dtype", "fp16"], "ort-fp16"),
-                (["--profile", "ort", "--quantize", "int8-dynamic"], "ort-int8-dynamic"),
-                (["--quantize", "int8-dynamic"], "int8-dynamic"))
-    for flags, name in variants:
+    for flags, name in variants():
         igpt("package", "--genai", tmp / name, "--weights", model_dir, *flags)
         igpt("export", "--weights", model_dir, "--head", "decoder", "--out", tmp / f"{name}-ours", *flags)
         model = og.Model(str(tmp / name))
