@@ -1,6 +1,6 @@
 """igpt-onnx `cmd:` runtime adapter for ONNX Runtime's Python package (onnxruntime, CPU).
 
-Speaks the file protocol of igpt-onnx's command runtime (README, "Verify"):
+Speaks the file protocol of igpt-onnx's command runtime (docs/verify.md, "Any runtime: cmd:PROGRAM"):
 
     ci/adapters/ort-python serve MODEL
     -> ready <provider>

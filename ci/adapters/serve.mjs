@@ -1,4 +1,4 @@
-// The igpt-onnx `cmd:` runtime protocol (README, "Verify") for the ONNX Runtime JavaScript
+// The igpt-onnx `cmd:` runtime protocol (docs/verify.md, "Any runtime: cmd:PROGRAM") for the ONNX Runtime JavaScript
 // packages: `ready <provider>`, then per `run INPUTS_PATH OUTPUTS_PATH` line the graph's outputs
 // written as safetensors and `ok`, or `error <one line>`. Safetensors
 // (https://github.com/huggingface/safetensors): an 8-byte little-endian header length, a JSON

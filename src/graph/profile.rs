@@ -227,7 +227,7 @@ pub struct PrecisionSpec {
 /// 35.3 %); level 4 stepped faster than levels 0 and 1 at every size (blocks of 32: 51.3 ms
 /// against 54.7 at level 1; float32 128 ms) for the same accuracy. 32 keeps accuracy and NLL
 /// exactly; 64 and 128 step at most 8 % faster but nearly double the worst flip gap (0.37). See
-/// README, "Profiles and precisions".
+/// docs/profiles.md.
 pub const PRECISIONS: &[PrecisionSpec] = &[
     PrecisionSpec {
         precision: Precision::Float32,
@@ -498,7 +498,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         ir_version: 8,
         contrib_opset: Some(1),
         norm: NormForm::Fused,
-        // MultiHeadAttention: see the measurements in README ("Profiles and precisions").
+        // MultiHeadAttention: see the measurements in docs/profiles.md.
         attention: AttentionForm::MultiHead,
         activation: ActivationForm::QuickGelu,
         tolerance: (1e-4, 1e-3),

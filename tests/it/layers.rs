@@ -3,7 +3,7 @@
 //! that defines it, and fails on:
 //! - a cycle between files (which covers cycles between modules and inside them): a module's
 //!   `mod.rs` is its façade and may use its children, so children never use their parent;
-//! - a top-level module using one that is not below it in [`LAYERS`] (the README's Layout
+//! - a top-level module using one that is not below it in [`LAYERS`] (docs/layout.md's
 //!   section states the same order).
 
 use std::collections::{BTreeMap, BTreeSet};

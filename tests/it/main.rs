@@ -5,6 +5,7 @@ mod alloc;
 mod command;
 mod common;
 mod decoder_cache;
+mod docs;
 mod export_cli;
 mod files;
 mod fuzz;
