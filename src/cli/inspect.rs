@@ -13,6 +13,6 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let info = igpt_onnx::onnx::inspect::inspect(&a.model).map_err(anyhow::Error::msg)?;
-    print!("{}", info.summary());
+    super::print_out(&info.summary())?;
     Ok(ExitCode::SUCCESS)
 }

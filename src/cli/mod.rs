@@ -132,3 +132,13 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         false => 2,
     }
 }
+
+/// Prints `text` on stdout; a reader that went away (`igpt-onnx support | head`) is not an
+/// error (print! would panic there).
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}

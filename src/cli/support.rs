@@ -25,10 +25,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    match a.format {
-        Format::Text => print!("{}", support::matrix_text()),
-        Format::Markdown => print!("{}", support::matrix_markdown()),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&support::matrix_json())?),
-    }
+    let text = match a.format {
+        Format::Text => support::matrix_text(),
+        Format::Markdown => support::matrix_markdown(),
+        Format::Json => serde_json::to_string_pretty(&support::matrix_json())? + "\n",
+    };
+    super::print_out(&text)?;
     Ok(ExitCode::SUCCESS)
 }

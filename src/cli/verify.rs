@@ -96,7 +96,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             verify::golden_suite(&dir, &opts)?
         }
     };
-    print!("{}", report.to_text());
+    super::print_out(&report.to_text())?;
     if let Some(p) = &a.json {
         let text = serde_json::to_string_pretty(&report)? + "\n";
         write_atomic(p, text.as_bytes())?;
