@@ -18,3 +18,9 @@ igpt_bin() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
   echo "$target/$dir/igpt-onnx"
 }
+
+# `stage NAME`: prints `== NAME` with the seconds since the script started, so a run's log says
+# where its time went.
+stage() {
+  echo "== $* [${SECONDS} s]"
+}

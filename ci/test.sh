@@ -4,19 +4,23 @@
 # committed graph.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/lib.sh
+stage "set-up"
 ./ci/setup.sh
-echo "== cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy --all-targets -- -D warnings"
+stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
-echo "== cargo test"
+stage "cargo test --all-targets --no-run (build)"
+cargo test --all-targets --no-run
+stage "cargo test --all-targets"
 cargo test --all-targets
+stage "cargo test --doc"
 cargo test --doc
-echo "== onnx checker over graphs/, an external-data export and every portable precision"
+stage "onnx checker over graphs/, an external-data export and every portable precision"
 .venv/bin/python ci/check_graphs.py graphs
 ext=$(mktemp -d)
 trap 'rm -rf "$ext"' EXIT
-. ci/lib.sh
 "$(igpt_bin)" export --weights fixtures/sharded/model --out "$ext" --external-data >/dev/null
 .venv/bin/python ci/check_graphs.py "$ext"
 # Every other precision of the portable profile, as the binary's table lists them (the ort
@@ -32,5 +36,6 @@ for p in json.load(sys.stdin)["precisions"]:
   rm -rf "$ext" && "$(igpt_bin)" export --weights fixtures/kv-cache/model --out "$ext" $flags >/dev/null
   .venv/bin/python ci/check_graphs.py "$ext"
 done
-echo "== engines: onnxruntime-genai generation and Triton configs (ci/engines_test.py)"
+stage "engines: onnxruntime-genai generation and Triton configs (ci/engines_test.py)"
 .venv/bin/python ci/engines_test.py "$(igpt_bin)"
+stage "test.sh done"
