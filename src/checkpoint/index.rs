@@ -63,10 +63,10 @@ mod tests {
                 index.display()
             )
         );
-        crate::base::assert_causes_end_the_message(&err);
+        crate::base::assert_causes_show_in_the_message(&err);
         let missing = dir.path().join("none.index.json");
         let err = shard_files(&missing).expect_err("missing");
         assert!(matches!(err, WeightsError::IndexRead { .. }), "{err:?}");
-        crate::base::assert_causes_end_the_message(&err);
+        crate::base::assert_causes_show_in_the_message(&err);
     }
 }

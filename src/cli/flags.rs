@@ -86,7 +86,7 @@ pub struct PrecisionFlags {
 impl PrecisionFlags {
     /// The precision asked for (float32 when neither flag is given; both is refused).
     pub fn precision(&self) -> anyhow::Result<Precision> {
-        Precision::chosen(self.quantize, self.dtype).map_err(anyhow::Error::msg)
+        Ok(Precision::chosen(self.quantize, self.dtype)?)
     }
 
     /// The profile asked for, else portable.

@@ -67,14 +67,14 @@ impl Command {
     }
 }
 
-/// The error and its causes on one line, `: `-separated. Library errors already end with
-/// their cause (`cannot read {path}: {source}`), so a cause whose text the line already ends
-/// with is not repeated.
+/// The error and its causes on one line, `: `-separated. Library errors already show their
+/// cause (`cannot read {path}: {source}`, `{path}: not a saved-outputs file ({source})`), so a
+/// cause whose text the line already holds is not repeated.
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = igpt_onnx::runtime::model::one_line(&cause.to_string());
-        if line.ends_with(&text) {
+        if line.contains(&text) {
             continue;
         }
         if !line.is_empty() {

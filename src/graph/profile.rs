@@ -591,19 +591,23 @@ impl Choice for FloatType {
     }
 }
 
+/// `--quantize` and `--dtype` given together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--quantize {} and --dtype {} cannot be combined: quantised weights take float32 activations", Choice::name(*.quantize), Choice::name(*.dtype))]
+pub struct BothPrecisions {
+    pub quantize: Quantization,
+    pub dtype: FloatType,
+}
+
 impl Precision {
     /// The precision the command line's `--quantize` and `--dtype` ask for (float32 when
     /// neither); both at once is refused: quantised blocks take float32 activations.
     pub fn chosen(
         quantize: Option<Quantization>,
         dtype: Option<FloatType>,
-    ) -> Result<Precision, String> {
+    ) -> Result<Precision, BothPrecisions> {
         match (quantize, dtype) {
-            (Some(q), Some(d)) => Err(format!(
-                "--quantize {} and --dtype {} cannot be combined: quantised weights take float32 activations",
-                Choice::name(q),
-                Choice::name(d)
-            )),
+            (Some(quantize), Some(dtype)) => Err(BothPrecisions { quantize, dtype }),
             (Some(Quantization(p)), None) | (None, Some(FloatType(p))) => Ok(p),
             (None, None) => Ok(Precision::Float32),
         }
@@ -656,7 +660,19 @@ mod tests {
                 Some(Quantization(Precision::Int4)),
                 Some(FloatType(Precision::Float16))
             ),
-            Err("--quantize int4 and --dtype fp16 cannot be combined: quantised weights take float32 activations".into())
+            Err(BothPrecisions {
+                quantize: Quantization(Precision::Int4),
+                dtype: FloatType(Precision::Float16)
+            })
+        );
+        assert_eq!(
+            Precision::chosen(
+                Some(Quantization(Precision::Int4)),
+                Some(FloatType(Precision::Float16))
+            )
+            .expect_err("both")
+            .to_string(),
+            "--quantize int4 and --dtype fp16 cannot be combined: quantised weights take float32 activations"
         );
     }
 }

@@ -245,7 +245,7 @@ mod tests {
                 .starts_with("cut.png: cannot decode image: "),
             "{err}"
         );
-        crate::base::assert_causes_end_the_message(&err);
+        crate::base::assert_causes_show_in_the_message(&err);
     }
 
     #[test]

@@ -247,7 +247,7 @@ mod tests {
                 path.display()
             )
         );
-        crate::base::assert_causes_end_the_message(&err);
+        crate::base::assert_causes_show_in_the_message(&err);
     }
 
     #[test]

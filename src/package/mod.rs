@@ -189,7 +189,7 @@ mod tests {
             err.to_string(),
             format!("{shown}: cannot read {shown}: No such file or directory (os error 2)")
         );
-        crate::base::assert_causes_end_the_message(&err);
+        crate::base::assert_causes_show_in_the_message(&err);
         let err = serde_json::from_str::<serde_json::Value>("[")
             .map_err(PackageError::json(&graph))
             .expect_err("not JSON");
@@ -197,7 +197,7 @@ mod tests {
             err.to_string(),
             format!("{shown}: not JSON: EOF while parsing a list at line 1 column 1")
         );
-        crate::base::assert_causes_end_the_message(&err);
+        crate::base::assert_causes_show_in_the_message(&err);
     }
 
     #[test]

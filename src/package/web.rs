@@ -211,10 +211,11 @@ pub fn write(
 /// The manifest's decoder entry: its file and cache contract, read back from the graph by the
 /// decoder contract's one parser.
 fn decoder_entry(g: &Exported, c: &crate::config::ImageGptConfig) -> Result<Value, PackageError> {
-    let invalid = |why: String| PackageError::invalid(&g.path, why);
-    let (inputs, _) = crate::runtime::graph_io(&g.path).map_err(|e| invalid(e.to_string()))?;
+    let (inputs, _) =
+        crate::runtime::graph_io(&g.path).map_err(PackageError::invalid_because(&g.path))?;
     let card = ExportCard::require(&g.path)?;
-    let io = DecoderIo::from_inputs(&inputs, card.cache).map_err(|e| invalid(e.to_string()))?;
+    let io = DecoderIo::from_inputs(&inputs, card.cache)
+        .map_err(PackageError::invalid_because(&g.path))?;
     Ok(json!({
         "file": file_name(&g.path),
         "bytes": g.bytes,

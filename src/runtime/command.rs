@@ -97,8 +97,12 @@ pub enum CommandError {
     },
     #[error("the adapter answered `ok` but wrote no {0}")]
     NoOutputs(String),
-    #[error("cannot read the outputs {path}: {why}")]
-    ReadOutputs { path: String, why: String },
+    #[error("cannot read the outputs {path}: {source}")]
+    ReadOutputs {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("the adapter wrote no output `{0}`")]
     MissingOutput(String),
     #[error("output `{name}` is {found}; the graph declares {expected}")]
@@ -545,15 +549,15 @@ fn write_feed<'t>(
 
 /// The graph's outputs from the adapter's file, in the graph's order.
 fn read_outputs(path: &Path, specs: &[IoSpec]) -> Result<NamedOutputs, CommandError> {
-    let read_error = |why: String| CommandError::ReadOutputs {
+    let read_error = |source: Box<dyn std::error::Error + Send + Sync>| CommandError::ReadOutputs {
         path: path.display().to_string(),
-        why,
+        source,
     };
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => CommandError::NoOutputs(path.display().to_string()),
-        _ => read_error(e.to_string()),
+        _ => read_error(e.into()),
     })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| read_error(e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| read_error(e.into()))?;
     let mut out = Vec::with_capacity(specs.len());
     for spec in specs {
         let view = st
@@ -577,7 +581,7 @@ fn read_outputs(path: &Path, specs: &[IoSpec]) -> Result<NamedOutputs, CommandEr
                 .map(Tensor::I64),
             other => return Err(mismatch(format!("{} {shape:?}", safetensors_name(other)))),
         }
-        .map_err(|e| read_error(format!("output `{}`: {e}", spec.name)))?;
+        .map_err(|e| read_error(format!("output `{}`: {e}", spec.name).into()))?;
         out.push((spec.name.clone(), tensor));
     }
     Ok(out)

@@ -601,7 +601,7 @@ pub(super) fn any_tensor(
     let bad = |found: String| FixtureError::BadTensor {
         path: path.display().to_string(),
         name: name.to_string(),
-        expected: "I64, F32 or F16".into(),
+        expected: "int64, float32 or float16".into(),
         found,
     };
     let shape = IxDyn(t.shape());
@@ -625,7 +625,7 @@ pub(super) fn any_tensor(
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]));
             ArrayD::from_shape_vec(shape, v.collect()).map(Tensor::F16)
         }
-        other => return Err(bad(format!("{other:?}"))),
+        other => return Err(bad(safetensors_name(other))),
     };
     made.map_err(|e| bad(e.to_string()))
 }

@@ -303,7 +303,7 @@ impl<'a> Graph<'a> {
                         .judge(&mut check, &out, &self.expected);
                         let budget = budget.unwrap_or(&self.profile.1.spec().budget);
                         if let Err(e) = self.tasks(&mut check, m.as_mut(), budget) {
-                            check.error(e);
+                            check.error(format!("labelled set: {e}"));
                         }
                         check.settle();
                     }
@@ -324,19 +324,15 @@ impl Graph<'_> {
         check: &mut Check,
         m: &mut dyn LoadedModel,
         budget: &Budget,
-    ) -> Result<(), String> {
+    ) -> Result<(), tasks::TaskError> {
         let labelled = self.case.labelled.as_ref();
         match (self.head, labelled) {
             (Head::CausalLm, Some(set)) => {
                 (check.nll, check.labelled_flips) =
-                    tasks::labelled_nll(m, &self.inputs, set, budget)
-                        .map_err(|e| format!("labelled set: {e}"))?;
+                    tasks::labelled_nll(m, &self.inputs, set, budget)?;
             }
             (Head::Classifier, Some(set)) => {
-                check.classification = Some(
-                    tasks::accuracy(m, &self.inputs, set, budget)
-                        .map_err(|e| format!("labelled set: {e}"))?,
-                );
+                check.classification = Some(tasks::accuracy(m, &self.inputs, set, budget)?);
             }
             _ => {}
         }

@@ -24,8 +24,12 @@ const KEY: &str = "igpt_onnx.saved";
 pub enum SavedError {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("{path}: not a saved-outputs file ({why})")]
-    Format { path: String, why: String },
+    #[error("{path}: not a saved-outputs file ({source})")]
+    Format {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{path} holds the outputs of another graph (sha256 {saved}, this graph {this}): refusing to compare")]
     OtherGraph {
         path: String,
@@ -129,21 +133,21 @@ impl Recorder {
                 },
             );
         }
-        let format = |why: String| SavedError::Format {
+        let format = |e: Box<dyn std::error::Error + Send + Sync>| SavedError::Format {
             path: path.display().to_string(),
-            why,
+            source: e,
         };
         let views = tensors
             .iter()
             .map(|(n, shape, bytes)| {
                 safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
                     .map(|v| (n.clone(), v))
-                    .map_err(|e| format(e.to_string()))
+                    .map_err(|e| format(e.into()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let text = serde_json::to_string(&meta).map_err(|e| format(e.to_string()))?;
+        let text = serde_json::to_string(&meta).map_err(|e| format(e.into()))?;
         let info = std::collections::HashMap::from([(KEY.to_string(), text)]);
-        let bytes = safetensors::serialize(views, Some(info)).map_err(|e| format(e.to_string()))?;
+        let bytes = safetensors::serialize(views, Some(info)).map_err(|e| format(e.into()))?;
         Ok(files::write_atomic(path, &bytes)?)
     }
 }
@@ -160,25 +164,24 @@ impl SavedRun {
     /// Reads `path`.
     pub fn read(path: &Path) -> Result<SavedRun, SavedError> {
         let shown = path.display().to_string();
-        let format = |why: String| SavedError::Format {
+        let format = |e: Box<dyn std::error::Error + Send + Sync>| SavedError::Format {
             path: shown.clone(),
-            why,
+            source: e,
         };
         let bytes = std::fs::read(path).map_err(FileError::at("read", path))?;
         let (_, header) =
-            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| format(e.into()))?;
         let text = header
             .metadata()
             .as_ref()
             .and_then(|m| m.get(KEY))
-            .ok_or_else(|| format(format!("no `{KEY}` metadata")))?;
-        let meta: Meta = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
-        let st =
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+            .ok_or_else(|| format(format!("no `{KEY}` metadata").into()))?;
+        let meta: Meta = serde_json::from_str(text).map_err(|e| format(e.into()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format(e.into()))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != safetensors::Dtype::F32 {
-                return Err(format(format!("tensor `{name}` is not float32")));
+                return Err(format(format!("tensor `{name}` is not float32").into()));
             }
             let values: Vec<f32> = view
                 .data()
@@ -186,7 +189,7 @@ impl SavedRun {
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
             let a = ArrayD::from_shape_vec(IxDyn(view.shape()), values)
-                .map_err(|e| format(format!("tensor `{name}`: {e}")))?;
+                .map_err(|e| format(format!("tensor `{name}`: {e}").into()))?;
             tensors.insert(name, a);
         }
         Ok(SavedRun {
@@ -238,7 +241,7 @@ impl SavedRun {
                 let key = format!("{set}/{}/{name}", r.runtime);
                 let t = self.tensors.get(&key).ok_or_else(|| SavedError::Format {
                     path: self.path.clone(),
-                    why: format!("tensor `{key}` is listed but missing"),
+                    source: format!("tensor `{key}` is listed but missing").into(),
                 })?;
                 outputs.push((name.clone(), Tensor::F32(t.clone())));
             }

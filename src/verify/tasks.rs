@@ -12,7 +12,32 @@ use crate::base::{IoSpec, Tensor};
 use crate::generate::{self, DecoderDims, Sampler, Strategy};
 use crate::graph::io::{ATTENTION_MASK, INPUT_IDS, LOGITS, POSITION_IDS};
 use crate::graph::profile::Budget;
-use crate::runtime::LoadedModel;
+use crate::runtime::{LoadedModel, RuntimeError};
+
+/// Why a task metric could not be taken; the check reports it as its error.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("the graph takes inputs other than input_ids, attention_mask, position_ids")]
+    Inputs,
+    #[error("the graph has no `logits` output")]
+    NoLogits,
+    /// Logits of another rank than the head gives.
+    #[error("{0} logits are not {1}")]
+    Rank(&'static str, &'static str),
+    #[error("scored {scored} tokens of the labelled set, the reference has {reference}")]
+    Scored { scored: usize, reference: usize },
+    #[error("logits cover {found} positions, not {expected}")]
+    Positions { found: usize, expected: usize },
+    #[error("{0}")]
+    Run(#[from] RuntimeError),
+    #[error("run {index} ({description}): {source}")]
+    Generation {
+        index: usize,
+        description: String,
+        #[source]
+        source: generate::GenerateError,
+    },
+}
 
 /// Rows per run when a labelled set goes through a graph.
 const CHUNK: usize = 50;
@@ -173,19 +198,17 @@ fn logits_of(
     model: &mut dyn LoadedModel,
     inputs: &[IoSpec],
     ids: ArrayView2<'_, i64>,
-) -> Result<Vec<ArrayD<f32>>, String> {
+) -> Result<Vec<ArrayD<f32>>, TaskError> {
     let mut out = Vec::new();
     for start in (0..ids.nrows()).step_by(CHUNK) {
         let rows = ids.slice(s![start..(start + CHUNK).min(ids.nrows()), ..]);
-        let feed = sequence_feed(inputs, rows).ok_or_else(|| {
-            "the graph takes inputs other than input_ids, attention_mask, position_ids".to_string()
-        })?;
+        let feed = sequence_feed(inputs, rows).ok_or(TaskError::Inputs)?;
         let borrowed: Vec<(&str, &Tensor)> = feed.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        let got = model.run(&borrowed).map_err(|e| e.to_string())?;
+        let got = model.run(&borrowed)?;
         let logits = got
             .into_iter()
             .find(|(n, _)| n == LOGITS)
-            .ok_or_else(|| "the graph has no `logits` output".to_string())?;
+            .ok_or(TaskError::NoLogits)?;
         out.push(logits.1.to_f32());
     }
     Ok(out)
@@ -198,7 +221,7 @@ pub fn labelled_nll(
     inputs: &[IoSpec],
     set: &LabelledSet,
     budget: &Budget,
-) -> Result<(Option<NllMetric>, Option<FlipMetric>), String> {
+) -> Result<(Option<NllMetric>, Option<FlipMetric>), TaskError> {
     if set.logprob.is_none() && set.top2.is_none() {
         return Ok((None, None));
     }
@@ -216,13 +239,13 @@ pub fn labelled_nll(
     for (i, chunk) in logits_of(model, inputs, fed)?.into_iter().enumerate() {
         let chunk = chunk
             .into_dimensionality::<Ix3>()
-            .map_err(|_| "logits are not [batch, sequence, vocab]".to_string())?;
+            .map_err(|_| TaskError::Rank("the", "[batch, sequence, vocab]"))?;
         let (rows, positions, _) = chunk.dim();
         if positions != cols - 1 {
-            return Err(format!(
-                "logits cover {positions} positions, not {}",
-                cols - 1
-            ));
+            return Err(TaskError::Positions {
+                found: positions,
+                expected: cols - 1,
+            });
         }
         let start = i * CHUNK;
         // nll_sum scores ids[t + 1] at position t: the fed ids plus the last token.
@@ -256,9 +279,10 @@ pub fn labelled_nll(
     };
     let want = reference.len();
     if n != want {
-        return Err(format!(
-            "scored {n} tokens of the labelled set, the reference has {want}"
-        ));
+        return Err(TaskError::Scored {
+            scored: n,
+            reference: want,
+        });
     }
     let reference = -reference.iter().map(|&x| f64::from(x)).sum::<f64>() / want as f64;
     let nll = nll_metric("labelled set", reference, sum / n as f64, n, budget);
@@ -272,13 +296,13 @@ pub fn accuracy(
     inputs: &[IoSpec],
     set: &LabelledSet,
     budget: &Budget,
-) -> Result<AccuracyMetric, String> {
+) -> Result<AccuracyMetric, TaskError> {
     let fed = set.ids.slice(s![.., 1..]);
     let mut predicted = Vec::with_capacity(set.labels.len());
     for chunk in logits_of(model, inputs, fed)? {
         let chunk = chunk
             .into_dimensionality::<Ix2>()
-            .map_err(|_| "classifier logits are not [batch, labels]".to_string())?;
+            .map_err(|_| TaskError::Rank("classifier", "[batch, labels]"))?;
         for row in chunk.rows() {
             predicted.push(generate::sampling::argmax(&row.to_vec()) as i64);
         }
@@ -309,7 +333,7 @@ pub fn greedy(
     model: &mut dyn LoadedModel,
     dims: &DecoderDims,
     runs: &[GreedyRun],
-) -> Result<GreedyMetric, String> {
+) -> Result<GreedyMetric, TaskError> {
     let mut metric = GreedyMetric {
         runs: runs.len(),
         tokens: 0,
@@ -324,7 +348,11 @@ pub fn greedy(
             .map_or(0, |t| t.len().saturating_sub(plen));
         let mut sampler = Sampler::new(Strategy::Greedy, 0);
         let got = generate::generate(model, dims, &run.prompt, new, &mut sampler, &mut |_, _| {})
-            .map_err(|e| format!("run {i} ({}): {e}", run.description))?;
+            .map_err(|source| TaskError::Generation {
+            index: i,
+            description: run.description.clone(),
+            source,
+        })?;
         let mut diverged = false;
         for (row, (want, got)) in run.tokens.iter().zip(&got.tokens).enumerate() {
             metric.tokens += want.len().saturating_sub(plen);
