@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::alloc::peak_of;
 use crate::common;
+use crate::png::chunk;
 
 use common::Rng;
 use igpt_onnx::image::load::{declared_size, decode_rgb, PIXEL_LIMIT};
@@ -36,27 +37,9 @@ fn inputs_dir() -> PathBuf {
     common::fixture("images").join("inputs")
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    let mut out = Vec::new();
+    chunk(&mut out, kind, data);
     out
 }
 

@@ -442,11 +442,8 @@ fn encode_refuses_bad_images_with_one_line_and_writes_nothing() {
 /// A PNG whose IHDR says width 0: valid chunks and CRCs, an empty image.
 fn zero_size_png() -> Vec<u8> {
     fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
+        let mut out = Vec::new();
+        crate::png::chunk(&mut out, kind, data);
         out
     }
     let mut ihdr = 0u32.to_be_bytes().to_vec();
@@ -460,21 +457,6 @@ fn zero_size_png() -> Vec<u8> {
     ));
     png.extend(chunk(b"IEND", b""));
     png
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod layers;
 mod openvino;
 mod ort_cache;
 mod package;
+mod png;
 mod profiles;
 mod runtime;
 mod support;

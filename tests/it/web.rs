@@ -9,6 +9,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::png::{png_by_hand, Layout};
 use common::{cli, copy_dir, fixture};
 use serde_json::{json, Value};
 
@@ -121,114 +122,17 @@ fn cli_decode(processor: &Path, tokens: &[i64], tmp: &Path) -> Vec<u8> {
 }
 
 /// A PNG written here, to reach the page's decoder where Pillow-written fixtures do not:
-/// `depth`-bit samples of colour type `colour`, Adam7-interlaced or not, every row filter 0,
-/// the image data in stored (uncompressed) deflate blocks.
-fn write_png(path: &Path, (w, h): (usize, usize), depth: u8, colour: u8, interlaced: bool) {
-    let channels = match colour {
-        0 | 3 => 1,
-        2 => 3,
-        4 => 2,
-        _ => 4,
+/// `depth`-bit samples of colour type `colour`, Adam7-interlaced or not, random row filters, the
+/// image data in stored (uncompressed) deflate blocks.
+fn write_png(path: &Path, size: (usize, usize), depth: u8, colour: u8, interlaced: bool) {
+    let seed = 0x2545_f491_4f6c_dd1du64 ^ u64::from(depth) << 8 ^ u64::from(colour);
+    let layout = Layout {
+        interlaced,
+        trns: false,
+        text: false,
+        idats: 1,
     };
-    // Seeded samples, each within the bit depth (and the 16-entry palette).
-    let mut state = 0x2545_f491_4f6c_dd1du64 ^ u64::from(depth) << 8 ^ u64::from(colour);
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let max = ((1u64 << depth) - 1).min(if colour == 3 { 15 } else { u64::MAX });
-    let samples: Vec<u64> = (0..w * h * channels).map(|_| next() % (max + 1)).collect();
-    let passes: &[(usize, usize, usize, usize)] = if interlaced {
-        &[
-            (0, 0, 8, 8),
-            (4, 0, 8, 8),
-            (0, 4, 4, 8),
-            (2, 0, 4, 4),
-            (0, 2, 2, 4),
-            (1, 0, 2, 2),
-            (0, 1, 1, 2),
-        ]
-    } else {
-        &[(0, 0, 1, 1)]
-    };
-    let mut raw = Vec::new();
-    for &(x0, y0, dx, dy) in passes {
-        let xs: Vec<usize> = (x0..w).step_by(dx).collect();
-        for y in (y0..h).step_by(dy) {
-            if xs.is_empty() {
-                break;
-            }
-            raw.push(0u8);
-            let (mut acc, mut bits) = (0u32, 0u32);
-            for &x in &xs {
-                for c in 0..channels {
-                    let v = samples[(y * w + x) * channels + c];
-                    if depth == 16 {
-                        raw.extend_from_slice(&(v as u16).to_be_bytes());
-                        continue;
-                    }
-                    acc = acc << depth | v as u32;
-                    bits += u32::from(depth);
-                    if bits == 8 {
-                        raw.push(acc as u8);
-                        (acc, bits) = (0, 0);
-                    }
-                }
-            }
-            if bits > 0 {
-                raw.push((acc << (8 - bits)) as u8);
-            }
-        }
-    }
-    // zlib: header, stored blocks, Adler-32.
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-    for (i, b) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        let len = b.len() as u16;
-        z.extend_from_slice(&len.to_le_bytes());
-        z.extend_from_slice(&(!len).to_le_bytes());
-        z.extend_from_slice(b);
-    }
-    let (a, b) = raw.iter().fold((1u32, 0u32), |(a, b), &x| {
-        let a = (a + u32::from(x)) % 65_521;
-        (a, (b + a) % 65_521)
-    });
-    z.extend_from_slice(&(b << 16 | a).to_be_bytes());
-    let crc = |data: &[u8]| {
-        let mut c = !0u32;
-        for &x in data {
-            c ^= u32::from(x);
-            for _ in 0..8 {
-                c = if c & 1 == 1 {
-                    c >> 1 ^ 0xedb8_8320
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    };
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8], data: &[u8]| {
-        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let body = [kind, data].concat();
-        png.extend_from_slice(&body);
-        png.extend_from_slice(&crc(&body).to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&(w as u32).to_be_bytes());
-    ihdr.extend_from_slice(&(h as u32).to_be_bytes());
-    ihdr.extend_from_slice(&[depth, colour, 0, 0, u8::from(interlaced)]);
-    chunk(b"IHDR", &ihdr);
-    if colour == 3 {
-        let plte: Vec<u8> = (0..48u32).map(|i| (i * 37 % 256) as u8).collect();
-        chunk(b"PLTE", &plte);
-    }
-    chunk(b"IDAT", &z);
-    chunk(b"IEND", &[]);
+    let png = png_by_hand(seed, size, depth, colour, layout);
     std::fs::write(path, png).expect("write png");
 }
 
