@@ -132,21 +132,46 @@ impl ActivationForm {
 }
 
 /// How the block matrices (attention and MLP Conv1D weights) are stored and multiplied; the
-/// `--quantize` / `--dtype` choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Precision {
+/// `--quantize` / `--dtype` choice: a row of [`PRECISIONS`]. The rows have named constants for
+/// code that names one (`Precision::Float32`, `Precision::Int8`, ...); a precision is its name.
+#[derive(Clone, Copy)]
+pub struct Precision(&'static PrecisionSpec);
+
+/// The rows by name. A test checks each against its row.
+#[allow(non_upper_case_globals)]
+impl Precision {
     /// Float32 weights and activations.
-    Float32,
-    /// Float16 weights and activations in the trunk; the heads read it as float32.
-    Float16,
+    pub const Float32: Precision = Precision(&PRECISIONS[0]);
     /// Weight-only 8-bit blocks (`MatMulNBits`, symmetric, one float32 scale per block of
     /// `block_size` input rows); activations stay float32.
-    Int8,
+    pub const Int8: Precision = Precision(&PRECISIONS[1]);
+    /// Float16 weights and activations in the trunk; the heads read it as float32.
+    pub const Float16: Precision = Precision(&PRECISIONS[2]);
     /// Weight-only 4-bit blocks, as `Int8` with two values a byte.
-    Int4,
+    pub const Int4: Precision = Precision(&PRECISIONS[3]);
     /// Dynamic int8: signed 8-bit weights with one scale per output column, activations
     /// quantised to uint8 at run time with one scale per tensor, integer products.
-    Int8Dynamic,
+    pub const Int8Dynamic: Precision = Precision(&PRECISIONS[4]);
+}
+
+impl PartialEq for Precision {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Precision {}
+
+impl std::hash::Hash for Precision {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
+
+impl std::fmt::Debug for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
 }
 
 /// How a precision emits a block matrix.
@@ -199,10 +224,10 @@ pub struct Budget {
     pub max_accuracy_drop: f64,
 }
 
-/// One precision.
+/// One precision: a row of [`PRECISIONS`]. A new precision that reuses a matrix form is one
+/// more row; help, `igpt-onnx support`, the README's matrix and the `ci/` scripts read the rows.
 #[derive(Debug)]
 pub struct PrecisionSpec {
-    pub precision: Precision,
     /// Its name in metadata and reports.
     pub name: &'static str,
     /// What it is, for help and the support table.
@@ -230,7 +255,6 @@ pub struct PrecisionSpec {
 /// docs/profiles.md.
 pub const PRECISIONS: &[PrecisionSpec] = &[
     PrecisionSpec {
-        precision: Precision::Float32,
         name: "float32",
         about: "float32 weights and activations",
         quantize: None,
@@ -250,7 +274,6 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
         },
     },
     PrecisionSpec {
-        precision: Precision::Int8,
         name: "int8",
         about: "8-bit weight blocks (MatMulNBits), float32 activations",
         quantize: Some("int8"),
@@ -279,7 +302,6 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
         },
     },
     PrecisionSpec {
-        precision: Precision::Float16,
         name: "float16",
         about: "float16 weights and activations; the heads answer float32",
         quantize: None,
@@ -309,7 +331,6 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
         },
     },
     PrecisionSpec {
-        precision: Precision::Int4,
         name: "int4",
         about: "4-bit weight blocks (MatMulNBits), float32 activations",
         quantize: Some("int4"),
@@ -340,7 +361,6 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
         },
     },
     PrecisionSpec {
-        precision: Precision::Int8Dynamic,
         name: "int8-dynamic",
         about: "int8 weights per column, activations quantised at run time (standard ops)",
         quantize: Some("int8-dynamic"),
@@ -385,11 +405,7 @@ impl Precision {
 
     /// The precision's row.
     pub fn spec(self) -> &'static PrecisionSpec {
-        // Every variant has a row: the test below checks it.
-        PRECISIONS
-            .iter()
-            .find(|p| p.precision == self)
-            .unwrap_or(&PRECISIONS[0])
+        self.0
     }
 
     /// Whether `profile` can carry this precision.
@@ -399,6 +415,11 @@ impl Precision {
 }
 
 impl PrecisionSpec {
+    /// The precision this row is.
+    pub fn precision(&'static self) -> Precision {
+        Precision(self)
+    }
+
     /// What its graphs need of a runtime: its matrix form's ops, its activation type.
     pub fn needs(&self) -> Vec<Feature> {
         let mut needs = self.matmul.needs().to_vec();
@@ -543,7 +564,7 @@ impl Choice for Precision {
     const WHAT: &'static str = "precision";
 
     fn all() -> Vec<Self> {
-        PRECISIONS.iter().map(|p| p.precision).collect()
+        PRECISIONS.iter().map(PrecisionSpec::precision).collect()
     }
 
     fn name(self) -> &'static str {
@@ -562,7 +583,7 @@ impl Choice for Quantization {
         PRECISIONS
             .iter()
             .filter(|p| p.quantize.is_some())
-            .map(|p| Quantization(p.precision))
+            .map(|p| Quantization(p.precision()))
             .collect()
     }
 
@@ -582,7 +603,7 @@ impl Choice for FloatType {
         PRECISIONS
             .iter()
             .filter(|p| p.dtype.is_some())
-            .map(|p| FloatType(p.precision))
+            .map(|p| FloatType(p.precision()))
             .collect()
     }
 
@@ -626,15 +647,20 @@ mod tests {
             assert_eq!(PROFILES.iter().filter(|s| s.profile == p).count(), 1);
             assert_eq!(Profile::parse(p.name()), Some(p));
         }
-        for p in [
-            Precision::Float32,
-            Precision::Float16,
-            Precision::Int8,
-            Precision::Int4,
-            Precision::Int8Dynamic,
+        // The named constants are their rows; names are unique, so a precision is its name.
+        for (p, name) in [
+            (Precision::Float32, "float32"),
+            (Precision::Int8, "int8"),
+            (Precision::Float16, "float16"),
+            (Precision::Int4, "int4"),
+            (Precision::Int8Dynamic, "int8-dynamic"),
         ] {
-            assert_eq!(PRECISIONS.iter().filter(|s| s.precision == p).count(), 1);
-            assert_eq!(Precision::parse(p.name()), Some(p));
+            assert_eq!(p.name(), name);
+        }
+        for (i, row) in PRECISIONS.iter().enumerate() {
+            assert!(PRECISIONS[..i].iter().all(|r| r.name != row.name));
+            assert_eq!(Precision::parse(row.name), Some(row.precision()));
+            assert!(!row.profiles.is_empty(), "{} fits no profile", row.name);
         }
         assert!(Profile::all().iter().all(|&p| Precision::Float32.fits(p)));
         assert!(!Precision::Int8.fits(Profile::Portable));

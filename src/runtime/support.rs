@@ -133,7 +133,7 @@ pub fn matrix_json() -> Value {
             let profiles: Vec<&str> = p.profiles.iter().map(|q| q.name()).collect();
             json!({
                 "name": p.name,
-                "flags": precision_flags(p.precision),
+                "flags": precision_flags(p.precision()),
                 "profiles": profiles,
                 "needs": names(&p.needs()),
             })
@@ -143,7 +143,7 @@ pub fn matrix_json() -> Value {
     for r in RuntimeKind::table() {
         for p in PRECISIONS {
             for &profile in p.profiles {
-                let verdict = can_run(r, profile, p.precision);
+                let verdict = can_run(r, profile, p.precision());
                 cells.push(json!({
                     "runtime": r.name(),
                     "profile": profile.name(),
@@ -182,7 +182,7 @@ pub fn matrix_markdown() -> String {
             .filter(|p| p.profiles.contains(&profile.profile))
         {
             let mut flags = vec!["--profile", profile.name];
-            flags.extend(precision_flags(p.precision));
+            flags.extend(precision_flags(p.precision()));
             out.push_str(&format!(
                 "| {} | {} | `{}` |",
                 profile.name,
@@ -191,7 +191,7 @@ pub fn matrix_markdown() -> String {
             ));
             for r in &runtimes {
                 let checked = matches!(r, RuntimeKind::Table(row) if row.checked);
-                let mark = match (can_run(*r, profile.profile, p.precision), checked) {
+                let mark = match (can_run(*r, profile.profile, p.precision()), checked) {
                     (Ok(()), true) => "✓",
                     (Ok(()), false) => "(✓)",
                     (Err(_), _) => "–",
@@ -216,7 +216,7 @@ pub fn matrix_text() -> String {
     for r in RuntimeKind::table() {
         for p in PRECISIONS {
             for &profile in p.profiles {
-                if let Err(e) = can_run(r, profile, p.precision) {
+                if let Err(e) = can_run(r, profile, p.precision()) {
                     let line = format!("- {e}");
                     if !why.contains(&line) {
                         why.push(line);
@@ -259,8 +259,8 @@ mod tests {
         let cmd = RuntimeKind::parse("cmd:anything").expect("cmd");
         for p in PRECISIONS {
             for &profile in p.profiles {
-                assert_eq!(can_run(RuntimeKind::OrtCpu, profile, p.precision), Ok(()));
-                assert_eq!(can_run(cmd, profile, p.precision), Ok(()));
+                assert_eq!(can_run(RuntimeKind::OrtCpu, profile, p.precision()), Ok(()));
+                assert_eq!(can_run(cmd, profile, p.precision()), Ok(()));
             }
         }
     }

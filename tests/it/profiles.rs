@@ -43,9 +43,9 @@ fn check_all(profile: Profile, precision: Precision) -> (usize, usize) {
             };
             let out = tmp.path().join(&case.manifest.name).join(head_name);
             let model = &export(&ckpt, &[head], &out, &opts).expect("exports")[0].path;
-            let (atol, rtol) = match precision {
-                Precision::Float32 => (None, None),
-                _ => (Some(budget.atol), Some(budget.rtol)),
+            let (atol, rtol) = match precision == Precision::Float32 {
+                true => (None, None),
+                false => (Some(budget.atol), Some(budget.rtol)),
             };
             let vopts = VerifyOptions {
                 runtimes: vec![RuntimeKind::OrtCpu],
@@ -215,9 +215,9 @@ fn float16_and_int4_declare_their_types_and_sizes() {
         );
         let io = DecoderIo::from_inputs(&inputs, card.cache).expect("decoder contract");
         assert_eq!(io.cache, card.cache);
-        let cache = match precision {
-            Precision::Float16 => DataType::Float16,
-            _ => DataType::Float32,
+        let cache = match precision == Precision::Float16 {
+            true => DataType::Float16,
+            false => DataType::Float32,
         };
         assert_eq!(io.dtype, cache, "{}", precision.name());
         for o in &outputs {
