@@ -11,7 +11,7 @@
 //! - 16-bit grey → PIL mode `I;16`, whose `I16_RGB` conversion is `v > 255 ? 255 : v` — a clamp,
 //!   not `v >> 8`.
 //!
-//! JPEG decoding is libjpeg-turbo's, as Pillow's (see [`super::jpeg`]): the same pixels, the
+//! JPEG decoding is libjpeg-turbo's, as Pillow's (see `image/jpeg.rs`): the same pixels, the
 //! same refusal of a truncated file. EXIF orientation is ignored, as `Image.open` does.
 //!
 //! Decompression bombs: Pillow's `Image.open` counts `max(1, w) · max(1, h)` from the header and

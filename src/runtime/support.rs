@@ -65,6 +65,9 @@ pub fn can_run(
     if !others.is_empty() {
         ways.push(format!("run it on {}", list(others.into_iter())));
     }
+    if ways.is_empty() {
+        ways.push("no runtime in the table runs it".to_string());
+    }
     Err(Unsupported {
         runtime: kind.name(),
         what,

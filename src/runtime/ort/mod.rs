@@ -2,7 +2,7 @@
 //! environment per process, and sessions on the CPU, CUDA or TensorRT execution provider (docs/design.md §4).
 //!
 //! ONNX Runtime's own behaviour when a provider cannot be registered is to log and carry on on
-//! the CPU; here that is an error unless the caller allows fallback, and [`LoadedModel::provider`]
+//! the CPU; here that is an error unless the caller allows fallback, and [`LoadedModel::provider`](super::LoadedModel::provider)
 //! always names what actually runs.
 //!
 //! By concern: the library and its environment (`library.rs`, `env.rs`), the execution
