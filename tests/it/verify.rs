@@ -348,6 +348,8 @@ fn random_inputs_compare_runtimes_pairwise() {
     assert_eq!(report.checks.len(), 2 * available * (available - 1) / 2);
     for c in &report.checks {
         assert_eq!(c.reference, "ort-cpu");
+        // Every row names the graph's head (it used to say `-`).
+        assert_eq!(c.head, "causal-lm");
         assert_eq!(c.status, CheckStatus::Pass);
         let m = c.outputs[0].comparison.metrics.as_ref().expect("metrics");
         assert!(m.max_abs < 1e-4, "{}", m.max_abs);
@@ -925,6 +927,7 @@ fn random_inputs_compare_a_decoder_step_by_step() {
     if runtimes < 2 {
         return;
     }
+    assert!(report.checks.iter().all(|c| c.head == "decoder"));
     let cases: Vec<&str> = report.checks.iter().map(|c| c.case.as_str()).collect();
     assert_eq!(
         cases,
