@@ -27,10 +27,10 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIST = os.path.join(ROOT, "ci/adapters/node_modules/onnxruntime-web/dist")
-# What the page fetches to generate on the wasm backend (the classifier only when classifying).
+# What the page fetches to generate on the wasm backend (the classifier only when classifying);
+# its ES modules (every *.mjs beside index.html) are added from the written site.
 WIRE = [
     "index.html",
-    "igpt.mjs",
     "model.json",
     "processor.json",
     "decoder.onnx",
@@ -94,7 +94,8 @@ def main():
 
         print(f"\n== on the wire: {a.variant}, {a.quantize}, generating on the wasm backend")
         raw = zipped = 0
-        for name in WIRE:
+        modules = sorted(n for n in os.listdir(site) if n.endswith(".mjs"))
+        for name in WIRE[:1] + modules + WIRE[1:]:
             with open(os.path.join(site, name), "rb") as f:
                 data = f.read()
             z = len(gzip.compress(data, 6))
