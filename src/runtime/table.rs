@@ -84,11 +84,6 @@ impl RuntimeKind {
     pub fn parse(name: &str) -> Option<RuntimeKind> {
         <RuntimeKind as Choice>::parse(name)
     }
-
-    /// Whether this is one of ONNX Runtime's execution providers.
-    pub fn is_ort(self) -> bool {
-        ort::Provider::of(self).is_some()
-    }
 }
 
 impl Choice for RuntimeKind {
@@ -155,10 +150,8 @@ mod tests {
             );
             assert!(!row.name.starts_with("cmd:"));
         }
-        assert!(RuntimeKind::OrtTensorrt.is_ort() && !RuntimeKind::Tract.is_ort());
         let cmd = RuntimeKind::parse("cmd:node a.mjs").expect("cmd");
         assert_eq!(cmd, RuntimeKind::Command("cmd:node a.mjs"));
-        assert!(!cmd.is_ort());
         assert_eq!(RuntimeKind::parse("cmd:"), None);
         assert_eq!(
             RuntimeKind::parse_or_err("onnx").expect_err("unknown").to_string(),

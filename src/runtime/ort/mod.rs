@@ -22,10 +22,9 @@ mod threads;
 
 pub use env::loaded_library;
 pub use library::discover_library;
-pub(crate) use providers::Provider;
 
 use env::environment;
-use providers::check_compiled_in;
+use providers::{check_compiled_in, Provider};
 use session::Ort;
 use threads::pool_threads_spin;
 
