@@ -38,4 +38,6 @@ for p in json.load(sys.stdin)["precisions"]:
 done
 stage "engines: onnxruntime-genai generation and Triton configs (ci/engines_test.py)"
 .venv/bin/python ci/engines_test.py "$(igpt_bin)"
+stage "wheel and cargo install (ci/wheel.sh)"
+./ci/wheel.sh
 stage "test.sh done"

@@ -36,7 +36,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match parsed.command.run() {
+    if parsed.version {
+        return match cli::print_out(&cli::version_text()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot print: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let Some(command) = parsed.command else {
+        eprintln!("error: a command is needed (igpt-onnx --help lists them)");
+        return ExitCode::from(2);
+    };
+    match command.run() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", cli::one_line(&e));

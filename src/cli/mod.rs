@@ -18,12 +18,34 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "igpt-onnx",
-    version,
-    about = "Export ImageGPT checkpoints to ONNX and verify them numerically"
+    about = "Export ImageGPT checkpoints to ONNX and verify them numerically",
+    disable_version_flag = true,
+    subcommand_required = false,
+    arg_required_else_help = true
 )]
 pub struct Cli {
+    /// Print the version, and the ONNX Runtime and OpenVINO libraries the commands will use and
+    /// where they were found (or what was tried).
+    #[arg(short = 'V', long)]
+    pub version: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// `igpt-onnx --version`: the tool's version, then each runtime library it loads at run time,
+/// found as the commands find it (no flags given), or what was tried.
+pub fn version_text() -> String {
+    use igpt_onnx::runtime::{openvino, ort};
+    let mut text = format!("igpt-onnx {}\n", env!("CARGO_PKG_VERSION"));
+    for lib in [&ort::LIBRARY, &openvino::LIBRARY] {
+        let line = match lib.locate(None) {
+            Ok(found) => format!("{}: {} (via {})", lib.what, found.path.display(), found.via),
+            Err(e) => format!("{}: {}", lib.what, one_line(&anyhow::Error::new(e))),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
 }
 
 #[derive(Subcommand)]

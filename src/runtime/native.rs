@@ -1,7 +1,9 @@
 //! Finding a runtime's shared library loaded at run time (ONNX Runtime's, OpenVINO's C API),
-//! the same way for each: an explicit path (flag, then environment variable), the project's
-//! virtual environment, the Python package of the `python3` on `PATH`, then (where it makes
-//! sense) the system. An explicit path that names no library is an error, never skipped over;
+//! the same way for each: an explicit path (flag, then environment variable), the Python
+//! environment the binary itself is installed in (`pip install igpt-onnx` puts it in the
+//! environment's `bin/` beside the `onnxruntime` package it depends on), the project's virtual
+//! environment, the Python package of the `python3` on `PATH`, then (where it makes sense) the
+//! system. An explicit path that names no library is an error, never skipped over;
 //! when nothing is found the message lists what each step looked at and how to install it.
 //! A runtime describes its library once, as a [`NativeLibrary`].
 
@@ -10,6 +12,42 @@ use std::process::Command;
 
 /// A search step: the library if found, else what it looked at.
 type Step = fn(&NativeLibrary) -> (Option<PathBuf>, String);
+
+/// A library found, and by which step (for `igpt-onnx --version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub path: PathBuf,
+    /// `--ort-lib`, `ORT_DYLIB_PATH`, `this binary's environment`, `project .venv`,
+    /// `python3 on PATH` or `system`.
+    pub via: &'static str,
+}
+
+/// The prefix of the Python environment this binary is installed in: `<prefix>/bin/igpt-onnx`
+/// beside `<prefix>/pyvenv.cfg` or `<prefix>/lib/python3*` (`Scripts\` on Windows).
+fn own_prefix() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?;
+    if !bin
+        .file_name()
+        .is_some_and(|n| n == "bin" || n == "Scripts")
+    {
+        return None;
+    }
+    let prefix = bin.parent()?;
+    let python_lib = |lib: &str| {
+        std::fs::read_dir(prefix.join(lib)).is_ok_and(|mut entries| {
+            entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("python3")))
+        })
+    };
+    let environment = prefix.join("pyvenv.cfg").is_file()
+        || python_lib("lib")
+        || python_lib("lib64")
+        || prefix.join("Lib").join("site-packages").is_dir();
+    environment.then(|| prefix.to_path_buf())
+}
+
+/// How messages name the search step of the binary's own Python environment.
+const OWN_ENVIRONMENT: &str = "this binary's environment";
 
 /// One runtime's shared library and where its PyPI wheel keeps it.
 #[derive(Debug, Clone, Copy)]
@@ -62,25 +100,39 @@ impl NativeLibrary {
     /// `.venv` (from the current directory upwards, and at the crate's own folder), the
     /// `python3` on `PATH`, the system.
     pub fn find(&self, explicit: Option<&Path>) -> Result<PathBuf, LibraryError> {
+        self.locate(explicit).map(|f| f.path)
+    }
+
+    /// [`find`](Self::find), saying which step found it.
+    pub fn locate(&self, explicit: Option<&Path>) -> Result<Found, LibraryError> {
         if let Some(p) = explicit {
-            return self.explicit(p, self.flag);
+            let path = self.explicit(p, self.flag)?;
+            return Ok(Found {
+                path,
+                via: self.flag,
+            });
         }
         if let Some(p) = std::env::var_os(self.env).filter(|v| !v.is_empty()) {
-            return self.explicit(Path::new(&p), self.env);
+            let path = self.explicit(Path::new(&p), self.env)?;
+            return Ok(Found {
+                path,
+                via: self.env,
+            });
         }
         let mut tried = vec![
             format!("{}: not given", self.flag),
             format!("{}: not set", self.env),
         ];
-        let steps: [Step; 3] = [
-            Self::search_venvs,
-            Self::python_package,
-            Self::search_system,
+        let steps: [(&str, Step); 4] = [
+            (OWN_ENVIRONMENT, Self::search_own_environment),
+            ("project .venv", Self::search_venvs),
+            ("python3 on PATH", Self::python_package),
+            ("system", Self::search_system),
         ];
-        for step in steps.iter().take(if self.system { 3 } else { 2 }) {
+        for (via, step) in steps.iter().take(if self.system { 4 } else { 3 }) {
             let (found, looked) = step(self);
-            if let Some(p) = found {
-                return Ok(p);
+            if let Some(path) = found {
+                return Ok(Found { path, via });
             }
             tried.push(looked);
         }
@@ -114,35 +166,71 @@ impl NativeLibrary {
         })
     }
 
+    /// The package in the Python environment this binary is installed in: a wheel puts the
+    /// binary in `<prefix>/bin/` and its dependencies in `<prefix>/lib/python3*/site-packages/`
+    /// (pipx alike, the link on `PATH` resolved to its environment).
+    fn search_own_environment(&self) -> (Option<PathBuf>, String) {
+        let Some(prefix) = own_prefix() else {
+            let at =
+                std::env::current_exe().map_or_else(|_| "?".into(), |e| e.display().to_string());
+            return (
+                None,
+                format!("{OWN_ENVIRONMENT}: {at} is not in a Python environment's bin/"),
+            );
+        };
+        match self.in_environment(&prefix) {
+            Some(lib) => (Some(lib), String::new()),
+            None => (
+                None,
+                format!(
+                    "{OWN_ENVIRONMENT}: no {}/{}/lib{}* under {}",
+                    self.package,
+                    self.subdir,
+                    self.stem,
+                    prefix.display()
+                ),
+            ),
+        }
+    }
+
+    /// The library in the package of the Python environment at `prefix`.
+    fn in_environment(&self, prefix: &Path) -> Option<PathBuf> {
+        let inside = format!("site-packages/{}/{}", self.package, self.subdir);
+        let mut dirs: Vec<PathBuf> = ["lib", "lib64"]
+            .iter()
+            .filter_map(|lib| std::fs::read_dir(prefix.join(lib)).ok())
+            .flat_map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+                    .map(|e| e.path().join(&inside))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        dirs.sort();
+        // Windows environments.
+        dirs.push(prefix.join("Lib").join(&inside));
+        dirs.iter().find_map(|d| self.library_in(d))
+    }
+
     /// `<root>/.venv/lib/python3*/site-packages/<package>/<subdir>/` for each root.
     fn search_venvs(&self) -> (Option<PathBuf>, String) {
         let mut roots: Vec<PathBuf> = std::env::current_dir()
             .map(|d| d.ancestors().map(Path::to_path_buf).collect())
             .unwrap_or_default();
+        // A development build also looks in its own checkout; an installed binary does not
+        // (the folder it was built in means nothing where it runs).
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        if !roots.contains(&manifest) {
+        if !roots.contains(&manifest) && own_prefix().is_none() {
             roots.push(manifest.clone());
         }
-        let inside = format!("site-packages/{}/{}", self.package, self.subdir);
         let mut looked = Vec::new();
         for root in &roots {
             let venv = root.join(".venv");
             if !venv.is_dir() {
                 continue;
             }
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-                        .map(|e| e.path().join(&inside))
-                        .collect()
-                })
-                .unwrap_or_default();
-            dirs.sort();
-            // Windows virtual environments.
-            dirs.push(venv.join("Lib").join(&inside));
-            if let Some(lib) = dirs.iter().find_map(|d| self.library_in(d)) {
+            if let Some(lib) = self.in_environment(&venv) {
                 return (Some(lib), String::new());
             }
             looked.push(venv.display().to_string());
@@ -151,11 +239,13 @@ impl NativeLibrary {
             .first()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "?".into());
-        let what = if looked.is_empty() {
+        let what = if looked.is_empty() && roots.contains(&manifest) {
             format!(
                 "project .venv: none in {cwd} or its parents, nor in {}",
                 manifest.display()
             )
+        } else if looked.is_empty() {
+            format!("project .venv: none in {cwd} or its parents")
         } else {
             format!(
                 "project .venv: no {}/{}/lib{}* in {}",
@@ -316,6 +406,7 @@ mod tests {
         for part in [
             "no Fake library found; looked at: --fake-lib: not given",
             "IGPT_ONNX_TEST_FAKE_LIB: not set",
+            "this binary's environment:",
             "project .venv:",
             "python3 on PATH:",
             "system: not in the loader cache (ldconfig -p)",
@@ -338,5 +429,33 @@ mod tests {
         std::fs::write(dir.path().join("libigpt_onnx_fake.so.3"), b"").expect("write");
         let found = FAKE.find(Some(dir.path())).expect("a folder holding it");
         assert!(found.ends_with("libigpt_onnx_fake.so.3"));
+    }
+
+    /// The layout `pip install` makes: the binary in `<prefix>/bin/`, the package in
+    /// `<prefix>/lib/python3.X/site-packages/`; the highest version wins.
+    #[test]
+    fn a_wheels_environment_is_searched_from_its_prefix() {
+        let prefix = tempfile::tempdir().expect("tempdir");
+        assert_eq!(FAKE.in_environment(prefix.path()), None);
+        let libs = prefix
+            .path()
+            .join("lib/python3.12/site-packages/igpt_onnx_no_such_package/libs");
+        std::fs::create_dir_all(&libs).expect("mkdir");
+        for name in ["libigpt_onnx_fake.so.1.2", "libigpt_onnx_fake.so.1.10"] {
+            std::fs::write(libs.join(name), b"").expect("write");
+        }
+        let found = FAKE.in_environment(prefix.path()).expect("found");
+        assert!(
+            found.ends_with("libigpt_onnx_fake.so.1.10"),
+            "{}",
+            found.display()
+        );
+        // The test binary lives in target/debug/deps/: not an environment's bin/.
+        let (none, looked) = FAKE.search_own_environment();
+        assert_eq!(none, None);
+        assert!(
+            looked.ends_with("is not in a Python environment's bin/"),
+            "{looked}"
+        );
     }
 }

@@ -21,7 +21,7 @@ mod step;
 mod threads;
 
 pub use env::loaded_library;
-pub use library::discover_library;
+pub use library::{discover_library, LIBRARY};
 
 use env::environment;
 use providers::{check_compiled_in, Provider};
