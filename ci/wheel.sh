@@ -8,6 +8,8 @@
 #     the reference's tokens;
 #   - installed without its onnxruntime dependency: verify skips ONNX Runtime saying what it
 #     tried, and passes on tract;
+#   - installed with `pipx install`: the link on PATH finds the ONNX Runtime of pipx's
+#     environment for it;
 #   - `cargo install --path .` (the dev profile, reusing the same build).
 # Needs .venv (ci/setup.sh: maturin) and network access to the package index only for pip's
 # dependencies of the wheel (onnxruntime, from pip's cache when present).
@@ -39,23 +41,23 @@ stage "wheel: pip install into a fresh environment, run with no Rust toolchain o
 python3 -m venv "$work/env"
 "$work/env/bin/pip" install --quiet --disable-pip-version-check "$wheel"
 # Only the environment's bin/ and the base system on PATH, run from outside the checkout.
-clean() { (cd "$work" && env -i HOME="$HOME" PATH="$1/bin:/usr/bin:/bin" "${@:2}"); }
-if clean "$work/env" sh -c 'command -v cargo || command -v rustc' >/dev/null; then
+clean() { (cd "$work" && env -i HOME="$HOME" PATH="$1:/usr/bin:/bin" "${@:2}"); }
+if clean "$work/env/bin" sh -c 'command -v cargo || command -v rustc' >/dev/null; then
   echo "error: a Rust toolchain is on the clean PATH" >&2
   exit 1
 fi
-version=$(clean "$work/env" igpt-onnx --version)
+version=$(clean "$work/env/bin" igpt-onnx --version)
 echo "$version"
 want="ONNX Runtime: $work/env/lib/"
 if ! grep -q "^$want.*(via this binary's environment)$" <<<"$version"; then
   echo "error: the installed binary does not use its environment's ONNX Runtime" >&2
   exit 1
 fi
-clean "$work/env" igpt-onnx verify --model "$root/graphs/causal-lm/causal-lm.onnx" \
+clean "$work/env/bin" igpt-onnx verify --model "$root/graphs/causal-lm/causal-lm.onnx" \
   --fixture "$root/fixtures/causal-lm" --require ort-cpu --require tract | tail -n 1
-clean "$work/env" igpt-onnx export --weights "$root/fixtures/greedy/model" --head decoder \
+clean "$work/env/bin" igpt-onnx export --weights "$root/fixtures/greedy/model" --head decoder \
   --out "$work/greedy" >/dev/null
-clean "$work/env" igpt-onnx generate --model "$work/greedy/decoder.onnx" --runtime ort-cpu \
+clean "$work/env/bin" igpt-onnx generate --model "$work/greedy/decoder.onnx" --runtime ort-cpu \
   --greedy --max-new-tokens 32 --tokens-out "$work/tokens.json"
 "$work/env/bin/python" - "$root/fixtures/greedy/generations.json" "$work/tokens.json" <<'EOF'
 import json, sys
@@ -70,7 +72,7 @@ EOF
 stage "wheel: installed without onnxruntime"
 python3 -m venv "$work/bare"
 "$work/bare/bin/pip" install --quiet --disable-pip-version-check --no-deps "$wheel"
-out=$(clean "$work/bare" igpt-onnx verify --model "$root/graphs/causal-lm/causal-lm.onnx" \
+out=$(clean "$work/bare/bin" igpt-onnx verify --model "$root/graphs/causal-lm/causal-lm.onnx" \
   --fixture "$root/fixtures/causal-lm")
 grep "^runtime ort-cpu: skipped" <<<"$out"
 grep -q "this binary's environment: no onnxruntime/capi/libonnxruntime\* under $work/bare" <<<"$out" || {
@@ -78,6 +80,14 @@ grep -q "this binary's environment: no onnxruntime/capi/libonnxruntime\* under $
   exit 1
 }
 tail -n 1 <<<"$out"
+
+stage "wheel: pipx install"
+PIPX_HOME="$work/pipx" PIPX_BIN_DIR="$work/pipx-bin" "$root/.venv/bin/pipx" install --quiet "$wheel"
+version=$(clean "$work/pipx-bin" igpt-onnx --version)
+grep "^ONNX Runtime: $work/pipx/venvs/igpt-onnx/.*(via this binary's environment)$" <<<"$version" || {
+  echo "error: pipx's igpt-onnx does not use its environment's ONNX Runtime: $version" >&2
+  exit 1
+}
 
 stage "cargo install --path ."
 cargo install --quiet --path . --debug --locked --offline --root "$work/cargo"
