@@ -40,8 +40,9 @@ pub const LIBRARY: NativeLibrary = NativeLibrary {
     package: "openvino",
     subdir: "libs",
     stem: "openvino_c",
-    hint: "Install it with ./ci/setup.sh, or `pip install openvino==2026.4.1` and pass \
-           --openvino-lib PATH (or set OPENVINO_LIB_PATH) to its openvino/libs/libopenvino_c.so.*",
+    hint: "Install it with `pip install openvino==2026.4.1` (or `igpt-onnx[openvino]`) into \
+           the environment igpt-onnx is installed in (a checkout: ./ci/setup.sh), or pass \
+           --openvino-lib PATH (or set OPENVINO_LIB_PATH) to an openvino/libs/libopenvino_c.so.*",
     system: false,
 };
 

@@ -16,8 +16,9 @@ pub const LIBRARY: NativeLibrary = NativeLibrary {
     package: "onnxruntime",
     subdir: "capi",
     stem: "onnxruntime",
-    hint: "Install it with ./ci/setup.sh, or `pip install onnxruntime==1.31.1` and pass \
-           --ort-lib PATH (or set ORT_DYLIB_PATH) to its onnxruntime/capi/libonnxruntime.so.*",
+    hint: "Install it with `pip install onnxruntime==1.31.1` into the environment igpt-onnx is \
+           installed in (a checkout: ./ci/setup.sh), or pass --ort-lib PATH (or set \
+           ORT_DYLIB_PATH) to an onnxruntime/capi/libonnxruntime.so.*",
     system: true,
 };
 
