@@ -29,6 +29,7 @@
 pub mod base;
 pub mod checkpoint;
 pub mod config;
+pub mod debug;
 pub mod export;
 pub mod generate;
 pub mod graph;

@@ -2,6 +2,7 @@
 //! to `main` as `anyhow` chains and are printed as one line.
 
 pub mod classify;
+pub mod debug;
 pub mod decode;
 pub mod encode;
 pub mod export;
@@ -70,6 +71,9 @@ pub enum Command {
     Package(package::Args),
     /// Which runtime runs which profile and precision (the support matrix), and why not.
     Support(support::Args),
+    /// Where and why runtimes disagree: bisect to the first diverging node, reduce it to a
+    /// repro, find the parts to keep in float32.
+    Debug(debug::Args),
 }
 
 impl Command {
@@ -85,6 +89,7 @@ impl Command {
             Command::Classify(a) => classify::run(a),
             Command::Package(a) => package::run(a),
             Command::Support(a) => support::run(a),
+            Command::Debug(a) => debug::run(a),
         }
     }
 }
