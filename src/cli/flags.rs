@@ -8,6 +8,7 @@ use igpt_onnx::base::values::{Choice, ChoiceParser};
 use igpt_onnx::graph::profile::{FloatType, Quantization};
 use igpt_onnx::graph::{Precision, Profile, PRECISIONS, PROFILES};
 use igpt_onnx::runtime::{ComputePrecision, RuntimeKind, RuntimeOptions};
+use igpt_onnx::verify::options::OutputTolerance;
 
 /// How runtimes are found and run: every command that runs a graph takes these.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -57,6 +58,22 @@ fn ort_cache(flag: &Option<PathBuf>) -> Option<PathBuf> {
     flag.clone()
         .or_else(|| std::env::var_os("IGPT_ORT_CACHE").map(PathBuf::from))
         .filter(|d| !d.as_os_str().is_empty())
+}
+
+/// How a run's outputs are judged against the reference's: every command that compares takes
+/// these.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ToleranceFlags {
+    /// Absolute tolerance (overrides the case's).
+    #[arg(long)]
+    pub atol: Option<f64>,
+    /// Relative tolerance (overrides the case's).
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// A budget for some outputs or tensors: PATTERN=ATOL[,RTOL], `*` matching any run of
+    /// characters (`logits=1e-4,1e-3`, `present.*=1e-3`); repeatable, the last match wins.
+    #[arg(long, value_name = "PATTERN=ATOL[,RTOL]", value_parser = OutputTolerance::parse)]
+    pub tolerance: Vec<OutputTolerance>,
 }
 
 /// `--runtime NAME`'s help: the table's names.

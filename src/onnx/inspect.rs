@@ -66,15 +66,15 @@ struct AttributeSkim {
 
 /// A TensorProto without its data fields.
 #[derive(Clone, PartialEq, prost::Message)]
-struct TensorSkim {
+pub(crate) struct TensorSkim {
     #[prost(int64, repeated, tag = "1")]
-    dims: Vec<i64>,
+    pub dims: Vec<i64>,
     #[prost(int32, optional, tag = "2")]
-    data_type: Option<i32>,
+    pub data_type: Option<i32>,
     #[prost(string, tag = "8")]
-    name: String,
+    pub name: String,
     #[prost(int32, optional, tag = "14")]
-    data_location: Option<i32>,
+    pub data_location: Option<i32>,
 }
 
 /// One declared dim of a graph input or output.

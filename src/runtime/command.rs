@@ -528,12 +528,12 @@ fn write_feed<'t>(
 ) -> Result<(), CommandError> {
     let mut data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in feed {
-        let (dtype, bytes) = match t {
-            Tensor::F32(a) => (Dtype::F32, a.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            Tensor::F16(a) => (Dtype::F16, a.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            Tensor::I64(a) => (Dtype::I64, a.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        let dtype = match t {
+            Tensor::F32(_) => Dtype::F32,
+            Tensor::F16(_) => Dtype::F16,
+            Tensor::I64(_) => Dtype::I64,
         };
-        data.push((name.to_string(), dtype, t.shape().to_vec(), bytes));
+        data.push((name.to_string(), dtype, t.shape().to_vec(), t.le_bytes()));
     }
     let write_error = |source| CommandError::WriteInputs {
         path: path.display().to_string(),

@@ -238,13 +238,7 @@ impl Case {
         }
 
         let ipath = dir.join("inputs.safetensors");
-        let inputs = read_tensors(&ipath, |st| {
-            let mut out = BTreeMap::new();
-            for name in st.names() {
-                out.insert(name.to_string(), any_tensor(st, &ipath, name)?);
-            }
-            Ok(out)
-        })?;
+        let inputs = read_all(&ipath)?;
         check_inputs(&inputs, &config, &ipath)?;
 
         let epath = dir.join("expected.safetensors");
@@ -553,6 +547,18 @@ pub fn read_generations(
         }
     }
     Ok(runs)
+}
+
+/// Every tensor of a safetensors file (int64, float32 or float16), by name: a feed given as a
+/// file (`debug --inputs FILE`).
+pub(crate) fn read_all(path: &Path) -> Result<BTreeMap<String, Tensor>, FixtureError> {
+    read_tensors(path, |st| {
+        let mut out = BTreeMap::new();
+        for name in st.names() {
+            out.insert(name.to_string(), any_tensor(st, path, name)?);
+        }
+        Ok(out)
+    })
 }
 
 pub(super) fn read_tensors<T>(

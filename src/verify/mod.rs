@@ -40,7 +40,7 @@ use crate::graph::{DecoderIo, GraphOptions, Head, Precision, Profile};
 use crate::runtime::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
 use fixture::{Case, Tolerance};
 use judge::Judge;
-use model::GraphFile;
+pub(crate) use model::GraphFile;
 pub use options::{VerifyError, VerifyOptions};
 use report::{Check, Report};
 use saved::SavedRun;
@@ -369,13 +369,7 @@ pub fn random_inputs(
 ) -> Result<Report, VerifyError> {
     let file = GraphFile::read(model)?;
     let (vocab, n_pos) = file.config_dims();
-    let feeds: Vec<Vec<(String, Tensor)>> = (0..sets as u64)
-        .map(|set| inputs::seeded(set, &file.inputs, vocab, n_pos))
-        .collect::<Result<_, _>>()
-        .map_err(|source| VerifyError::Inputs {
-            path: model.display().to_string(),
-            source,
-        })?;
+    let feeds = seeded_feeds(model, &file, sets)?;
     let saved = match &opts.compare_with {
         Some(path) => {
             let run = SavedRun::read(path)?;
@@ -470,6 +464,23 @@ pub fn random_inputs(
         }
     }
     Ok(report)
+}
+
+/// `sets` seeded input batches for a graph (`verify --random-inputs`), or why it cannot be fed
+/// at random.
+pub(crate) fn seeded_feeds(
+    model: &Path,
+    file: &GraphFile,
+    sets: usize,
+) -> Result<Vec<Vec<(String, Tensor)>>, VerifyError> {
+    let (vocab, n_pos) = file.config_dims();
+    (0..sets as u64)
+        .map(|set| inputs::seeded(set, &file.inputs, vocab, n_pos))
+        .collect::<Result<_, _>>()
+        .map_err(|source| VerifyError::Inputs {
+            path: model.display().to_string(),
+            source,
+        })
 }
 
 /// One runtime's run of one feed: what ran (a runtime, or `saved:<runtime>`), in which

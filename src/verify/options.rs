@@ -173,6 +173,15 @@ impl OutputTolerance {
         })
     }
 
+    /// The tolerance for `name`: the last override whose pattern matches, else `base`.
+    pub fn for_name(overrides: &[OutputTolerance], name: &str, base: Tolerance) -> Tolerance {
+        overrides
+            .iter()
+            .rev()
+            .find(|o| o.matches(name))
+            .map_or(base, |o| o.tolerance)
+    }
+
     /// Whether `name` matches the pattern.
     pub fn matches(&self, name: &str) -> bool {
         glob(self.pattern.as_bytes(), name.as_bytes())

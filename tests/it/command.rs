@@ -41,7 +41,7 @@ fn igpt(args: &[&str]) -> (i32, String, String) {
 
 /// Whether adapter `name` (`ort-python`, `ort-node`, `ort-web`) can run here; under `CI` it
 /// must.
-fn adapter_ready(name: &str) -> bool {
+pub fn adapter_ready(name: &str) -> bool {
     let node = || {
         Command::new("node")
             .arg("--version")
