@@ -19,8 +19,10 @@ use serde::Serialize;
 
 use super::graph::{self, Structure};
 use super::probe::{feeds, DebugError, DebugOptions, Diff, Judging, Pair, Prober, RoundValues};
+use super::saved;
 use crate::base::Tensor;
 use crate::verify::fixture::Tolerance;
+use crate::verify::saved::{graph_sha256, inputs_sha256};
 use crate::verify::GraphFile;
 
 /// The JSON report's schema name; fields are only ever added.
@@ -121,7 +123,8 @@ pub struct BisectReport {
     pub nodes: usize,
 }
 
-/// Bisects `model` between `opts.runtimes[0]` (the reference) and `opts.runtimes[1]`.
+/// Bisects `model` between `opts.runtimes[0]` (the reference) and `opts.runtimes[1]`, or
+/// between the tensors `opts.compare_with` holds (the reference) and `opts.runtimes[0]`.
 pub fn bisect(model: &Path, opts: &DebugOptions) -> Result<BisectReport, DebugError> {
     if opts.max_marked == 0 {
         return Err(DebugError::MaxMarked);
@@ -132,9 +135,15 @@ pub fn bisect(model: &Path, opts: &DebugOptions) -> Result<BisectReport, DebugEr
         let (feeds, base) = feeds(model, &opts.inputs)?;
         (file.profile().1, feeds, base)
     };
-    let pair = Pair::open(opts)?;
+    let pair = Pair::open(opts, model)?;
     let mut last = None;
     for (set, feed) in feeds.iter().enumerate() {
+        if pair
+            .saved_inputs()
+            .is_some_and(|sha| sha != inputs_sha256(feed))
+        {
+            continue;
+        }
         let mut search = Search::new(&structure, &pair, feed, opts)?;
         search.first_round(base, profile_precision)?;
         let label = feed_label(&opts.inputs, set);
@@ -144,7 +153,82 @@ pub fn bisect(model: &Path, opts: &DebugOptions) -> Result<BisectReport, DebugEr
         }
         last = Some(search.report(model, label, None));
     }
-    last.ok_or(DebugError::Runtimes("no feed to run".into()))
+    match (last, &opts.compare_with, pair.saved_inputs()) {
+        (Some(report), _, _) => Ok(report),
+        (None, Some(path), Some(sha)) => Err(DebugError::SavedInputs {
+            path: path.display().to_string(),
+            saved: sha.to_string(),
+        }),
+        (None, _, _) => Err(DebugError::NoFeed),
+    }
+}
+
+/// What `--save-tensors` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct SaveReport {
+    pub path: String,
+    pub runtime: String,
+    pub tensors: usize,
+    pub rounds: usize,
+    pub runtime_runs: usize,
+}
+
+impl SaveReport {
+    pub fn to_text(&self) -> String {
+        format!(
+            "saved {} tensors of {} to {} ({} rounds, {} runs); bisect against them elsewhere with --compare-with\n",
+            self.tensors, self.runtime, self.path, self.rounds, self.runtime_runs
+        )
+    }
+}
+
+/// Runs `model` on the first feed in the one runtime of `opts`, every float tensor marked in
+/// rounds, and saves them with the graph outputs to `out`.
+pub fn save_tensors(
+    model: &Path,
+    out: &Path,
+    opts: &DebugOptions,
+) -> Result<SaveReport, DebugError> {
+    if opts.max_marked == 0 {
+        return Err(DebugError::MaxMarked);
+    }
+    let s = Structure::read(model)?;
+    let (feeds, _) = feeds(model, &opts.inputs)?;
+    let feed = feeds.first().ok_or(DebugError::NoFeed)?;
+    let pair = Pair::open_one(opts)?;
+    let mut prober = Prober::new(&s, &pair, feed)?;
+    let all: Vec<String> = s
+        .nodes
+        .iter()
+        .filter(|n| n.op_type != "Constant")
+        .flat_map(|n| n.outputs.iter())
+        .filter(|o| !o.is_empty() && s.types.get(*o).is_some_and(|&t| graph::markable(t)))
+        .cloned()
+        .collect();
+    let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
+    let mut rounds = 0;
+    for chunk in all.chunks(opts.max_marked) {
+        let values = prober.run_on(&[0], chunk)?;
+        rounds += 1;
+        for (n, t) in values.into_iter().next().into_iter().flatten() {
+            tensors.entry(n).or_insert(t);
+        }
+    }
+    if all.is_empty() {
+        let values = prober.run_on(&[0], &[])?;
+        rounds += 1;
+        tensors.extend(values.into_iter().next().into_iter().flatten());
+    }
+    let runtime = pair.names()[0].clone();
+    let shas = (graph_sha256(model)?, inputs_sha256(feed));
+    saved::write(out, &runtime, shas, &tensors)?;
+    Ok(SaveReport {
+        path: out.display().to_string(),
+        runtime,
+        tensors: tensors.len(),
+        rounds,
+        runtime_runs: prober.runs,
+    })
 }
 
 fn feed_label(source: &super::probe::InputSource, set: usize) -> String {

@@ -13,5 +13,6 @@ pub mod graph;
 pub mod plot;
 mod probe;
 pub mod reduce;
+pub mod saved;
 
 pub use probe::{DebugError, DebugOptions, Diff, InputSource, DEFAULT_MAX_MARKED};

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::graph::{Structure, StructureError};
-use crate::base::files::FileError;
+use super::saved::{SavedTensors, SavedTensorsError};
+use std::io::Write;
+
+use crate::base::files::{temp_file_in, FileError};
 use crate::base::Tensor;
 use crate::graph::Precision;
 use crate::runtime::{self, Runtime, RuntimeError, RuntimeKind, RuntimeOptions};
@@ -44,6 +47,9 @@ pub struct DebugOptions {
     pub rtol: Option<f64>,
     pub per_output: Vec<OutputTolerance>,
     pub max_marked: usize,
+    /// The reference: tensors saved by `--save-tensors` (elsewhere); the one runtime given is
+    /// compared with them.
+    pub compare_with: Option<PathBuf>,
 }
 
 /// Why a debug run could not be done (the divergence itself is the report, not an error).
@@ -81,6 +87,20 @@ pub enum DebugError {
     File(#[from] FileError),
     #[error("--max-marked must be at least 1")]
     MaxMarked,
+    #[error(transparent)]
+    Saved(#[from] SavedTensorsError),
+    #[error("{path} holds tensors of another graph (sha256 {saved}, this one {this}): save them again from this graph")]
+    SavedGraph {
+        path: String,
+        saved: String,
+        this: String,
+    },
+    #[error("{path} holds tensors of other inputs (sha256 {saved}): give the --fixture, --random-inputs or --inputs they were saved with")]
+    SavedInputs { path: String, saved: String },
+    #[error("the inputs give no feed")]
+    NoFeed,
+    #[error(transparent)]
+    GraphSha(#[from] crate::verify::saved::SavedError),
     #[error("{0} exists and is not an empty folder; give a new folder for the repro")]
     OutExists(String),
 }
@@ -102,34 +122,81 @@ impl DebugError {
     }
 }
 
-/// The two runtimes, opened.
+/// One side of a comparison: a runtime, or a run saved elsewhere.
+pub(crate) enum Side {
+    Live(Box<dyn Runtime>),
+    Saved(SavedTensors),
+}
+
+/// The reference and the runtime compared with it.
 pub(crate) struct Pair {
-    pub runtimes: Vec<Box<dyn Runtime>>,
+    pub sides: Vec<Side>,
 }
 
 impl Pair {
-    pub fn open(opts: &DebugOptions) -> Result<Pair, DebugError> {
-        if opts.runtimes.len() != 2 {
+    /// `--runtimes A,B`, or `--compare-with SAVED --runtimes B` (the saved run the reference,
+    /// checked to be of `model`).
+    pub fn open(opts: &DebugOptions, model: &Path) -> Result<Pair, DebugError> {
+        let wanted = if opts.compare_with.is_some() { 1 } else { 2 };
+        if opts.runtimes.len() != wanted {
             let given: Vec<&str> = opts.runtimes.iter().map(|k| k.name()).collect();
-            return Err(DebugError::Runtimes(format!(
-                "given {}",
-                if given.is_empty() {
-                    "none".to_string()
-                } else {
-                    given.join(",")
-                }
-            )));
+            let given = match given.is_empty() {
+                true => "none".to_string(),
+                false => given.join(","),
+            };
+            return Err(DebugError::Runtimes(match wanted {
+                1 => format!("with --compare-with, one runtime; given {given}"),
+                _ => format!("given {given}"),
+            }));
         }
-        let runtimes = opts
-            .runtimes
-            .iter()
-            .map(|&k| runtime::open(k, &opts.runtime))
-            .collect::<Result<_, _>>()?;
-        Ok(Pair { runtimes })
+        let mut sides = Vec::new();
+        if let Some(path) = &opts.compare_with {
+            let saved = SavedTensors::read(path)?;
+            let this = crate::verify::saved::graph_sha256(model)?;
+            if saved.graph_sha256 != this {
+                return Err(DebugError::SavedGraph {
+                    path: path.display().to_string(),
+                    saved: saved.graph_sha256,
+                    this,
+                });
+            }
+            sides.push(Side::Saved(saved));
+        }
+        for &k in &opts.runtimes {
+            sides.push(Side::Live(runtime::open(k, &opts.runtime)?));
+        }
+        Ok(Pair { sides })
     }
 
-    pub fn names(&self) -> [String; 2] {
-        [0, 1].map(|i| self.runtimes[i].kind().name().to_string())
+    /// The one runtime of `opts` (saving tensors).
+    pub fn open_one(opts: &DebugOptions) -> Result<Pair, DebugError> {
+        match opts.runtimes.as_slice() {
+            [k] => Ok(Pair {
+                sides: vec![Side::Live(runtime::open(*k, &opts.runtime)?)],
+            }),
+            more => Err(DebugError::Runtimes(format!(
+                "--save-tensors runs one runtime; given {}",
+                more.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+            ))),
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.sides
+            .iter()
+            .map(|s| match s {
+                Side::Live(rt) => rt.kind().name().to_string(),
+                Side::Saved(saved) => saved.name(),
+            })
+            .collect()
+    }
+
+    /// The saved reference's feed sha256, when the reference is saved.
+    pub fn saved_inputs(&self) -> Option<&str> {
+        self.sides.iter().find_map(|s| match s {
+            Side::Saved(saved) => Some(saved.inputs_sha256.as_str()),
+            Side::Live(_) => None,
+        })
     }
 }
 
@@ -293,7 +360,6 @@ impl<'a> Prober<'a> {
         feed: &'a [(String, Tensor)],
     ) -> Result<Prober<'a>, DebugError> {
         let work = tempfile::tempdir().map_err(DebugError::Work)?;
-        link_external_data(structure, work.path())?;
         Ok(Prober {
             structure,
             pair,
@@ -317,15 +383,26 @@ impl<'a> Prober<'a> {
         tensors: &[String],
     ) -> Result<RoundValues, DebugError> {
         let bytes = self.structure.marked(tensors)?;
-        let name = self
-            .structure
-            .path
-            .file_name()
-            .map_or_else(|| "model.onnx".into(), |n| n.to_owned());
-        let path = self.work.path().join(name);
-        std::fs::write(&path, bytes).map_err(DebugError::Work)?;
+        // A graph with external data is marked beside it, where the data is found (ONNX
+        // Runtime refuses a link to data outside the model's folder); others in the working
+        // folder.
+        let (mut file, temp) = if self.structure.external_files().is_empty() {
+            temp_file_in(self.work.path(), ".onnx")?
+        } else {
+            temp_file_in(
+                self.structure.path.parent().unwrap_or(Path::new(".")),
+                ".onnx",
+            )?
+        };
+        file.write_all(&bytes)
+            .and_then(|()| file.flush())
+            .map_err(FileError::at("write", temp.path()))?;
+        drop(file);
         let feed = self.feed;
-        self.run_model(&path, feed, which, tensors)
+        let path = temp.path().to_path_buf();
+        let values = self.run_model(&path, feed, which, tensors);
+        drop(temp);
+        values
     }
 
     /// Runs the graph at `path` on `feed` in the runtimes `which`, each loaded, run and dropped
@@ -339,17 +416,39 @@ impl<'a> Prober<'a> {
     ) -> Result<RoundValues, DebugError> {
         let feed: Vec<(&str, &Tensor)> = feed.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let mut values: RoundValues = Default::default();
+        let outputs: Vec<&str> = self
+            .structure
+            .outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
         for &i in which {
-            let rt = &self.pair.runtimes[i];
-            let mut m = rt.load(path)?;
-            let out = m.run(&feed)?;
-            self.runs += 1;
-            self.computed = self.computed.or(m.compute_precision());
-            drop(m);
-            values[i] = out.into_iter().collect();
+            let name = self.pair.names()[i].clone();
+            match &self.pair.sides[i] {
+                Side::Live(rt) => {
+                    let mut m = rt.load(path)?;
+                    let out = m.run(&feed)?;
+                    self.runs += 1;
+                    self.computed = self.computed.or(m.compute_precision());
+                    drop(m);
+                    values[i] = out.into_iter().collect();
+                }
+                Side::Saved(saved) => {
+                    // The graph's outputs, and what the round asks for.
+                    for n in outputs
+                        .iter()
+                        .copied()
+                        .chain(expect.iter().map(String::as_str))
+                    {
+                        if let Some(t) = saved.tensors.get(n) {
+                            values[i].insert(n.to_string(), t.clone());
+                        }
+                    }
+                }
+            }
             if let Some(t) = expect.iter().find(|t| !values[i].contains_key(*t)) {
                 return Err(DebugError::NoTensor {
-                    runtime: rt.kind().name().to_string(),
+                    runtime: name,
                     tensor: t.clone(),
                 });
             }
@@ -361,19 +460,4 @@ impl<'a> Prober<'a> {
     pub fn work(&self) -> &Path {
         self.work.path()
     }
-}
-
-/// Links the files the graph's external data lives in into `work`, so a marked copy written
-/// there finds them as the original does.
-fn link_external_data(s: &Structure, work: &Path) -> Result<(), DebugError> {
-    let dir = s.path.parent().unwrap_or(Path::new("."));
-    for location in s.external_files() {
-        let (from, to) = (dir.join(&location), work.join(&location));
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(DebugError::Work)?;
-        }
-        let from = std::fs::canonicalize(&from).unwrap_or(from);
-        std::os::unix::fs::symlink(&from, &to).map_err(DebugError::Work)?;
-    }
-    Ok(())
 }

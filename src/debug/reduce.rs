@@ -83,7 +83,7 @@ pub fn reduce(model: &Path, out: &Path, opts: &DebugOptions) -> Result<Reduction
     let feed = feeds
         .get(set)
         .ok_or(DebugError::Runtimes("no feed".into()))?;
-    let pair = Pair::open(opts)?;
+    let pair = Pair::open(opts, model)?;
     let mut prober = Prober::new(&s, &pair, feed)?;
     let precision = crate::verify::GraphFile::read(model)?.profile().1;
     let before = s.nodes[culprit]

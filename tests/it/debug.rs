@@ -471,3 +471,70 @@ fn bad_input_is_one_line_and_nothing_written() {
         "input `attention_mask` of the graph is not in the file",
     );
 }
+
+#[test]
+fn tensors_saved_on_one_machine_bisect_on_another() {
+    if !venv_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    export("greedy", "portable", tmp.path());
+    let model = tmp.path().join("causal-lm.onnx");
+    let saved = tmp.path().join("ort-cpu.safetensors");
+    let saved_s = saved.to_str().expect("utf-8");
+    // "Elsewhere": every float tensor of ONNX Runtime's run, in rounds of 32.
+    let args = [
+        "--random-inputs",
+        "1",
+        "--save-tensors",
+        saved_s,
+        "--max-marked",
+        "32",
+    ];
+    let (code, r, text) = debug("bisect", &model, "ort-cpu", &args, &[]);
+    assert_eq!(code, 0, "{text}");
+    let tensors = r["tensors"].as_u64().expect("tensors");
+    assert!(tensors > 100, "{text}");
+    assert_eq!(r["rounds"].as_u64(), Some(tensors.div_ceil(32)));
+    // Here: the faulted runtime against the saved reference, plotted.
+    let plot = tmp.path().join("curve.svg");
+    let mut args = TOLERANCE.to_vec();
+    let plot_s = plot.to_str().expect("utf-8");
+    args.extend([
+        "--random-inputs",
+        "1",
+        "--compare-with",
+        saved_s,
+        "--plot",
+        plot_s,
+    ]);
+    let fault = [("IGPT_FAULT_NODE", "h.2.attn.c_proj")];
+    let (code, r, text) = debug("bisect", &model, FAULT, &args, &fault);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(r["reference"], "saved:ort-cpu");
+    assert_eq!(r["first_divergent_node"]["name"], "h.2.attn.c_proj");
+    // Only the live runtime runs.
+    assert_eq!(r["runtime_runs"], r["rounds"]);
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    let points = svg.matches("<circle").count();
+    assert_eq!(points, r["measured"].as_array().expect("measured").len());
+    assert!(svg.contains("h.2.attn.c_proj (Add)"));
+    // Another graph, or other inputs, is refused in one line.
+    let args = ["--fixture", "fixtures/causal-lm", "--compare-with", saved_s];
+    let (code, _, text) = debug("bisect", &model, "ort-cpu", &args, &[]);
+    assert_eq!(code, 2);
+    assert!(text.contains("holds tensors of other inputs"), "{text}");
+    let other = root().join("graphs/causal-lm/causal-lm.onnx");
+    let args = ["--random-inputs", "1", "--compare-with", saved_s];
+    let (code, _, text) = debug("bisect", &other, "ort-cpu", &args, &[]);
+    assert_eq!(code, 2);
+    assert!(text.contains("holds tensors of another graph"), "{text}");
+    let args = ["--random-inputs", "1", "--compare-with", saved_s];
+    let (code, _, text) = debug("bisect", &model, "ort-cpu,tract", &args, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        text.contains("with --compare-with, one runtime; given ort-cpu,tract"),
+        "{text}"
+    );
+}

@@ -35,6 +35,15 @@ pub struct Common {
     inputs: Option<PathBuf>,
     #[command(flatten)]
     tolerance: ToleranceFlags,
+    /// The reference is a run saved elsewhere by --save-tensors (of this graph and these
+    /// inputs); --runtimes names the one runtime compared with it.
+    #[arg(long, value_name = "SAVED", conflicts_with = "save_tensors")]
+    compare_with: Option<PathBuf>,
+    /// With one runtime: run the graph with every float tensor marked (in rounds of
+    /// --max-marked) and save them all, to bisect against on another machine with
+    /// --compare-with.
+    #[arg(long, value_name = "FILE")]
+    save_tensors: Option<PathBuf>,
     /// At most N tensors marked as extra outputs per round (memory: N of the graph's largest
     /// intermediate tensors beside the weights).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_MARKED)]
@@ -59,6 +68,7 @@ impl Common {
             rtol: self.tolerance.rtol,
             per_output: self.tolerance.tolerance.clone(),
             max_marked: self.max_marked,
+            compare_with: self.compare_with.clone(),
         }
     }
 }
@@ -74,6 +84,14 @@ pub struct BisectArgs {
 
 pub fn run_bisect(a: BisectArgs) -> Result<ExitCode> {
     igpt_onnx::runtime::install_panic_hook();
+    if let Some(out) = &a.common.save_tensors {
+        let saved = debug::bisect::save_tensors(&a.common.model, out, &a.common.options())?;
+        crate::cli::print_out(&saved.to_text())?;
+        if let Some(p) = &a.common.json {
+            write_atomic(p, (serde_json::to_string_pretty(&saved)? + "\n").as_bytes())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = debug::bisect::bisect(&a.common.model, &a.common.options())?;
     crate::cli::print_out(&report.to_text())?;
     if let Some(p) = &a.common.json {

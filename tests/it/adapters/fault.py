@@ -23,9 +23,18 @@ SCALE = float(os.environ.get("IGPT_FAULT_SCALE", "1.002"))
 REAL_SESSION = ort.InferenceSession
 
 
-def elem_type(model, name):
+def elem_type(model_path, model, name):
     """The element type of tensor `name`, from the graph's declarations or shape inference."""
-    graph = onnx.shape_inference.infer_shapes(model).graph
+    for v in list(model.graph.value_info) + list(model.graph.output):
+        if v.name == name and v.type.tensor_type.elem_type:
+            return v.type.tensor_type.elem_type
+    # Inference reads the file itself, so graphs past protobuf's 2 GB limit work too.
+    inferred = model_path + ".inferred.onnx"
+    onnx.shape_inference.infer_shapes_path(model_path, inferred)
+    try:
+        graph = onnx.load(inferred, load_external_data=False).graph
+    finally:
+        os.remove(inferred)
     for v in list(graph.value_info) + list(graph.output):
         if v.name == name and v.type.tensor_type.elem_type:
             return v.type.tensor_type.elem_type
@@ -33,7 +42,8 @@ def elem_type(model, name):
 
 
 def faulty_session(path, *args, **kwargs):
-    model = onnx.load(path)
+    # Weights stay where they are (external data is resolved beside the model file).
+    model = onnx.load(path, load_external_data=False)
     nodes = model.graph.node
     at = [i for i, n in enumerate(nodes) if n.name == NODE]
     if not at:
@@ -41,15 +51,34 @@ def faulty_session(path, *args, **kwargs):
         return REAL_SESSION(path, *args, **kwargs)
     node = nodes[at[0]]
     out = node.output[0]
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type(model, out))
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type(path, model, out))
     node.output[0] = out + ".unfaulted"
     scale = numpy_helper.from_array(np.array(SCALE, dtype=dtype), "fault.scale")
     model.graph.initializer.append(scale)
     nodes.insert(at[0] + 1, helper.make_node("Mul", [node.output[0], "fault.scale"], [out], name="fault.mul"))
-    return REAL_SESSION(model.SerializeToString(), *args, **kwargs)
+    faulted = path + ".fault.onnx"
+    onnx.save(model, faulted)
+    try:
+        return REAL_SESSION(faulted, *args, **kwargs)
+    finally:
+        os.remove(faulted)
 
 
 ort.InferenceSession = faulty_session
 
+def record_peak():
+    """Appends this process's peak resident KiB to IGPT_FAULT_RSS, where set (ci/debug-memory.sh)."""
+    path = os.environ.get("IGPT_FAULT_RSS")
+    if path:
+        import resource
+
+        with open(path, "a") as f:
+            f.write(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\n")
+
+
 if __name__ == "__main__":
-    sys.exit(ort_python.main())
+    try:
+        code = ort_python.main()
+    finally:
+        record_peak()
+    sys.exit(code)
