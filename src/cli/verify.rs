@@ -74,6 +74,7 @@ fn runtime_kind(name: &str) -> Result<Option<RuntimeKind>, Unknown> {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     igpt_onnx::runtime::install_panic_hook();
+    let precision = a.precision.precision()?;
     let opts = VerifyOptions {
         runtimes: a.runtimes.iter().flatten().copied().collect(),
         required: a.require.iter().flatten().copied().collect(),
@@ -85,7 +86,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         // The report says which execution provider ran how many nodes.
         runtime: a.runtime.options(true),
         profile: a.precision.profile_or_portable(),
-        precision: a.precision.precision()?,
+        precision,
+        keep_float32: a.precision.keep_float32(precision),
     };
     let report = match (&a.model, &a.fixture, a.random_inputs) {
         (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,

@@ -78,6 +78,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 },
                 profile: opts.profile,
                 precision: opts.precision,
+                keep_float32: opts.keep_float32.clone(),
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[head], &dir, &opts_x)
@@ -92,6 +93,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
             let opts_x = ExportOptions {
                 profile: opts.profile,
                 precision: opts.precision,
+                keep_float32: opts.keep_float32.clone(),
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[Head::Decoder], &dir, &opts_x)

@@ -15,6 +15,7 @@ mod generate;
 mod graphs;
 mod hub;
 mod image;
+mod keep_float32;
 mod layers;
 mod openvino;
 mod ort_cache;
