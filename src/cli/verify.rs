@@ -25,7 +25,7 @@ pub struct Args {
     /// Golden suite: export in this profile and precision (a given --model's are its own).
     #[command(flatten)]
     precision: PrecisionFlags,
-    /// A case folder whose goldens --model is compared with.
+    /// A case folder (or a folder holding one case) whose goldens --model is compared with.
     #[arg(long, requires = "model", conflicts_with = "random_inputs")]
     fixture: Option<PathBuf>,
     /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
