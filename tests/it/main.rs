@@ -4,6 +4,7 @@
 mod alloc;
 mod command;
 mod common;
+mod debug_precision;
 mod decoder_cache;
 mod docs;
 mod export_cli;
