@@ -11,8 +11,10 @@ use sha2::{Digest, Sha256};
 use crate::base::files::FileError;
 use crate::checkpoint::Checkpoint;
 use crate::graph::io::CacheMode;
+use crate::graph::keep::NoMatch;
 use crate::graph::{
-    self, BuiltGraph, ExportCard, GraphOptions, Head, LogitsWidth, Precision, Profile, Provenance,
+    self, BuiltGraph, ExportCard, GraphOptions, Head, KeepFloat32, LogitsWidth, Precision, Profile,
+    Provenance,
 };
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
@@ -38,6 +40,8 @@ pub enum ExportError {
         head: &'static str,
         weight: &'static str,
     },
+    #[error(transparent)]
+    KeepFloat32(#[from] NoMatch),
     #[error("{precision} weights are not available in the {profile} profile (they need ONNX Runtime's MatMulNBits: use --profile ort)")]
     PrecisionUnavailable {
         precision: &'static str,
@@ -46,12 +50,15 @@ pub enum ExportError {
 }
 
 /// How to export.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ExportOptions {
     pub graph: GraphOptions,
     pub profile: Profile,
     /// How the block matrices are stored (`--quantize`); must fit the profile.
     pub precision: Precision,
+    /// The matrices that stay float32 in a reduced precision (`--keep-float32`); each pattern
+    /// must name a matrix of the checkpoint. Nothing changes in float32.
+    pub keep_float32: KeepFloat32,
     /// Where the weights go: beside the graph or inside it.
     pub weights_file: WeightsFile,
     /// The LM heads' logits width (the whole vocabulary for onnxruntime-genai).
@@ -64,6 +71,7 @@ impl Default for ExportOptions {
             graph: GraphOptions::default(),
             profile: Profile::Portable,
             precision: Precision::Float32,
+            keep_float32: KeepFloat32::default(),
             weights_file: WeightsFile::Auto,
             logits: LogitsWidth::Colours,
         }
@@ -128,6 +136,8 @@ pub fn export(
             profile: opts.profile.name(),
         });
     }
+    opts.keep_float32.check(ckpt)?;
+    let keep = opts.keep_float32.in_precision(opts.precision.spec());
     for &head in heads {
         if let Some(weight) = head.weight_name() {
             if ckpt.weights.get(weight).is_none() {
@@ -168,6 +178,7 @@ pub fn export(
                 ckpt,
                 head,
                 (opts.profile, opts.precision),
+                &keep,
                 opts.graph,
                 opts.logits,
             )?;
@@ -193,7 +204,7 @@ pub fn export(
                     hashes = Some(sums);
                 }
                 let sums = hashes.as_deref().unwrap_or_default();
-                Ok(card(ckpt, head, opts, sums, &carried_sums))
+                Ok(card(ckpt, head, (opts, &keep), sums, &carried_sums))
             };
             let st = writer::write_model(
                 target,
@@ -251,7 +262,7 @@ fn model_header(profile: Profile, built: &BuiltGraph<'_>) -> ModelProto {
 fn card(
     ckpt: &Checkpoint,
     head: Head,
-    opts: &ExportOptions,
+    (opts, keep): (&ExportOptions, &KeepFloat32),
     sums: &str,
     carried_sums: &str,
 ) -> Vec<StringStringEntryProto> {
@@ -259,6 +270,7 @@ fn card(
         head,
         profile: opts.profile,
         precision: opts.precision,
+        keep_float32: keep.clone(),
         config: ckpt.config.clone(),
         hidden_states: opts.graph.hidden_states,
         logits: opts.logits,

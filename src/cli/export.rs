@@ -71,12 +71,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         OneOrAll::One(h) => vec![h],
         OneOrAll::All => Head::available(&ckpt),
     };
+    let precision = a.precision.precision()?;
     let opts = ExportOptions {
         graph: GraphOptions {
             hidden_states: a.hidden_states,
         },
         profile: a.precision.profile_or_portable(),
-        precision: a.precision.precision()?,
+        precision,
+        keep_float32: a.precision.keep_float32(precision),
         weights_file: match (a.external_data, a.single_file) {
             (true, _) => WeightsFile::External,
             (_, true) => WeightsFile::SingleFile,

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use igpt_onnx::base::values::{Choice, ChoiceParser};
+use igpt_onnx::graph::keep::ScopePattern;
 use igpt_onnx::graph::profile::{FloatType, Quantization};
-use igpt_onnx::graph::{Precision, Profile, PRECISIONS, PROFILES};
+use igpt_onnx::graph::{KeepFloat32, Precision, Profile, PRECISIONS, PROFILES};
 use igpt_onnx::runtime::{ComputePrecision, RuntimeKind, RuntimeOptions};
 use igpt_onnx::verify::options::OutputTolerance;
 
@@ -98,12 +99,33 @@ pub struct PrecisionFlags {
     pub quantize: Option<Quantization>,
     #[arg(long, help = dtype_help(), value_parser = ChoiceParser::<FloatType>::new())]
     pub dtype: Option<FloatType>,
+    /// Keep these matrices float32 in a reduced precision: comma-separated scope patterns over
+    /// the checkpoint's matrices (h.0: block 0's four; h.3.attn: its attention's two;
+    /// h.*.mlp.c_proj: every block's, `*` being one whole segment; head: the LM head or score,
+    /// float32 in every precision already). A pattern that names no matrix is refused; nothing
+    /// changes in float32. `igpt-onnx debug precision` finds a list that meets a budget.
+    #[arg(long, value_name = "PATTERN[,PATTERN]", value_delimiter = ',', value_parser = ScopePattern::parse)]
+    pub keep_float32: Vec<ScopePattern>,
 }
 
 impl PrecisionFlags {
     /// The precision asked for (float32 when neither flag is given; both is refused).
     pub fn precision(&self) -> anyhow::Result<Precision> {
         Ok(Precision::chosen(self.quantize, self.dtype)?)
+    }
+
+    /// The keep-list asked for, as it applies in `precision`; in float32, where it changes
+    /// nothing, a note on stderr says so (the patterns are still checked against the
+    /// checkpoint).
+    pub fn keep_float32(&self, precision: Precision) -> KeepFloat32 {
+        let keep = KeepFloat32::new(self.keep_float32.iter().cloned());
+        if !keep.is_empty() && keep.in_precision(precision.spec()).is_empty() {
+            eprintln!(
+                "note: --keep-float32 changes nothing in {}: every matrix is float32 already",
+                precision.name()
+            );
+        }
+        keep
     }
 
     /// The profile asked for, else portable.

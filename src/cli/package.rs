@@ -72,8 +72,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             || a.precision.profile.is_some()
             || a.precision.quantize.is_some()
             || a.precision.dtype.is_some()
+            || !a.precision.keep_float32.is_empty()
         {
-            bail!("--weights, --config, --external-data, --profile, --quantize and --dtype belong to --genai and --web; --triton packages the export folder --from (export it in the profile and precision you want)");
+            bail!("--weights, --config, --external-data, --profile, --quantize, --dtype and --keep-float32 belong to --genai and --web; --triton packages the export folder --from (export it in the profile and precision you want)");
         }
         // Names become folder names and Triton model names.
         let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -120,6 +121,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
+    let precision = a.precision.precision()?;
     let opts = ExportOptions {
         weights_file: if a.external_data {
             WeightsFile::External
@@ -127,7 +129,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             WeightsFile::Auto
         },
         profile: a.precision.profile_or_portable(),
-        precision: a.precision.precision()?,
+        precision,
+        keep_float32: a.precision.keep_float32(precision),
         ..Default::default()
     };
     let pkg = genai::write(&ckpt, dir, &opts).context("onnxruntime-genai packaging failed")?;
@@ -168,6 +171,7 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     let opts = ExportOptions {
         profile,
         precision,
+        keep_float32: a.precision.keep_float32(precision),
         ..Default::default()
     };
     let ort = match &a.ort_web {

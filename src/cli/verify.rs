@@ -24,7 +24,7 @@ pub struct Args {
     /// Golden suite: export in this profile and precision (a given --model's are its own).
     #[command(flatten)]
     precision: PrecisionFlags,
-    /// A case folder whose goldens --model is compared with.
+    /// A case folder (or a folder holding one case) whose goldens --model is compared with.
     #[arg(long, requires = "model", conflicts_with = "random_inputs")]
     fixture: Option<PathBuf>,
     /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
@@ -65,6 +65,7 @@ pub(crate) fn runtime_kind(name: &str) -> Result<Option<RuntimeKind>, Unknown> {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     igpt_onnx::runtime::install_panic_hook();
+    let precision = a.precision.precision()?;
     let opts = VerifyOptions {
         runtimes: a.runtimes.iter().flatten().copied().collect(),
         required: a.require.iter().flatten().copied().collect(),
@@ -76,7 +77,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         // The report says which execution provider ran how many nodes.
         runtime: a.runtime.options(true),
         profile: a.precision.profile_or_portable(),
-        precision: a.precision.precision()?,
+        precision,
+        keep_float32: a.precision.keep_float32(precision),
     };
     let report = match (&a.model, &a.fixture, a.random_inputs) {
         (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,

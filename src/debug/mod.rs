@@ -11,6 +11,7 @@
 pub mod bisect;
 pub mod graph;
 pub mod plot;
+pub mod precision;
 mod probe;
 pub mod reduce;
 pub mod saved;

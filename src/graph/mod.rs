@@ -11,6 +11,7 @@ pub mod ctx;
 pub mod head;
 pub mod heads;
 pub mod io;
+pub mod keep;
 pub mod linear;
 pub mod profile;
 pub mod quant;
@@ -20,6 +21,7 @@ pub use card::{CardError, ExportCard, GraphCardError, Provenance};
 pub use ctx::Ctx;
 pub use head::Head;
 pub use io::{DecoderIo, LogitsWidth, BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUENCE};
+pub use keep::KeepFloat32;
 pub use profile::{Feature, Precision, PrecisionSpec, Profile, ProfileSpec, PRECISIONS, PROFILES};
 
 use crate::checkpoint::{Checkpoint, WeightsError};
@@ -53,18 +55,20 @@ pub fn build<'w>(
         ckpt,
         head,
         (profile, Precision::Float32),
+        &KeepFloat32::default(),
         opts,
         LogitsWidth::Colours,
     )
 }
 
 /// Emits `head` of `ckpt` in a profile and precision (the caller checked that the two fit:
-/// [`Precision::fits`]), with the LM heads' logits `logits` wide (the whole vocabulary for
-/// onnxruntime-genai; the other heads ignore it).
+/// [`Precision::fits`]) with the matrices `keep` names in float32, and the LM heads' logits
+/// `logits` wide (the whole vocabulary for onnxruntime-genai; the other heads ignore it).
 pub fn build_in<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
     (profile, precision): (Profile, Precision),
+    keep: &KeepFloat32,
     opts: GraphOptions,
     logits: LogitsWidth,
 ) -> Result<BuiltGraph<'w>, WeightsError> {
@@ -75,6 +79,7 @@ pub fn build_in<'w>(
         ckpt,
         profile: spec,
         precision: precision.spec(),
+        keep,
         past: head == Head::Decoder,
     };
     let trunk = trunk::emit(&mut cx);

@@ -49,6 +49,8 @@ pub enum FixtureError {
     },
     #[error("no cases (folders with manifest.json) in {path}")]
     NoCases { path: String },
+    #[error("{path} is not a case but holds {cases} of them: name one")]
+    ManyCases { path: String, cases: usize },
 }
 
 /// Why a case has nothing for a graph input.
@@ -290,6 +292,23 @@ pub fn discover(root: &Path) -> Result<Vec<PathBuf>, FixtureError> {
         });
     }
     Ok(dirs)
+}
+
+/// The case at `path`: the folder itself, or the one case folder inside a folder without a
+/// manifest (`fixtures/trained` holds `digits`); a folder of several cases is refused.
+pub fn case_folder(path: &Path) -> Result<PathBuf, FixtureError> {
+    if path.join("manifest.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    match discover(path) {
+        Ok(mut cases) if cases.len() == 1 => Ok(cases.remove(0)),
+        Ok(cases) => Err(FixtureError::ManyCases {
+            path: path.display().to_string(),
+            cases: cases.len(),
+        }),
+        // Not a folder of cases either: loading it says what is missing.
+        Err(_) => Ok(path.to_path_buf()),
+    }
 }
 
 /// A manifest `name` that is safe as one path component.

@@ -78,6 +78,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 },
                 profile: opts.profile,
                 precision: opts.precision,
+                keep_float32: opts.keep_float32.clone(),
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[head], &dir, &opts_x)
@@ -92,6 +93,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
             let opts_x = ExportOptions {
                 profile: opts.profile,
                 precision: opts.precision,
+                keep_float32: opts.keep_float32.clone(),
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[Head::Decoder], &dir, &opts_x)
@@ -173,13 +175,13 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
     check
 }
 
-/// A given graph against a case's goldens.
+/// A given graph against a case's goldens (`case_dir`: a case, or a folder holding one).
 pub fn model_against_case(
     model: &Path,
     case_dir: &Path,
     opts: &VerifyOptions,
 ) -> Result<Report, VerifyError> {
-    let case = Case::load(case_dir)?;
+    let case = Case::load(&fixture::case_folder(case_dir)?)?;
     let file = GraphFile::read(model)?;
     let head = file.head().ok_or_else(|| VerifyError::UnknownHead {
         path: model.display().to_string(),

@@ -5,7 +5,7 @@ use super::fixture::{FixtureError, Tolerance};
 use super::inputs::InputsError;
 use crate::base::DataType;
 use crate::graph::profile::Budget;
-use crate::graph::{GraphCardError, Precision, Profile};
+use crate::graph::{GraphCardError, KeepFloat32, Precision, Profile};
 use crate::runtime::model::GraphIoError;
 use crate::runtime::{RuntimeError, RuntimeKind, RuntimeOptions};
 
@@ -74,6 +74,8 @@ pub struct VerifyOptions {
     /// The golden suite's exports: profile and precision (portable float32 by default).
     pub profile: Profile,
     pub precision: Precision,
+    /// The golden suite's exports: the matrices kept float32 (`--keep-float32`).
+    pub keep_float32: KeepFloat32,
 }
 
 impl Default for VerifyOptions {
@@ -93,6 +95,7 @@ impl Default for VerifyOptions {
             },
             profile: Profile::Portable,
             precision: Precision::Float32,
+            keep_float32: KeepFloat32::default(),
         }
     }
 }

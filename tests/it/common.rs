@@ -197,6 +197,7 @@ pub fn card_for(head: &str) -> Vec<(String, String)> {
         head: Head::parse(head).expect("a head name"),
         profile: Profile::Portable,
         precision: Precision::Float32,
+        keep_float32: Default::default(),
         config,
         hidden_states: false,
         logits: LogitsWidth::Colours,
