@@ -13,6 +13,7 @@ pub mod model;
 pub mod native;
 pub mod openvino;
 pub mod ort;
+pub mod releases;
 pub mod support;
 mod table;
 pub mod tract;
