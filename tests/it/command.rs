@@ -531,13 +531,13 @@ fn runtime_names_take_a_command() {
     assert_eq!(code, 2);
     assert_eq!(
         stderr,
-        "error: unknown runtime `cmd:` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM)\n"
+        "error: unknown runtime `cmd:` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino, ort-python@VERSION or cmd:PROGRAM)\n"
     );
     let (code, _, stderr) = igpt(&["generate", "--model", "x.onnx", "--runtime", "nope"]);
     assert_eq!(code, 2);
     assert_eq!(
         stderr,
-        "error: unknown runtime `nope` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM)\n"
+        "error: unknown runtime `nope` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino, ort-python@VERSION or cmd:PROGRAM)\n"
     );
     // A program that is not there: the runtime is unavailable, by name.
     let tmp = tempfile::tempdir().expect("tempdir");
