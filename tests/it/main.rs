@@ -16,6 +16,7 @@ mod graphs;
 mod hub;
 mod image;
 mod layers;
+mod matrix;
 mod openvino;
 mod ort_cache;
 mod package;
