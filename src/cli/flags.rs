@@ -69,7 +69,7 @@ pub fn runtime_help() -> String {
 /// `--runtimes A,B`'s help.
 pub fn runtimes_help() -> String {
     format!(
-        "Comma-separated runtimes, the first the reference ({}; cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol)",
+        "Comma-separated runtimes, the first the reference ({}; ort-python@VERSION: that ONNX Runtime release's Python package, from the environment .venv-ort/VERSION; cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol)",
         RuntimeKind::expected()
     )
 }
