@@ -10,7 +10,7 @@ use igpt_onnx::export::{self, ExportOptions, WeightsFile};
 use igpt_onnx::graph::GraphOptions;
 use igpt_onnx::{Checkpoint, Head, Variant};
 
-use super::flags::PrecisionFlags;
+use super::flags::{OpsetFlag, PrecisionFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,6 +41,8 @@ pub struct Args {
     hidden_states: bool,
     #[command(flatten)]
     precision: PrecisionFlags,
+    #[command(flatten)]
+    opset: OpsetFlag,
     /// Store weights in <head>.onnx.data whatever their size (by default from 16 MiB up, where ONNX Runtime maps them: a faster load and less memory).
     #[arg(long, conflicts_with = "single_file")]
     external_data: bool,
@@ -50,6 +52,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    // Usage first: a refused opset costs no checkpoint read (nor download).
+    let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
+    let opset = a.opset.resolve(profile, precision)?;
     let located = igpt_onnx::checkpoint::hub::locate(
         a.weights.as_deref(),
         a.variant,
@@ -76,9 +81,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         graph: GraphOptions {
             hidden_states: a.hidden_states,
         },
-        profile: a.precision.profile_or_portable(),
+        profile,
         precision,
         keep_float32: a.precision.keep_float32(precision),
+        opset: Some(opset),
         weights_file: match (a.external_data, a.single_file) {
             (true, _) => WeightsFile::External,
             (_, true) => WeightsFile::SingleFile,

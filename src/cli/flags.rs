@@ -1,13 +1,15 @@
 //! The flag groups more than one command takes, written once and flattened into each: how
-//! runtimes are found and run ([`RuntimeFlags`]), and which profile and precision a graph is
-//! exported in ([`PrecisionFlags`]), whose help and accepted values come from the tables.
+//! runtimes are found and run ([`RuntimeFlags`]), which profile and precision a graph is
+//! exported in ([`PrecisionFlags`]), whose help and accepted values come from the tables, and
+//! at which opset ([`OpsetFlag`]).
 
 use std::path::PathBuf;
 
 use igpt_onnx::base::values::{Choice, ChoiceParser};
 use igpt_onnx::graph::keep::ScopePattern;
-use igpt_onnx::graph::profile::{FloatType, Quantization};
+use igpt_onnx::graph::profile::{FloatType, Quantization, OPSET_FLOORS};
 use igpt_onnx::graph::{KeepFloat32, Precision, Profile, PRECISIONS, PROFILES};
+use igpt_onnx::onnx::opset::{DEFAULT_OPSET, NEWEST_OPSET};
 use igpt_onnx::runtime::{ComputePrecision, RuntimeKind, RuntimeOptions};
 use igpt_onnx::verify::options::OutputTolerance;
 
@@ -85,7 +87,7 @@ pub fn runtime_help() -> String {
 /// `--runtimes A,B`'s help.
 pub fn runtimes_help() -> String {
     format!(
-        "Comma-separated runtimes, the first the reference ({}; cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol)",
+        "Comma-separated runtimes, the first the reference ({}; ort-python@VERSION: that ONNX Runtime release's Python package, from the environment .venv-ort/VERSION; cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol)",
         RuntimeKind::expected()
     )
 }
@@ -178,6 +180,32 @@ fn dtype_help() -> String {
     format!(
         "Float type of the trunk: {}; not with --quantize",
         rows.join("; ")
+    )
+}
+
+/// `--opset N`: the default-domain opset an export emits (export and package take it).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OpsetFlag {
+    #[arg(long, value_name = "N", help = opset_help())]
+    pub opset: Option<i64>,
+}
+
+impl OpsetFlag {
+    /// The opset to emit for `profile` in `precision`, or the refusal as one line.
+    pub fn resolve(&self, profile: Profile, precision: Precision) -> anyhow::Result<i64> {
+        igpt_onnx::export::resolve_opset(profile, precision, self.opset)
+            .map_err(|e| anyhow::anyhow!("--{e}"))
+    }
+}
+
+fn opset_help() -> String {
+    let floors: Vec<String> = OPSET_FLOORS
+        .iter()
+        .map(|f| format!("{} {} {}", f.profile.name(), f.precision, f.opset()))
+        .collect();
+    format!(
+        "Default-domain opset to emit, older ones where the ops allow (ops whose signature changed take the opset's form; the IR version follows) [default: {DEFAULT_OPSET}]; from ({}) up to {NEWEST_OPSET}",
+        floors.join(", ")
     )
 }
 

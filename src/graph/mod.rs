@@ -42,38 +42,43 @@ pub struct BuiltGraph<'w> {
     pub initializers: Vec<Initializer<'w>>,
     /// `(domain, version)` for `opset_import`.
     pub opsets: Vec<(&'static str, i64)>,
+    /// The op that needs the highest default-domain opset ([`Op::since`](crate::onnx::Op::since)).
+    pub needs: Option<crate::onnx::Op>,
 }
 
-/// Emits `head` of `ckpt` in `profile`, float32.
+/// Emits `head` of `ckpt` in `profile`, float32, at the profile's opset.
 pub fn build<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
     profile: Profile,
     opts: GraphOptions,
 ) -> Result<BuiltGraph<'w>, WeightsError> {
+    let form = (profile, Precision::Float32, profile.spec().opset);
     build_in(
         ckpt,
         head,
-        (profile, Precision::Float32),
+        form,
         &KeepFloat32::default(),
         opts,
         LogitsWidth::Colours,
     )
 }
 
-/// Emits `head` of `ckpt` in a profile and precision (the caller checked that the two fit:
-/// [`Precision::fits`]) with the matrices `keep` names in float32, and the LM heads' logits
-/// `logits` wide (the whole vocabulary for onnxruntime-genai; the other heads ignore it).
+/// Emits `head` of `ckpt` in a profile and precision at a default-domain opset (the caller
+/// checked that the two fit, [`Precision::fits`], and that the opset is within reach,
+/// [`profile::opset_floor`]) with the matrices `keep` names in float32, and the LM heads'
+/// logits `logits` wide (the whole vocabulary for onnxruntime-genai; the other heads ignore
+/// it).
 pub fn build_in<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
-    (profile, precision): (Profile, Precision),
+    (profile, precision, opset): (Profile, Precision, i64),
     keep: &KeepFloat32,
     opts: GraphOptions,
     logits: LogitsWidth,
 ) -> Result<BuiltGraph<'w>, WeightsError> {
     let spec = profile.spec();
-    let mut g = GraphBuilder::default();
+    let mut g = GraphBuilder::with_opset(opset);
     let mut cx = Ctx {
         g: &mut g,
         ckpt,
@@ -84,7 +89,7 @@ pub fn build_in<'w>(
     };
     let trunk = trunk::emit(&mut cx);
     heads::emit(&mut cx, head, &trunk, opts.hidden_states, logits)?;
-    let mut opsets = vec![(Domain::Onnx.as_str(), spec.opset)];
+    let mut opsets = vec![(Domain::Onnx.as_str(), opset)];
     if g.domains.contains(&Domain::Microsoft) {
         opsets.push((Domain::Microsoft.as_str(), spec.contrib_opset.unwrap_or(1)));
     }
@@ -98,5 +103,6 @@ pub fn build_in<'w>(
         },
         initializers: g.initializers,
         opsets,
+        needs: g.needs,
     })
 }

@@ -19,6 +19,7 @@ mod hub;
 mod image;
 mod keep_float32;
 mod layers;
+mod matrix;
 mod openvino;
 mod ort_cache;
 mod package;

@@ -699,7 +699,7 @@ fn bad_arguments_are_one_line() {
     for (args, want) in [
         (
             &["verify", "--runtimes", "tract,foo"][..],
-            "error: unknown runtime `foo` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM)\n",
+            "error: unknown runtime `foo` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino, ort-python@VERSION or cmd:PROGRAM)\n",
         ),
         (
             &["export", "--weights", "x", "--variant", "huge"][..],
