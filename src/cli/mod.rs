@@ -9,6 +9,7 @@ pub mod export;
 pub mod flags;
 pub mod generate;
 pub mod inspect;
+pub mod matrix;
 pub mod package;
 pub mod random;
 pub mod support;
@@ -71,6 +72,8 @@ pub enum Command {
     Package(package::Args),
     /// Which runtime runs which profile and precision (the support matrix), and why not.
     Support(support::Args),
+    /// Prove the support matrix here: the golden suite for every runtime, profile and precision.
+    Matrix(matrix::Args),
     /// Where and why runtimes disagree: bisect to the first diverging node, reduce it to a
     /// repro, find the parts to keep in float32.
     Debug(debug::Args),
@@ -89,6 +92,7 @@ impl Command {
             Command::Classify(a) => classify::run(a),
             Command::Package(a) => package::run(a),
             Command::Support(a) => support::run(a),
+            Command::Matrix(a) => matrix::run(a),
             Command::Debug(a) => debug::run(a),
         }
     }

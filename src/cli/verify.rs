@@ -79,6 +79,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         profile: a.precision.profile_or_portable(),
         precision,
         keep_float32: a.precision.keep_float32(precision),
+        opset: None,
     };
     let report = match (&a.model, &a.fixture, a.random_inputs) {
         (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,

@@ -16,6 +16,7 @@ mod feed;
 pub mod fixture;
 mod inputs;
 mod judge;
+pub mod matrix;
 mod model;
 pub mod options;
 pub mod report;
@@ -79,6 +80,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 profile: opts.profile,
                 precision: opts.precision,
                 keep_float32: opts.keep_float32.clone(),
+                opset: opts.opset,
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[head], &dir, &opts_x)
@@ -94,6 +96,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 profile: opts.profile,
                 precision: opts.precision,
                 keep_float32: opts.keep_float32.clone(),
+                opset: opts.opset,
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[Head::Decoder], &dir, &opts_x)

@@ -76,6 +76,8 @@ pub struct VerifyOptions {
     pub precision: Precision,
     /// The golden suite's exports: the matrices kept float32 (`--keep-float32`).
     pub keep_float32: KeepFloat32,
+    /// The golden suite's exports: the default-domain opset (`None`: the profile's).
+    pub opset: Option<i64>,
 }
 
 impl Default for VerifyOptions {
@@ -96,6 +98,7 @@ impl Default for VerifyOptions {
             profile: Profile::Portable,
             precision: Precision::Float32,
             keep_float32: KeepFloat32::default(),
+            opset: None,
         }
     }
 }

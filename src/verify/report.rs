@@ -169,6 +169,28 @@ impl Check {
         self.error = Some(message);
     }
 
+    /// Why a failed check failed, one line each, the first the first failing output (empty for
+    /// a check that passed or errored: its error says why).
+    pub fn failures(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .outputs
+            .iter()
+            .filter(|o| o.comparison.status != Status::Pass)
+            .map(explain)
+            .collect();
+        lines.extend(self.missing.iter().map(|m| format!("{m}: missing output")));
+        lines.extend(
+            self.non_finite
+                .iter()
+                .map(|n| format!("{}: {} NaN, {} infinite values", n.output, n.nan, n.inf)),
+        );
+        if let Some(l) = &self.first_divergent_layer {
+            lines.push(format!("first divergence: {l}"));
+        }
+        lines.extend(task_failures(self));
+        lines
+    }
+
     /// Sets the status from the outputs.
     pub fn settle(&mut self) {
         if self.status == CheckStatus::Error {
@@ -457,17 +479,7 @@ impl Report {
                         );
                     }
                     CheckStatus::Fail => {
-                        let mut lines: Vec<String> = c
-                            .outputs
-                            .iter()
-                            .filter(|o| o.comparison.status != Status::Pass)
-                            .map(explain)
-                            .collect();
-                        lines.extend(c.missing.iter().map(|m| format!("{m}: missing output")));
-                        if let Some(l) = &c.first_divergent_layer {
-                            lines.push(format!("first divergence: {l}"));
-                        }
-                        lines.extend(task_failures(c));
+                        let lines = c.failures();
                         let _ = writeln!(
                             s,
                             ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
@@ -641,7 +653,7 @@ fn short_provider(p: &str) -> String {
     p.replace("ExecutionProvider", "")
 }
 
-fn xml(s: &str) -> String {
+pub(super) fn xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

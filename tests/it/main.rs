@@ -25,6 +25,7 @@ mod ort_cache;
 mod package;
 mod png;
 mod profiles;
+mod proved_matrix;
 mod runtime;
 mod support;
 mod torch_checkpoint;
