@@ -641,6 +641,23 @@ fn explain(o: &OutputCheck) -> String {
             "{}: shape mismatch: expected {:?}, got {:?}",
             o.name, c.expected_shape, c.actual_shape
         ),
+        // Every element within tolerance: the precision's budget on the whole output failed.
+        (_, Some(m)) if m.violations == 0 => {
+            let mut s = format!(
+                "{}: within atol {:e} + rtol {:e}·|expected| but outside the precision's budget: cosine {:.6}",
+                o.name, o.tolerance.atol, o.tolerance.rtol, m.cosine
+            );
+            if let Some(a) = m.argmax_agreement {
+                let _ = write!(s, ", argmax agreement {:.1} %", 100.0 * a);
+            }
+            if let Some(k) = m.kl_divergence {
+                let _ = write!(s, ", KL {k:.2e}");
+            }
+            if let Some(f) = m.flips_beyond_ties {
+                let _ = write!(s, ", {f} argmax flips beyond near-ties");
+            }
+            s
+        }
         (_, Some(m)) => format!(
             "{}: {} of {} elements outside atol {:e} + rtol {:e}·|expected| (max abs {:.3e}, max rel {:.3e})",
             o.name, m.violations, m.compared, o.tolerance.atol, o.tolerance.rtol, m.max_abs, m.max_rel
