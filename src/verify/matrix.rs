@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::report::{xml, Check, CheckStatus};
 use super::{golden_suite, VerifyOptions};
 use crate::export;
-use crate::graph::{KeepFloat32, Precision, Profile, PRECISIONS};
+use crate::graph::{Precision, Profile, PRECISIONS};
 use crate::runtime::{self, can_run, RuntimeKind, RuntimeOptions};
 
 /// The JSON schema version.
@@ -203,19 +203,15 @@ fn suite(
     precision: Precision,
     opset: i64,
 ) -> Vec<Check> {
+    // Everything else as `verify` has it by default (a calibrated precision calibrates on each
+    // case's own inputs there too).
     let verify = VerifyOptions {
         runtimes: run.to_vec(),
-        required: vec![],
-        atol: None,
-        rtol: None,
-        per_output: vec![],
-        save_outputs: None,
-        compare_with: None,
         runtime: opts.runtime.clone(),
         profile,
         precision,
-        keep_float32: KeepFloat32::default(),
         opset: Some(opset),
+        ..Default::default()
     };
     let mut checks = Vec::new();
     for dir in &opts.fixtures {
