@@ -280,11 +280,28 @@ fn reduce_writes_a_checked_repro_that_reproduces() {
     if !venv_ready() {
         return;
     }
+    // Weights as external data: the marked copies are written beside them, the repro inlines
+    // the initializers it needs.
     let tmp = tempfile::tempdir().expect("tmp");
-    export("greedy", "portable", tmp.path());
+    let weights = fixture("greedy").join("model");
+    let dir = tmp.path().to_str().expect("utf-8");
+    let args = [
+        "export",
+        "--weights",
+        weights.to_str().expect("utf-8"),
+        "--external-data",
+        "--head",
+        "causal-lm",
+        "--out",
+        dir,
+    ];
+    let (code, _, err) = igpt(&args, &[]);
+    assert_eq!(code, 0, "{err}");
     let model = tmp.path().join("causal-lm.onnx");
+    assert!(tmp.path().join("causal-lm.onnx.data").exists());
     let out = tmp.path().join("repro");
     let fault = [("IGPT_FAULT_NODE", "h.1.attn.c_proj.matmul")];
+    let before_files = common::listing(tmp.path());
     let mut args = TOLERANCE.to_vec();
     args.extend([
         "--random-inputs",
@@ -296,6 +313,10 @@ fn reduce_writes_a_checked_repro_that_reproduces() {
     let (code, r, text) = debug("reduce", &model, &runtimes, &args, &fault);
     assert_eq!(code, 1, "{text}");
     assert_eq!(r["schema"], "igpt-onnx/debug-reduce/1");
+    // No marked copy is left beside the graph.
+    let mut after_files = common::listing(tmp.path());
+    after_files.retain(|f| !f.starts_with("repro"));
+    assert_eq!(after_files, before_files);
     assert_eq!(r["reproduces"], true, "{text}");
     let nodes = r["nodes"].as_array().expect("nodes");
     assert!(!nodes.is_empty() && nodes.len() <= 5, "{nodes:?}");
