@@ -12,7 +12,8 @@ use crate::base::files::FileError;
 use crate::checkpoint::Checkpoint;
 use crate::graph::io::CacheMode;
 use crate::graph::{
-    self, BuiltGraph, ExportCard, GraphOptions, Head, LogitsWidth, Precision, Profile, Provenance,
+    self, BuildError, BuiltGraph, Calibration, ExportCard, GraphOptions, Head, LogitsWidth,
+    Precision, Profile, Provenance,
 };
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
@@ -27,6 +28,10 @@ pub enum ExportError {
     Write(#[from] WriteError),
     #[error(transparent)]
     Weights(#[from] crate::checkpoint::WeightsError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("--quantize {precision} needs activation ranges from a calibration set: give --calibration DATA (a folder of images, or a safetensors file of input_ids [n, seq])")]
+    NeedsCalibration { precision: &'static str },
     #[error(transparent)]
     File(#[from] FileError),
     #[error("output path {path} is a file, not a folder")]
@@ -46,7 +51,7 @@ pub enum ExportError {
 }
 
 /// How to export.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ExportOptions {
     pub graph: GraphOptions,
     pub profile: Profile,
@@ -56,6 +61,9 @@ pub struct ExportOptions {
     pub weights_file: WeightsFile,
     /// The LM heads' logits width (the whole vocabulary for onnxruntime-genai).
     pub logits: LogitsWidth,
+    /// Activation ranges for a calibrated precision (static int8): `crate::calibrate` makes
+    /// them; its record goes into the card.
+    pub calibration: Option<std::sync::Arc<Calibration>>,
 }
 
 impl Default for ExportOptions {
@@ -66,6 +74,7 @@ impl Default for ExportOptions {
             precision: Precision::Float32,
             weights_file: WeightsFile::Auto,
             logits: LogitsWidth::Colours,
+            calibration: None,
         }
     }
 }
@@ -128,6 +137,11 @@ pub fn export(
             profile: opts.profile.name(),
         });
     }
+    if opts.precision.spec().matmul.calibrated() && opts.calibration.is_none() {
+        return Err(ExportError::NeedsCalibration {
+            precision: opts.precision.name(),
+        });
+    }
     for &head in heads {
         if let Some(weight) = head.weight_name() {
             if ckpt.weights.get(weight).is_none() {
@@ -170,6 +184,7 @@ pub fn export(
                 (opts.profile, opts.precision),
                 opts.graph,
                 opts.logits,
+                opts.calibration.as_deref(),
             )?;
             let weight_bytes = built
                 .initializers
@@ -276,6 +291,11 @@ fn card(
                 .map(|o| (o.repo.clone(), o.commit.clone())),
             carried_sha256: (carried_sums != "{}").then(|| carried_sums.to_string()),
         },
+        calibration: opts
+            .calibration
+            .as_ref()
+            .filter(|_| opts.precision.spec().matmul.calibrated())
+            .map(|c| c.record.clone()),
     };
     card.to_metadata()
         .into_iter()

@@ -8,9 +8,10 @@ use anyhow::{bail, Context, Result};
 use igpt_onnx::base::values::{ChoiceParser, OneOrAll};
 use igpt_onnx::export::{self, ExportOptions, WeightsFile};
 use igpt_onnx::graph::GraphOptions;
+use igpt_onnx::runtime::RuntimeOptions;
 use igpt_onnx::{Checkpoint, Head, Variant};
 
-use super::flags::PrecisionFlags;
+use super::flags::{CalibrationFlags, PrecisionFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,6 +42,8 @@ pub struct Args {
     hidden_states: bool,
     #[command(flatten)]
     precision: PrecisionFlags,
+    #[command(flatten)]
+    calibration: CalibrationFlags,
     /// Store weights in <head>.onnx.data whatever their size (by default from 16 MiB up, where ONNX Runtime maps them: a faster load and less memory).
     #[arg(long, conflicts_with = "single_file")]
     external_data: bool,
@@ -71,12 +74,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         OneOrAll::One(h) => vec![h],
         OneOrAll::All => Head::available(&ckpt),
     };
+    let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
+    let calibration =
+        a.calibration
+            .calibrate(&ckpt, (profile, precision), &RuntimeOptions::default())?;
     let opts = ExportOptions {
         graph: GraphOptions {
             hidden_states: a.hidden_states,
+            ..Default::default()
         },
-        profile: a.precision.profile_or_portable(),
-        precision: a.precision.precision()?,
+        profile,
+        precision,
+        calibration,
         weights_file: match (a.external_data, a.single_file) {
             (true, _) => WeightsFile::External,
             (_, true) => WeightsFile::SingleFile,

@@ -11,7 +11,7 @@ use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::{ExportOptions, WeightsFile};
 use igpt_onnx::graph::profile::MatMulForm;
 
-use super::flags::PrecisionFlags;
+use super::flags::{CalibrationFlags, PrecisionFlags};
 use igpt_onnx::package::{genai, triton, web};
 use igpt_onnx::{Checkpoint, Head};
 
@@ -61,6 +61,9 @@ pub struct Args {
     /// first profile the precision fits).
     #[command(flatten)]
     precision: PrecisionFlags,
+    /// genai, web: where --quantize int8-static takes its activation ranges from.
+    #[command(flatten)]
+    calibration: CalibrationFlags,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -72,8 +75,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             || a.precision.profile.is_some()
             || a.precision.quantize.is_some()
             || a.precision.dtype.is_some()
+            || a.calibration.calibration.is_some()
         {
-            bail!("--weights, --config, --external-data, --profile, --quantize and --dtype belong to --genai and --web; --triton packages the export folder --from (export it in the profile and precision you want)");
+            bail!("--weights, --config, --external-data, --profile, --quantize, --dtype and --calibration belong to --genai and --web; --triton packages the export folder --from (export it in the profile and precision you want)");
         }
         // Names become folder names and Triton model names.
         let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -120,14 +124,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
+    let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
     let opts = ExportOptions {
         weights_file: if a.external_data {
             WeightsFile::External
         } else {
             WeightsFile::Auto
         },
-        profile: a.precision.profile_or_portable(),
-        precision: a.precision.precision()?,
+        profile,
+        precision,
+        calibration: a
+            .calibration
+            .calibrate(&ckpt, (profile, precision), &Default::default())?,
         ..Default::default()
     };
     let pkg = genai::write(&ckpt, dir, &opts).context("onnxruntime-genai packaging failed")?;
@@ -168,6 +176,9 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     let opts = ExportOptions {
         profile,
         precision,
+        calibration: a
+            .calibration
+            .calibrate(&ckpt, (profile, precision), &Default::default())?,
         ..Default::default()
     };
     let ort = match &a.ort_web {

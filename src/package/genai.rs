@@ -71,7 +71,7 @@ pub fn write(
     let stage = StagedDir::new(dir)?;
     let opts = ExportOptions {
         logits: LogitsWidth::Vocabulary,
-        ..*opts
+        ..opts.clone()
     };
     let done = export::export(ckpt, &[Head::Decoder], stage.path(), &opts)?;
     let decoder = done

@@ -151,7 +151,7 @@ pub fn write(
     // A browser fetches each graph as one file.
     let opts = ExportOptions {
         weights_file: WeightsFile::SingleFile,
-        ..*opts
+        ..opts.clone()
     };
     let graphs = export::export(ckpt, &heads, stage.path(), &opts)?;
     check_limits(&graphs)?;

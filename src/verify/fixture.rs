@@ -137,6 +137,9 @@ pub struct GreedyRun {
     pub tokens: Vec<Vec<i64>>,
 }
 
+/// A case's inputs file.
+pub const INPUTS_FILE: &str = "inputs.safetensors";
+
 /// Input tensors by name, as `inputs.safetensors` holds them.
 pub type Inputs = BTreeMap<String, Tensor>;
 
@@ -237,7 +240,7 @@ impl Case {
             });
         }
 
-        let ipath = dir.join("inputs.safetensors");
+        let ipath = dir.join(INPUTS_FILE);
         let inputs = read_tensors(&ipath, |st| {
             let mut out = BTreeMap::new();
             for name in st.names() {
