@@ -1,6 +1,6 @@
 //! A calibration set: token-id sequences the float32 graph runs over, read from a folder of
-//! images (encoded by the checkpoint's own image processor, SOS first, as the model sees an
-//! image) or a safetensors file of `input_ids` `[n, seq]` (int64; an `attention_mask` of the
+//! images (encoded by the checkpoint's own image processor, SOS first and cut to the model's
+//! positions, as the model reads an image) or a safetensors file of `input_ids` `[n, seq]` (int64; an `attention_mask` of the
 //! same shape beside it trims each row to its right-padded length). Every id is checked against
 //! the vocabulary and every row against `n_positions` before anything runs.
 
@@ -138,6 +138,9 @@ fn images(
             .map_err(CalibrateError::Image)?;
         let mut row = vec![sos];
         row.extend(processor.encode(&rgb).map_err(CalibrateError::Image)?);
+        // A whole image and its start token are one more than the positions (1,024 pixels, 1,024
+        // positions at the published sizes): the model never reads the last pixel as an input.
+        row.truncate(config.n_positions);
         rows.push(row);
     }
     Ok(CalibrationSet {

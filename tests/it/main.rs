@@ -15,6 +15,7 @@ mod generate;
 mod graphs;
 mod hub;
 mod image;
+mod int8_static;
 mod layers;
 mod openvino;
 mod ort_cache;
