@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a project-local virtual environment (.venv, ignored by git) holding the
 # ONNX Runtime shared library (from the onnxruntime wheel), the official ONNX checker, the
-# engines and OpenVINO. Needs only python3 and a Rust toolchain; installs nothing globally but
+# engines and OpenVINO; and one environment per older ONNX Runtime release the tests run
+# (.venv-ort/<release>, ci/ort-releases.txt). Needs only python3 and a Rust toolchain; installs nothing globally but
 # Debian's chromium (below). With node and npm present, also the `cmd:` runtime adapters'
 # packages (onnxruntime-node, onnxruntime-web) into ci/adapters/node_modules (ignored by git),
 # from the committed lockfile.
@@ -54,6 +55,26 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "/usr/bin/chromium not found and not root: the browser test skips (unless CI is set); install Debian's chromium"
   fi
 fi
+fi
+
+# Older ONNX Runtime releases for `ort-python@VERSION` (tests/it/matrix.rs): one virtual
+# environment per pinned release in ci/ort-releases.txt, .venv-ort/<release>/ (ignored by git),
+# holding that onnxruntime wheel and the numpy it runs with; remade only when its pin changes.
+if [ "$core" = false ]; then
+  while read -r ort numpy; do
+    case "$ort" in "" | "#"*) continue ;; esac
+    dir="$root/.venv-ort/$ort"
+    pin="onnxruntime==$ort $numpy"
+    if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.pinned" 2>/dev/null)" = "$pin" ]; then
+      continue
+    fi
+    echo "setting up $dir ($pin) ..."
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --only-binary=:all: "onnxruntime==$ort" "$numpy"
+    echo "$pin" > "$dir/.pinned"
+  done < "$root/ci/ort-releases.txt"
 fi
 
 venv="$root/.venv"

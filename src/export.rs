@@ -11,12 +11,16 @@ use sha2::{Digest, Sha256};
 use crate::base::files::FileError;
 use crate::checkpoint::Checkpoint;
 use crate::graph::io::CacheMode;
+use crate::graph::keep::NoMatch;
+use crate::graph::profile::opset_floor;
 use crate::graph::{
-    self, BuildError, BuiltGraph, Calibration, ExportCard, GraphOptions, Head, LogitsWidth,
-    Precision, Profile, Provenance,
+    self, BuildError, BuiltGraph, Calibration, ExportCard, GraphOptions, Head, KeepFloat32,
+    LogitsWidth, Precision, Profile, Provenance,
 };
+use crate::onnx::opset::{ir_version, NEWEST_OPSET};
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::onnx::writer::{self, Staged, WriteError, INLINE_LIMIT};
+use crate::onnx::Op;
 
 /// The producer name written into every model; also how we recognise our own files.
 pub const PRODUCER: &str = "igpt-onnx";
@@ -43,11 +47,78 @@ pub enum ExportError {
         head: &'static str,
         weight: &'static str,
     },
+    #[error(transparent)]
+    KeepFloat32(#[from] NoMatch),
     #[error("{precision} weights are not available in the {profile} profile (they need ONNX Runtime's MatMulNBits: use --profile ort)")]
     PrecisionUnavailable {
         precision: &'static str,
         profile: &'static str,
     },
+    #[error(transparent)]
+    Opset(#[from] OpsetError),
+}
+
+/// A default-domain opset a profile and precision cannot be emitted at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpsetError {
+    #[error(
+        "opset {asked}: {op} needs opset {needs}, the lowest {profile} graphs in {precision} reach"
+    )]
+    Below {
+        asked: i64,
+        op: &'static str,
+        needs: i64,
+        profile: &'static str,
+        precision: &'static str,
+    },
+    #[error("opset {asked}: igpt-onnx emits opsets up to {NEWEST_OPSET}")]
+    Above { asked: i64 },
+    #[error("opset {asked}: {profile} graphs in {precision} are emitted at opset {default} only")]
+    Fixed {
+        asked: i64,
+        default: i64,
+        profile: &'static str,
+        precision: &'static str,
+    },
+}
+
+/// The default-domain opset an export of `profile` in `precision` asking for `asked` emits:
+/// the profile's own when none is asked, else `asked` when it lies between the pair's floor
+/// ([`opset_floor`]) and [`NEWEST_OPSET`].
+pub fn resolve_opset(
+    profile: Profile,
+    precision: Precision,
+    asked: Option<i64>,
+) -> Result<i64, OpsetError> {
+    let default = profile.spec().opset;
+    let Some(asked) = asked.filter(|&a| a != default) else {
+        return Ok(default);
+    };
+    if asked > NEWEST_OPSET {
+        return Err(OpsetError::Above { asked });
+    }
+    let Some(floor) = opset_floor(profile, precision) else {
+        return Err(OpsetError::Fixed {
+            asked,
+            default,
+            profile: profile.name(),
+            precision: precision.name(),
+        });
+    };
+    if asked < floor.opset() {
+        return Err(below(asked, floor.op, profile, precision));
+    }
+    Ok(asked)
+}
+
+fn below(asked: i64, op: Op, profile: Profile, precision: Precision) -> OpsetError {
+    OpsetError::Below {
+        asked,
+        op: op.as_str(),
+        needs: op.since(),
+        profile: profile.name(),
+        precision: precision.name(),
+    }
 }
 
 /// How to export.
@@ -57,10 +128,15 @@ pub struct ExportOptions {
     pub profile: Profile,
     /// How the block matrices are stored (`--quantize`); must fit the profile.
     pub precision: Precision,
+    /// The matrices that stay float32 in a reduced precision (`--keep-float32`); each pattern
+    /// must name a matrix of the checkpoint. Nothing changes in float32.
+    pub keep_float32: KeepFloat32,
     /// Where the weights go: beside the graph or inside it.
     pub weights_file: WeightsFile,
     /// The LM heads' logits width (the whole vocabulary for onnxruntime-genai).
     pub logits: LogitsWidth,
+    /// The default-domain opset to emit (`None`: the profile's own); see [`resolve_opset`].
+    pub opset: Option<i64>,
     /// Activation ranges for a calibrated precision (static int8): `crate::calibrate` makes
     /// them; its record goes into the card.
     pub calibration: Option<std::sync::Arc<Calibration>>,
@@ -72,8 +148,10 @@ impl Default for ExportOptions {
             graph: GraphOptions::default(),
             profile: Profile::Portable,
             precision: Precision::Float32,
+            keep_float32: KeepFloat32::default(),
             weights_file: WeightsFile::Auto,
             logits: LogitsWidth::Colours,
+            opset: None,
             calibration: None,
         }
     }
@@ -142,6 +220,9 @@ pub fn export(
             precision: opts.precision.name(),
         });
     }
+    opts.keep_float32.check(ckpt)?;
+    let keep = opts.keep_float32.in_precision(opts.precision.spec());
+    let opset = resolve_opset(opts.profile, opts.precision, opts.opset)?;
     for &head in heads {
         if let Some(weight) = head.weight_name() {
             if ckpt.weights.get(weight).is_none() {
@@ -181,11 +262,17 @@ pub fn export(
             let built = graph::build_in(
                 ckpt,
                 head,
-                (opts.profile, opts.precision),
+                (opts.profile, opts.precision, opset),
+                &keep,
                 opts.graph,
                 opts.logits,
                 opts.calibration.as_deref(),
             )?;
+            // The floors' table says what the emitters need; a graph that needs more than it
+            // says is refused all the same, naming its op.
+            if let Some(op) = built.needs.filter(|op| op.since() > opset) {
+                return Err(below(opset, op, opts.profile, opts.precision).into());
+            }
             let weight_bytes = built
                 .initializers
                 .iter()
@@ -194,7 +281,7 @@ pub fn export(
             if external {
                 check_data_replaceable(target)?;
             }
-            let header = model_header(opts.profile, &built);
+            let header = model_header(opts.profile, opset, &built);
             let mut metadata = || {
                 if hashes.is_none() {
                     let joined = hasher.take().map(|t| t.join());
@@ -208,7 +295,7 @@ pub fn export(
                     hashes = Some(sums);
                 }
                 let sums = hashes.as_deref().unwrap_or_default();
-                Ok(card(ckpt, head, opts, sums, &carried_sums))
+                Ok(card(ckpt, head, (opts, &keep), sums, &carried_sums))
             };
             let st = writer::write_model(
                 target,
@@ -238,9 +325,10 @@ pub fn export(
     })
 }
 
-fn model_header(profile: Profile, built: &BuiltGraph<'_>) -> ModelProto {
+fn model_header(profile: Profile, opset: i64, built: &BuiltGraph<'_>) -> ModelProto {
     ModelProto {
-        ir_version: profile.spec().ir_version,
+        // Every opset igpt-onnx emits has one (`resolve_opset` bounds it).
+        ir_version: ir_version(opset).unwrap_or(3),
         opset_import: built
             .opsets
             .iter()
@@ -266,7 +354,7 @@ fn model_header(profile: Profile, built: &BuiltGraph<'_>) -> ModelProto {
 fn card(
     ckpt: &Checkpoint,
     head: Head,
-    opts: &ExportOptions,
+    (opts, keep): (&ExportOptions, &KeepFloat32),
     sums: &str,
     carried_sums: &str,
 ) -> Vec<StringStringEntryProto> {
@@ -274,6 +362,7 @@ fn card(
         head,
         profile: opts.profile,
         precision: opts.precision,
+        keep_float32: keep.clone(),
         config: ckpt.config.clone(),
         hidden_states: opts.graph.hidden_states,
         logits: opts.logits,

@@ -1,9 +1,11 @@
 """igpt-onnx `cmd:` runtime adapter for ONNX Runtime's Python package (onnxruntime, CPU).
 
-Speaks the file protocol of igpt-onnx's command runtime (docs/verify.md, "Any runtime: cmd:PROGRAM"):
+Speaks the file protocol of igpt-onnx's command runtime (docs/verify.md, "Any runtime: cmd:PROGRAM").
+igpt-onnx also carries this file and runs it as `ort-python@VERSION` with the python of an
+environment holding that onnxruntime release (any release from 1.15 on):
 
     ci/adapters/ort-python serve MODEL
-    -> ready <provider>
+    -> ready <provider> | error <one line> (MODEL does not load)
     <- run INPUTS_PATH OUTPUTS_PATH
     -> ok | error <one line>
 
@@ -78,7 +80,11 @@ def main():
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     # External data is resolved beside the model file, as ONNX Runtime does for a path.
-    session = ort.InferenceSession(sys.argv[2], opts, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(sys.argv[2], opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # the release's own reason, on one line, in place of `ready`
+        answer(f"error {one_line(e)}")
+        return 1
     outputs = [o.name for o in session.get_outputs()]
     answer(f"ready onnxruntime {ort.__version__} (python) {','.join(session.get_providers())}")
     for line in sys.stdin:

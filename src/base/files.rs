@@ -137,6 +137,23 @@ pub fn temp_file_beside(dest: &Path) -> Result<(File, Temp), FileError> {
     Ok((file, Temp::new(path, false)))
 }
 
+/// A new, empty temporary file in `folder` whose name ends in `suffix`, for a runtime that
+/// tells formats by extension (a marked copy of a graph, beside its external data).
+pub fn temp_file_in(folder: &Path, suffix: &str) -> Result<(File, Temp), FileError> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".igpt-onnx.")
+        .suffix(suffix)
+        .permissions(Permissions::from_mode(0o666));
+    let (file, path) = b
+        .tempfile_in(folder)
+        .and_then(|t| {
+            let (file, path) = t.into_parts();
+            Ok((file, path.keep().map_err(|e| e.error)?))
+        })
+        .map_err(FileError::at("write", folder))?;
+    Ok((file, Temp::new(path, false)))
+}
+
 /// A new, empty temporary folder beside `dest`.
 pub fn temp_dir_beside(dest: &Path) -> Result<Temp, FileError> {
     let dir = beside(dest, 0o777, |b, dir| Ok(b.tempdir_in(dir)?.keep()))

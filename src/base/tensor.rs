@@ -46,6 +46,15 @@ impl Tensor {
         }
     }
 
+    /// The elements in order, little-endian, as ONNX `raw_data` and safetensors hold them.
+    pub fn le_bytes(&self) -> Vec<u8> {
+        match self {
+            Tensor::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Tensor::F16(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Tensor::I64(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
     /// The values as float32, for comparison: float16 widens exactly; int64 is cast (ids and
     /// masks are far below 2^24, where float32 stops being exact).
     pub fn to_f32(&self) -> ArrayD<f32> {

@@ -11,7 +11,7 @@ use igpt_onnx::graph::GraphOptions;
 use igpt_onnx::runtime::RuntimeOptions;
 use igpt_onnx::{Checkpoint, Head, Variant};
 
-use super::flags::{CalibrationFlags, PrecisionFlags};
+use super::flags::{CalibrationFlags, OpsetFlag, PrecisionFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,6 +44,8 @@ pub struct Args {
     precision: PrecisionFlags,
     #[command(flatten)]
     calibration: CalibrationFlags,
+    #[command(flatten)]
+    opset: OpsetFlag,
     /// Store weights in <head>.onnx.data whatever their size (by default from 16 MiB up, where ONNX Runtime maps them: a faster load and less memory).
     #[arg(long, conflicts_with = "single_file")]
     external_data: bool,
@@ -53,6 +55,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    // Usage first: a refused opset costs no checkpoint read (nor download).
+    let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
+    let opset = a.opset.resolve(profile, precision)?;
+    a.calibration.check(precision)?;
     let located = igpt_onnx::checkpoint::hub::locate(
         a.weights.as_deref(),
         a.variant,
@@ -74,7 +80,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         OneOrAll::One(h) => vec![h],
         OneOrAll::All => Head::available(&ckpt),
     };
-    let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
     let calibration =
         a.calibration
             .calibrate(&ckpt, (profile, precision), &RuntimeOptions::default())?;
@@ -86,6 +91,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         profile,
         precision,
         calibration,
+        keep_float32: a.precision.keep_float32(precision),
+        opset: Some(opset),
         weights_file: match (a.external_data, a.single_file) {
             (true, _) => WeightsFile::External,
             (_, true) => WeightsFile::SingleFile,

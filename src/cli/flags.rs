@@ -1,6 +1,7 @@
 //! The flag groups more than one command takes, written once and flattened into each: how
-//! runtimes are found and run ([`RuntimeFlags`]), and which profile and precision a graph is
-//! exported in ([`PrecisionFlags`]), whose help and accepted values come from the tables.
+//! runtimes are found and run ([`RuntimeFlags`]), which profile and precision a graph is
+//! exported in ([`PrecisionFlags`]), whose help and accepted values come from the tables, and
+//! at which opset ([`OpsetFlag`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,9 +12,12 @@ use igpt_onnx::graph::{Calibration, CalibrationMethod};
 use igpt_onnx::Checkpoint;
 
 use igpt_onnx::base::values::{Choice, ChoiceParser};
-use igpt_onnx::graph::profile::{FloatType, Quantization};
-use igpt_onnx::graph::{Precision, Profile, PRECISIONS, PROFILES};
+use igpt_onnx::graph::keep::ScopePattern;
+use igpt_onnx::graph::profile::{FloatType, Quantization, OPSET_FLOORS};
+use igpt_onnx::graph::{KeepFloat32, Precision, Profile, PRECISIONS, PROFILES};
+use igpt_onnx::onnx::opset::{DEFAULT_OPSET, NEWEST_OPSET};
 use igpt_onnx::runtime::{ComputePrecision, RuntimeKind, RuntimeOptions};
+use igpt_onnx::verify::options::OutputTolerance;
 
 /// How runtimes are found and run: every command that runs a graph takes these.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -65,6 +69,22 @@ fn ort_cache(flag: &Option<PathBuf>) -> Option<PathBuf> {
         .filter(|d| !d.as_os_str().is_empty())
 }
 
+/// How a run's outputs are judged against the reference's: every command that compares takes
+/// these.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ToleranceFlags {
+    /// Absolute tolerance (overrides the case's).
+    #[arg(long)]
+    pub atol: Option<f64>,
+    /// Relative tolerance (overrides the case's).
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// A budget for some outputs or tensors: PATTERN=ATOL[,RTOL], `*` matching any run of
+    /// characters (`logits=1e-4,1e-3`, `present.*=1e-3`); repeatable, the last match wins.
+    #[arg(long, value_name = "PATTERN=ATOL[,RTOL]", value_parser = OutputTolerance::parse)]
+    pub tolerance: Vec<OutputTolerance>,
+}
+
 /// `--runtime NAME`'s help: the table's names.
 pub fn runtime_help() -> String {
     format!("The runtime to run on ({})", RuntimeKind::expected())
@@ -73,7 +93,7 @@ pub fn runtime_help() -> String {
 /// `--runtimes A,B`'s help.
 pub fn runtimes_help() -> String {
     format!(
-        "Comma-separated runtimes, the first the reference ({}; cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol)",
+        "Comma-separated runtimes, the first the reference ({}; ort-python@VERSION: that ONNX Runtime release's Python package, from the environment .venv-ort/VERSION; cmd:PROGRAM: an adapter program speaking igpt-onnx's file protocol)",
         RuntimeKind::expected()
     )
 }
@@ -87,12 +107,33 @@ pub struct PrecisionFlags {
     pub quantize: Option<Quantization>,
     #[arg(long, help = dtype_help(), value_parser = ChoiceParser::<FloatType>::new())]
     pub dtype: Option<FloatType>,
+    /// Keep these matrices float32 in a reduced precision: comma-separated scope patterns over
+    /// the checkpoint's matrices (h.0: block 0's four; h.3.attn: its attention's two;
+    /// h.*.mlp.c_proj: every block's, `*` being one whole segment; head: the LM head or score,
+    /// float32 in every precision already). A pattern that names no matrix is refused; nothing
+    /// changes in float32. `igpt-onnx debug precision` finds a list that meets a budget.
+    #[arg(long, value_name = "PATTERN[,PATTERN]", value_delimiter = ',', value_parser = ScopePattern::parse)]
+    pub keep_float32: Vec<ScopePattern>,
 }
 
 impl PrecisionFlags {
     /// The precision asked for (float32 when neither flag is given; both is refused).
     pub fn precision(&self) -> anyhow::Result<Precision> {
         Ok(Precision::chosen(self.quantize, self.dtype)?)
+    }
+
+    /// The keep-list asked for, as it applies in `precision`; in float32, where it changes
+    /// nothing, a note on stderr says so (the patterns are still checked against the
+    /// checkpoint).
+    pub fn keep_float32(&self, precision: Precision) -> KeepFloat32 {
+        let keep = KeepFloat32::new(self.keep_float32.iter().cloned());
+        if !keep.is_empty() && keep.in_precision(precision.spec()).is_empty() {
+            eprintln!(
+                "note: --keep-float32 changes nothing in {}: every matrix is float32 already",
+                precision.name()
+            );
+        }
+        keep
     }
 
     /// The profile asked for, else portable.
@@ -173,18 +214,10 @@ impl CalibrationFlags {
         }
     }
 
-    /// Ranges for `precision` when it is calibrated: from `--calibration` (refused without
-    /// one: nothing is written), else `None`; `--calibration` for any other precision is
-    /// refused too, so a flag never goes silently unused.
-    pub fn calibrate(
-        &self,
-        ckpt: &Checkpoint,
-        (profile, precision): (Profile, Precision),
-        runtime: &RuntimeOptions,
-    ) -> anyhow::Result<Option<Arc<Calibration>>> {
-        let calibrated = precision.spec().matmul.calibrated();
-        match (&self.calibration, calibrated) {
-            (None, false) => Ok(None),
+    /// Whether the flags fit `precision`: a calibrated one needs `--calibration`, any other
+    /// refuses it (a flag never goes silently unused). Usage, checked before anything is read.
+    pub fn check(&self, precision: Precision) -> anyhow::Result<()> {
+        match (&self.calibration, precision.spec().matmul.calibrated()) {
             (Some(_), false) => anyhow::bail!(
                 "--calibration applies to --quantize int8-static only (this export is {})",
                 precision.name()
@@ -193,13 +226,56 @@ impl CalibrationFlags {
                 "--quantize {} needs --calibration DATA: a folder of images or a safetensors file of input_ids [n, seq] to measure the activations' ranges on",
                 precision.name()
             ),
-            (Some(data), true) => {
-                let set = calibrate::read_set(data, ckpt)?;
-                let c = calibrate::calibrate(ckpt, profile, &set, self.method(), runtime)?;
-                Ok(Some(Arc::new(c)))
-            }
+            _ => Ok(()),
         }
     }
+
+    /// Ranges for `precision` when it is calibrated, from `--calibration` ([`Self::check`]'s
+    /// refusals first); `None` for any other precision.
+    pub fn calibrate(
+        &self,
+        ckpt: &Checkpoint,
+        (profile, precision): (Profile, Precision),
+        runtime: &RuntimeOptions,
+    ) -> anyhow::Result<Option<Arc<Calibration>>> {
+        self.check(precision)?;
+        let Some(data) = self
+            .calibration
+            .as_deref()
+            .filter(|_| precision.spec().matmul.calibrated())
+        else {
+            return Ok(None);
+        };
+        let set = calibrate::read_set(data, ckpt)?;
+        let c = calibrate::calibrate(ckpt, profile, &set, self.method(), runtime)?;
+        Ok(Some(Arc::new(c)))
+    }
+}
+
+/// `--opset N`: the default-domain opset an export emits (export and package take it).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OpsetFlag {
+    #[arg(long, value_name = "N", help = opset_help())]
+    pub opset: Option<i64>,
+}
+
+impl OpsetFlag {
+    /// The opset to emit for `profile` in `precision`, or the refusal as one line.
+    pub fn resolve(&self, profile: Profile, precision: Precision) -> anyhow::Result<i64> {
+        igpt_onnx::export::resolve_opset(profile, precision, self.opset)
+            .map_err(|e| anyhow::anyhow!("--{e}"))
+    }
+}
+
+fn opset_help() -> String {
+    let floors: Vec<String> = OPSET_FLOORS
+        .iter()
+        .map(|f| format!("{} {} {}", f.profile.name(), f.precision, f.opset()))
+        .collect();
+    format!(
+        "Default-domain opset to emit, older ones where the ops allow (ops whose signature changed take the opset's form; the IR version follows) [default: {DEFAULT_OPSET}]; from ({}) up to {NEWEST_OPSET}",
+        floors.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::{ExportOptions, WeightsFile};
 use igpt_onnx::graph::profile::MatMulForm;
 
-use super::flags::{CalibrationFlags, PrecisionFlags};
+use super::flags::{CalibrationFlags, OpsetFlag, PrecisionFlags};
 use igpt_onnx::package::{genai, triton, web};
 use igpt_onnx::{Checkpoint, Head};
 
@@ -61,6 +61,9 @@ pub struct Args {
     /// first profile the precision fits).
     #[command(flatten)]
     precision: PrecisionFlags,
+    /// genai, web: the graphs' default-domain opset.
+    #[command(flatten)]
+    opset: OpsetFlag,
     /// genai, web: where --quantize int8-static takes its activation ranges from.
     #[command(flatten)]
     calibration: CalibrationFlags,
@@ -75,9 +78,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             || a.precision.profile.is_some()
             || a.precision.quantize.is_some()
             || a.precision.dtype.is_some()
+            || !a.precision.keep_float32.is_empty()
+            || a.opset.opset.is_some()
             || a.calibration.calibration.is_some()
         {
-            bail!("--weights, --config, --external-data, --profile, --quantize, --dtype and --calibration belong to --genai and --web; --triton packages the export folder --from (export it in the profile and precision you want)");
+            bail!("--weights, --config, --external-data, --profile, --quantize, --dtype, --keep-float32, --opset and --calibration belong to --genai and --web; --triton packages the export folder --from (export it in the profile, precision and opset you want)");
         }
         // Names become folder names and Triton model names.
         let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -122,9 +127,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let Some(weights) = &a.weights else {
         bail!("--genai needs --weights (the checkpoint folder or weights file)");
     };
+    let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
+    let opset = a.opset.resolve(profile, precision)?;
+    a.calibration.check(precision)?;
     let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
-    let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
     let opts = ExportOptions {
         weights_file: if a.external_data {
             WeightsFile::External
@@ -133,6 +140,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
         profile,
         precision,
+        keep_float32: a.precision.keep_float32(precision),
+        opset: Some(opset),
         calibration: a
             .calibration
             .calibrate(&ckpt, (profile, precision), &Default::default())?,
@@ -171,11 +180,15 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     }
     let precision = a.precision.precision()?;
     let profile = a.precision.profile_for(precision);
+    let opset = a.opset.resolve(profile, precision)?;
+    a.calibration.check(precision)?;
     let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
     let opts = ExportOptions {
         profile,
         precision,
+        keep_float32: a.precision.keep_float32(precision),
+        opset: Some(opset),
         calibration: a
             .calibration
             .calibrate(&ckpt, (profile, precision), &Default::default())?,

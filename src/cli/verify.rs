@@ -9,10 +9,9 @@ use anyhow::{bail, Result};
 use igpt_onnx::base::files::write_atomic;
 use igpt_onnx::base::values::{Choice, Unknown};
 use igpt_onnx::runtime::RuntimeKind;
-use igpt_onnx::verify::options::OutputTolerance;
 use igpt_onnx::verify::{self, VerifyOptions};
 
-use super::flags::{runtimes_help, CalibrationFlags, PrecisionFlags, RuntimeFlags};
+use super::flags::{runtimes_help, CalibrationFlags, PrecisionFlags, RuntimeFlags, ToleranceFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,7 +28,7 @@ pub struct Args {
     /// case's own inputs.
     #[command(flatten)]
     calibration: CalibrationFlags,
-    /// A case folder whose goldens --model is compared with.
+    /// A case folder (or a folder holding one case) whose goldens --model is compared with.
     #[arg(long, requires = "model", conflicts_with = "random_inputs")]
     fixture: Option<PathBuf>,
     /// Run N seeded input batches on every runtime and compare the runtimes pairwise.
@@ -42,16 +41,8 @@ pub struct Args {
     require: Vec<Option<RuntimeKind>>,
     #[command(flatten)]
     runtime: RuntimeFlags,
-    /// Absolute tolerance (overrides the cases').
-    #[arg(long)]
-    atol: Option<f64>,
-    /// Relative tolerance (overrides the cases').
-    #[arg(long)]
-    rtol: Option<f64>,
-    /// A budget for some outputs: PATTERN=ATOL[,RTOL], `*` matching any run of characters
-    /// (`logits=1e-4,1e-3`, `present.*=1e-3`); repeatable, the last match wins.
-    #[arg(long, value_name = "PATTERN=ATOL[,RTOL]", value_parser = OutputTolerance::parse)]
-    tolerance: Vec<OutputTolerance>,
+    #[command(flatten)]
+    tolerance: ToleranceFlags,
     /// With --random-inputs: write every runtime's outputs (safetensors, with the graph's and
     /// the inputs' sha256) to compare on another machine.
     #[arg(long, value_name = "FILE", requires = "random_inputs")]
@@ -69,7 +60,7 @@ pub struct Args {
 }
 
 /// A runtime name; an empty item (`--runtimes tract,`) is skipped.
-fn runtime_kind(name: &str) -> Result<Option<RuntimeKind>, Unknown> {
+pub(crate) fn runtime_kind(name: &str) -> Result<Option<RuntimeKind>, Unknown> {
     if name.is_empty() {
         return Ok(None);
     }
@@ -78,18 +69,20 @@ fn runtime_kind(name: &str) -> Result<Option<RuntimeKind>, Unknown> {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     igpt_onnx::runtime::install_panic_hook();
+    let precision = a.precision.precision()?;
     let opts = VerifyOptions {
         runtimes: a.runtimes.iter().flatten().copied().collect(),
         required: a.require.iter().flatten().copied().collect(),
-        atol: a.atol,
-        rtol: a.rtol,
-        per_output: a.tolerance,
+        atol: a.tolerance.atol,
+        rtol: a.tolerance.rtol,
+        per_output: a.tolerance.tolerance,
         save_outputs: a.save_outputs,
         compare_with: a.compare_with,
         // The report says which execution provider ran how many nodes.
         runtime: a.runtime.options(true),
         profile: a.precision.profile_or_portable(),
-        precision: a.precision.precision()?,
+        precision,
+        keep_float32: a.precision.keep_float32(precision),
         calibration: a.calibration.calibration.clone(),
         calibration_method: a.calibration.method(),
     };

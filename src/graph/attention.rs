@@ -138,8 +138,7 @@ fn bias_from(cx: &mut Ctx<'_, '_>, s: &Scope, allowed: &str, mask: &str) -> Stri
     );
     let inv = g.op(Op::Sub, s.name("mask_inv"), &[&fone, &maskf], vec![]);
     let pad = g.op(Op::Mul, s.name("pad"), &[&inv, &fmin], vec![]);
-    let axes12 = g.const_i64("const.axes_1_2", &[2], &[1, 2]);
-    let pad4 = g.op(Op::Unsqueeze, s.name("pad_4d"), &[&pad, &axes12], vec![]);
+    let pad4 = g.unsqueeze(s.name("pad_4d"), &pad, ("const.axes_1_2", &[1, 2]));
     g.op(Op::Add, s.path().to_string(), &[&causal, &pad4], vec![])
 }
 
@@ -163,16 +162,10 @@ pub(super) fn attention(
         let out = conv1d(cx, &s.pp("c_proj"), &name, d, d);
         return (out, Some(present));
     }
-    let g = &mut *cx.g;
-    let split = g.const_i64("const.split_qkv", &[3], &[d as i64; 3]);
     let names = [s.name("q"), s.name("k"), s.name("v")];
-    g.op_multi(
-        Op::Split,
-        &s.name("split"),
-        &[&qkv, &split],
-        &names,
-        vec![attr_int("axis", 2)],
-    );
+    let sizes = [d as i64; 3];
+    let sizes = ("const.split_qkv", &sizes[..]);
+    cx.g.split(&s.name("split"), &qkv, sizes, 2, &names);
     if cx.profile.attention == AttentionForm::MultiHead {
         let ctx = fused_attention(cx, layer, s, &names, bias, past);
         let out = conv1d(cx, &s.pp("c_proj"), &ctx.0, d, d);
@@ -247,12 +240,7 @@ pub(super) fn attention(
         scores = g.op(Op::Div, s.name("layer_scaled"), &[&scores, &k], vec![]);
     }
     let masked = g.op(Op::Add, s.name("masked"), &[&scores, bias], vec![]);
-    let probs = g.op(
-        Op::Softmax,
-        s.name("probs"),
-        &[&masked],
-        vec![attr_int("axis", -1)],
-    );
+    let probs = g.softmax_last(s.name("probs"), &masked, 4);
     let ctx = g.op(Op::MatMul, s.name("context"), &[&probs, &heads[2]], vec![]);
     let ctx_t = g.op(
         Op::Transpose,

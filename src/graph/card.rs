@@ -11,6 +11,7 @@ use std::path::Path;
 use super::calibration::CalibrationRecord;
 use super::head::Head;
 use super::io::{CacheMode, LogitsWidth};
+use super::keep::KeepFloat32;
 use super::profile::{Precision, Profile};
 use crate::base::values::Choice;
 use crate::config::{ConfigError, ImageGptConfig, RawConfig};
@@ -39,6 +40,8 @@ pub struct ExportCard {
     pub head: Head,
     pub profile: Profile,
     pub precision: Precision,
+    /// The matrices kept float32 in a reduced precision (`--keep-float32`).
+    pub keep_float32: KeepFloat32,
     /// The checkpoint's config, labels included.
     pub config: ImageGptConfig,
     /// Whether the base head exposes `hidden_states.*`.
@@ -103,6 +106,10 @@ impl ExportCard {
         if self.precision != Precision::Float32 {
             entries.push(("precision", self.precision.name().to_string()));
         }
+        // Written only when something is kept: graphs without a list stay byte-identical.
+        if !self.keep_float32.is_empty() {
+            entries.push(("keep_float32", self.keep_float32.to_list()));
+        }
         if self.head == Head::Classifier {
             entries.push(("id2label", self.config.id2label_json()));
         }
@@ -161,6 +168,12 @@ impl ExportCard {
                 )
             })?,
         };
+        let keep_float32 = match get("keep_float32") {
+            None => KeepFloat32::default(),
+            Some(list) => {
+                KeepFloat32::parse_list(list).map_err(|e| invalid("keep_float32", e.to_string()))?
+            }
+        };
         let hidden_states = match get("hidden_states").map(String::as_str) {
             None | Some("false") => false,
             Some("true") => true,
@@ -213,6 +226,7 @@ impl ExportCard {
             head,
             profile,
             precision,
+            keep_float32,
             config,
             hidden_states,
             logits,
@@ -267,6 +281,7 @@ mod tests {
             head,
             profile: Profile::Ort,
             precision: Precision::Int8,
+            keep_float32: KeepFloat32::parse_list("h.0,h.*.mlp.c_proj").expect("patterns"),
             config,
             hidden_states: false,
             logits: LogitsWidth::Vocabulary,
@@ -311,6 +326,14 @@ mod tests {
     fn a_wrong_entry_is_named() {
         let mut meta: BTreeMap<String, String> =
             card(Head::Decoder).to_metadata().into_iter().collect();
+        meta.insert("igpt_onnx.keep_float32".into(), "h.0,,h.1".into());
+        assert_eq!(
+            ExportCard::from_metadata(&meta)
+                .expect_err("bad keep-list")
+                .to_string(),
+            "metadata igpt_onnx.keep_float32: keep-float32 pattern ``: empty (dot-separated names such as h.0, h.*.mlp.c_proj, h.3.attn or head; `*` is one whole segment)"
+        );
+        meta.remove("igpt_onnx.keep_float32");
         meta.insert("igpt_onnx.head".into(), "lm".into());
         assert_eq!(
             ExportCard::from_metadata(&meta)

@@ -4,20 +4,23 @@
 
 use super::calibration::Calibration;
 use super::io::DecoderIo;
-use super::profile::{PrecisionSpec, ProfileSpec};
+use super::keep::KeepFloat32;
+use super::profile::{MatMulForm, PrecisionSpec, ProfileSpec};
 use crate::base::{DataType, TensorSource};
 use crate::checkpoint::source::{Float16, Float32};
 use crate::checkpoint::Checkpoint;
 use crate::onnx::builder::attr_int;
-use crate::onnx::{GraphBuilder, Op};
+use crate::onnx::{GraphBuilder, Op, Scope};
 
-/// What every emitter works with: the graph being built, the checkpoint, the profile, and
-/// whether the trunk has a past (the decoder).
+/// What every emitter works with: the graph being built, the checkpoint, the profile, the
+/// precision and the matrices kept float32 in it, and whether the trunk has a past (the
+/// decoder).
 pub struct Ctx<'a, 'w> {
     pub g: &'a mut GraphBuilder<'w>,
     pub ckpt: &'w Checkpoint,
     pub profile: &'static ProfileSpec,
     pub precision: &'static PrecisionSpec,
+    pub keep: &'a KeepFloat32,
     pub past: bool,
     /// Activation ranges for a calibrated matrix form (static int8).
     pub calibration: Option<&'w Calibration>,
@@ -42,6 +45,16 @@ impl<'w> Ctx<'_, 'w> {
     /// The type the trunk computes in: its activations, float weights and constants.
     pub fn act(&self) -> DataType {
         self.precision.activations
+    }
+
+    /// How the matrix at `s` is stored and multiplied, and the float type a float form computes
+    /// in: the precision's own, or a float32 `MatMul` where the keep-list names the matrix —
+    /// whatever the precision, so every matrix form, present or future, honours the list.
+    pub fn matrix_form(&self, s: &Scope) -> (MatMulForm, DataType) {
+        match self.keep.keeps(s.path()) {
+            true => (MatMulForm::Float, DataType::Float32),
+            false => (self.precision.matmul, self.act()),
+        }
     }
 
     /// The decoder's cache as this graph declares it (in the activations' type).

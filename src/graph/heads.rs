@@ -9,7 +9,6 @@ use super::trunk::Trunk;
 use crate::base::DataType;
 use crate::checkpoint::source::Transposed;
 use crate::checkpoint::WeightsError;
-use crate::onnx::builder::{attr_int, attr_ints};
 use crate::onnx::{Dim, Op};
 
 /// Emits `head`'s tail and outputs; with `hidden_states` (base head only), also the
@@ -57,10 +56,9 @@ pub fn emit(
                 LogitsWidth::Vocabulary => {
                     let colours = cx.g.op(Op::MatMul, "logits.colours", &[x, &w], vec![]);
                     // One column after the last axis's end (begins for 3 axes, then ends).
-                    let pads =
-                        cx.g.const_i64("const.pads_last_plus_1", &[6], &[0, 0, 0, 0, 0, 1]);
-                    let fill = cx.g.const_f32("const.start_token_logit", &[], &[f32::MIN]);
-                    cx.g.op(Op::Pad, LOGITS, &[&colours, &pads, &fill], vec![]);
+                    let pads = ("const.pads_last_plus_1", &[0, 0, 0, 0, 0, 1][..]);
+                    let fill = ("const.start_token_logit", f32::MIN);
+                    cx.g.pad_constant(LOGITS, &colours, pads, fill);
                     c.vocab_size
                 }
             };
@@ -74,12 +72,8 @@ pub fn emit(
         }
         Head::Classifier => {
             // HF averages over every position, padded ones included.
-            let pooled = cx.g.op(
-                Op::ReduceMean,
-                "pooled",
-                &[x],
-                vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
-            );
+            let pooled =
+                cx.g.reduce_mean("pooled", x, ("const.axes_1", &[1]), false, 3);
             let w = transposed(cx, "score.weight", c.num_labels, c.n_embd)?;
             cx.g.op(Op::MatMul, LOGITS, &[&pooled, &w], vec![]);
             let dims = [Dim::Symbol(BATCH), Dim::Fixed(c.num_labels)];

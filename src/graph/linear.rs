@@ -1,6 +1,7 @@
 //! The block matrices (attention and MLP Conv1D layers, HF `Conv1D`: `y = x @ W + b`, W
 //! `[n_in, n_out]`) in the precision's form: a MatMul in the activations' type plus the bias, or
-//! ONNX Runtime's `MatMulNBits` on quantised blocks. A new matrix form adds its arm and its
+//! ONNX Runtime's `MatMulNBits` on quantised blocks; a matrix the keep-list names is a float32
+//! MatMul in any precision (`Ctx::matrix_form`). A new matrix form adds its arm and its
 //! weights' initializers here (their bytes come from a `TensorSource` in `quant.rs`).
 
 use super::calibration::Range;
@@ -20,12 +21,23 @@ pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usiz
         input: x.to_string(),
         width: n_in,
     });
-    match cx.precision.matmul {
+    let (form, dtype) = cx.matrix_form(s);
+    match form {
         MatMulForm::Float => {
-            let weight = cx.weight(&s.name("weight"), &[n_in, n_out]);
-            let bias = bias(cx);
-            let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[x, &weight], vec![]);
-            cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
+            // A matrix kept float32 in a float16 trunk is an island: its input is cast up and
+            // its output back (both casts vanish where the types already agree).
+            let act = cx.act();
+            let x = cx.cast(&s.name("input.float32"), x, act, dtype);
+            let weight = cx.weight_as(&s.name("weight"), &[n_in, n_out], dtype);
+            let bias = cx.weight_as(&s.name("bias"), &[n_out], dtype);
+            let mm =
+                cx.g.op(Op::MatMul, s.name("matmul"), &[&x, &weight], vec![]);
+            let sum = match dtype == act {
+                true => s.path().to_string(),
+                false => s.name("float32"),
+            };
+            let y = cx.g.op(Op::Add, sum, &[&mm, &bias], vec![]);
+            cx.cast(s.path(), &y, dtype, act)
         }
         MatMulForm::Blocks {
             bits,

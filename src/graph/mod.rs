@@ -12,6 +12,7 @@ pub mod ctx;
 pub mod head;
 pub mod heads;
 pub mod io;
+pub mod keep;
 pub mod linear;
 pub mod profile;
 pub mod quant;
@@ -22,6 +23,7 @@ pub use card::{CardError, ExportCard, GraphCardError, Provenance};
 pub use ctx::Ctx;
 pub use head::Head;
 pub use io::{DecoderIo, LogitsWidth, BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUENCE};
+pub use keep::KeepFloat32;
 pub use profile::{Feature, Precision, PrecisionSpec, Profile, ProfileSpec, PRECISIONS, PROFILES};
 
 use crate::base::DataType;
@@ -55,44 +57,51 @@ pub struct BuiltGraph<'w> {
     pub initializers: Vec<Initializer<'w>>,
     /// `(domain, version)` for `opset_import`.
     pub opsets: Vec<(&'static str, i64)>,
+    /// The op that needs the highest default-domain opset ([`Op::since`](crate::onnx::Op::since)).
+    pub needs: Option<crate::onnx::Op>,
 }
 
-/// Emits `head` of `ckpt` in `profile`, float32.
+/// Emits `head` of `ckpt` in `profile`, float32, at the profile's opset.
 pub fn build<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
     profile: Profile,
     opts: GraphOptions,
 ) -> Result<BuiltGraph<'w>, BuildError> {
+    let form = (profile, Precision::Float32, profile.spec().opset);
     build_in(
         ckpt,
         head,
-        (profile, Precision::Float32),
+        form,
+        &KeepFloat32::default(),
         opts,
         LogitsWidth::Colours,
         None,
     )
 }
 
-/// Emits `head` of `ckpt` in a profile and precision (the caller checked that the two fit:
-/// [`Precision::fits`]), with the LM heads' logits `logits` wide (the whole vocabulary for
-/// onnxruntime-genai; the other heads ignore it), and the activation ranges a calibrated
-/// precision (static int8) reads.
+/// Emits `head` of `ckpt` in a profile and precision at a default-domain opset (the caller
+/// checked that the two fit, [`Precision::fits`], and that the opset is within reach,
+/// [`profile::opset_floor`]) with the matrices `keep` names in float32, and the LM heads'
+/// logits `logits` wide (the whole vocabulary for onnxruntime-genai; the other heads ignore
+/// it), and the activation ranges a calibrated precision (static int8) reads.
 pub fn build_in<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
-    (profile, precision): (Profile, Precision),
+    (profile, precision, opset): (Profile, Precision, i64),
+    keep: &KeepFloat32,
     opts: GraphOptions,
     logits: LogitsWidth,
     calibration: Option<&'w Calibration>,
 ) -> Result<BuiltGraph<'w>, BuildError> {
     let spec = profile.spec();
-    let mut g = GraphBuilder::default();
+    let mut g = GraphBuilder::with_opset(opset);
     let mut cx = Ctx {
         g: &mut g,
         ckpt,
         profile: spec,
         precision: precision.spec(),
+        keep,
         past: head == Head::Decoder,
         calibration,
         matrices: Vec::new(),
@@ -118,7 +127,7 @@ pub fn build_in<'w>(
             cx.g.output(&name, DataType::Float32, &dims);
         }
     }
-    let mut opsets = vec![(Domain::Onnx.as_str(), spec.opset)];
+    let mut opsets = vec![(Domain::Onnx.as_str(), opset)];
     if g.domains.contains(&Domain::Microsoft) {
         opsets.push((Domain::Microsoft.as_str(), spec.contrib_opset.unwrap_or(1)));
     }
@@ -132,5 +141,6 @@ pub fn build_in<'w>(
         },
         initializers: g.initializers,
         opsets,
+        needs: g.needs,
     })
 }

@@ -14,6 +14,8 @@ use super::io::CacheMode;
 use crate::base::values::Choice;
 use crate::base::DataType;
 use crate::config::ImageGptConfig;
+use crate::onnx::opset::DEFAULT_OPSET;
+use crate::onnx::Op;
 
 /// Something a graph may ask of a runtime beyond standard ONNX ops on float32 and int64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -521,9 +523,9 @@ pub struct ProfileSpec {
     pub name: &'static str,
     /// What it is, for help and the support table.
     pub about: &'static str,
-    /// Default-domain opset.
+    /// Default-domain opset, unless an export asks for another (`--opset`, down to the pair's
+    /// [`OPSET_FLOORS`] row); the IR version follows from it (`onnx::opset::ir_version`).
     pub opset: i64,
-    pub ir_version: i64,
     /// `com.microsoft` opset, for profiles that use ONNX Runtime's contrib ops.
     pub contrib_opset: Option<i64>,
     pub norm: NormForm,
@@ -549,8 +551,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         profile: Profile::Portable,
         name: "portable",
         about: "standard ops only, opset 17, IR 8",
-        opset: 17,
-        ir_version: 8,
+        opset: DEFAULT_OPSET,
         contrib_opset: None,
         norm: NormForm::Decomposed,
         attention: AttentionForm::MatMulSoftmax,
@@ -562,8 +563,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         name: "ort",
         about:
             "ONNX Runtime's fused ops: RMS norms with the residual adds, QuickGelu, one attention",
-        opset: 17,
-        ir_version: 8,
+        opset: DEFAULT_OPSET,
         contrib_opset: Some(1),
         norm: NormForm::Fused,
         // MultiHeadAttention: see the measurements in docs/profiles.md.
@@ -572,6 +572,91 @@ pub const PROFILES: &[ProfileSpec] = &[
         tolerance: (1e-4, 1e-3),
     },
 ];
+
+/// The lowest default-domain opset graphs of a profile in a precision can be emitted at, and
+/// the op whose first usable form sets it ([`Op::since`]): below it `export --opset` refuses,
+/// naming the op. Every head of every pair is checked against its row (tests/it/matrix.rs).
+#[derive(Debug)]
+pub struct OpsetFloor {
+    pub profile: Profile,
+    /// A [`PRECISIONS`] row's name.
+    pub precision: &'static str,
+    /// The op that needs the most: the floor is its [`Op::since`].
+    pub op: Op,
+}
+
+impl OpsetFloor {
+    /// The lowest opset the pair reaches.
+    pub fn opset(&self) -> i64 {
+        self.op.since()
+    }
+}
+
+/// Every profile and precision's floor. The trunk slices the position embeddings and the causal
+/// mask to the sequence length, known at run time only: `Slice` with its bounds as inputs
+/// (opset 10). The portable dynamic int8 quantises activations with `DynamicQuantizeLinear`
+/// (opset 11); the ort profile's is the contrib `DynamicQuantizeMatMul`. Contrib ops live in
+/// their own domain and ask nothing of the default one.
+pub const OPSET_FLOORS: &[OpsetFloor] = &[
+    OpsetFloor {
+        profile: Profile::Portable,
+        precision: "float32",
+        op: Op::Slice,
+    },
+    OpsetFloor {
+        profile: Profile::Portable,
+        precision: "float16",
+        op: Op::Slice,
+    },
+    OpsetFloor {
+        profile: Profile::Portable,
+        precision: "int8-dynamic",
+        op: Op::DynamicQuantizeLinear,
+    },
+    OpsetFloor {
+        profile: Profile::Ort,
+        precision: "float32",
+        op: Op::Slice,
+    },
+    OpsetFloor {
+        profile: Profile::Ort,
+        precision: "int8",
+        op: Op::Slice,
+    },
+    OpsetFloor {
+        profile: Profile::Ort,
+        precision: "float16",
+        op: Op::Slice,
+    },
+    OpsetFloor {
+        profile: Profile::Ort,
+        precision: "int4",
+        op: Op::Slice,
+    },
+    OpsetFloor {
+        profile: Profile::Ort,
+        precision: "int8-dynamic",
+        op: Op::Slice,
+    },
+    OpsetFloor {
+        profile: Profile::Portable,
+        precision: "int8-static",
+        op: Op::DequantizeLinear,
+    },
+    OpsetFloor {
+        profile: Profile::Ort,
+        precision: "int8-static",
+        op: Op::DequantizeLinear,
+    },
+];
+
+/// The floor of `profile` in `precision` (`None` for a pair without a row: it is emitted at the
+/// profile's own opset only).
+pub fn opset_floor(profile: Profile, precision: Precision) -> Option<&'static OpsetFloor> {
+    OPSET_FLOORS
+        .iter()
+        .find(|f| f.profile == profile && f.precision == precision.name())
+}
 
 impl Profile {
     /// Lower-case name, as on the command line and in metadata.
@@ -726,6 +811,16 @@ mod tests {
             ]
         );
         assert_eq!(FloatType::all(), vec![FloatType(Precision::Float16)]);
+        for p in PRECISIONS {
+            for &profile in p.profiles {
+                let floor = opset_floor(profile, p.precision());
+                assert!(floor.is_some(), "no opset floor for {profile:?} {}", p.name);
+            }
+        }
+        assert_eq!(
+            opset_floor(Profile::Portable, Precision::Int8Dynamic).map(OpsetFloor::opset),
+            Some(11)
+        );
         assert_eq!(
             Precision::chosen(None, Some(FloatType(Precision::Float16))),
             Ok(Precision::Float16)

@@ -16,7 +16,7 @@ use super::io::{
 use super::linear::conv1d;
 use super::profile::{ActivationForm, NormForm};
 use crate::base::DataType;
-use crate::onnx::builder::{attr_float, attr_int, attr_ints};
+use crate::onnx::builder::{attr_float, attr_int};
 use crate::onnx::{Dim, Op, Scope};
 
 /// What the trunk leaves for the heads.
@@ -167,12 +167,7 @@ fn rms_norm(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str) -> String {
     let g = &mut *cx.g;
     let eps = g.const_f32(&s.name("eps"), &[], &[eps as f32]);
     let sq = g.op(Op::Mul, s.name("square"), &[&x, &x], vec![]);
-    let mean = g.op(
-        Op::ReduceMean,
-        s.name("mean"),
-        &[&sq],
-        vec![attr_ints("axes", &[-1]), attr_int("keepdims", 1)],
-    );
+    let mean = g.reduce_mean(s.name("mean"), &sq, ("const.axes_last", &[-1]), true, 3);
     let var = g.op(Op::Add, s.name("mean_eps"), &[&mean, &eps], vec![]);
     let rms = g.op(Op::Sqrt, s.name("rms"), &[&var], vec![]);
     let normed = g.op(Op::Div, s.name("normed"), &[&x, &rms], vec![]);

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Display;
 
+use super::opset::DEFAULT_OPSET;
 use super::proto::{
     attribute_type, tensor_shape_proto, type_proto, AttributeProto, NodeProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
@@ -30,8 +31,9 @@ impl Domain {
     }
 }
 
-/// The ops this project emits: standard ones with their opset-17 signatures, and the runtime
-/// specific ones a profile may choose, each with its domain.
+/// The ops this project emits: standard ones (an op whose signature changed between opsets is
+/// emitted in the builder's opset's form: `opset.rs`), and the runtime specific ones a profile
+/// may choose, each with its domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Add,
@@ -191,7 +193,7 @@ impl Initializer<'_> {
 }
 
 /// Collects a graph. Names must be unique; a repeated name is a bug in the emitter.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GraphBuilder<'w> {
     pub nodes: Vec<NodeProto>,
     pub initializers: Vec<Initializer<'w>>,
@@ -199,10 +201,35 @@ pub struct GraphBuilder<'w> {
     pub outputs: Vec<ValueInfoProto>,
     /// Domains the nodes use, for the model's `opset_import`.
     pub domains: BTreeSet<Domain>,
+    /// The default-domain opset the graph imports: the form of the ops whose signature changed
+    /// follows it.
+    pub opset: i64,
+    /// The node op with the highest [`Op::since`]: what the graph needs of its opset.
+    pub needs: Option<Op>,
     names: HashSet<String>,
 }
 
+impl Default for GraphBuilder<'_> {
+    fn default() -> Self {
+        Self::with_opset(DEFAULT_OPSET)
+    }
+}
+
 impl<'w> GraphBuilder<'w> {
+    /// An empty graph for default-domain `opset`.
+    pub fn with_opset(opset: i64) -> Self {
+        GraphBuilder {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            domains: BTreeSet::new(),
+            opset,
+            needs: None,
+            names: HashSet::new(),
+        }
+    }
+
     /// Declares a graph input.
     pub fn input(&mut self, name: &str, dtype: DataType, dims: &[Dim]) -> String {
         self.inputs.push(value_info(name, dtype, dims));
@@ -238,6 +265,9 @@ impl<'w> GraphBuilder<'w> {
     ) {
         debug_assert!(self.names.insert(name.to_string()), "duplicate node {name}");
         self.domains.insert(op.domain());
+        if self.needs.is_none_or(|n| op.since() > n.since()) {
+            self.needs = Some(op);
+        }
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.to_vec(),

@@ -44,6 +44,8 @@ struct GraphSkim {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct NodeSkim {
+    #[prost(string, repeated, tag = "1")]
+    input: Vec<String>,
     #[prost(string, tag = "3")]
     name: String,
     #[prost(string, tag = "4")]
@@ -54,27 +56,29 @@ struct NodeSkim {
     attribute: Vec<AttributeSkim>,
 }
 
-/// An AttributeProto's name and integer list (all a structural check needs; tensors and
-/// strings are skipped undecoded).
+/// An AttributeProto's name and integers (all a structural check needs; tensors and strings
+/// are skipped undecoded).
 #[derive(Clone, PartialEq, prost::Message)]
 struct AttributeSkim {
     #[prost(string, tag = "1")]
     name: String,
+    #[prost(int64, optional, tag = "3")]
+    i: Option<i64>,
     #[prost(int64, repeated, tag = "8")]
     ints: Vec<i64>,
 }
 
 /// A TensorProto without its data fields.
 #[derive(Clone, PartialEq, prost::Message)]
-struct TensorSkim {
+pub(crate) struct TensorSkim {
     #[prost(int64, repeated, tag = "1")]
-    dims: Vec<i64>,
+    pub dims: Vec<i64>,
     #[prost(int32, optional, tag = "2")]
-    data_type: Option<i32>,
+    pub data_type: Option<i32>,
     #[prost(string, tag = "8")]
-    name: String,
+    pub name: String,
     #[prost(int32, optional, tag = "14")]
-    data_location: Option<i32>,
+    pub data_location: Option<i32>,
 }
 
 /// One declared dim of a graph input or output.
@@ -127,6 +131,31 @@ impl Signature {
     }
 }
 
+/// One op type as the graph uses it, with what a runtime's support for it can depend on: which
+/// of its inputs are given and its integer attributes (each distinct use once).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OpUse {
+    /// The node's domain, `ai.onnx` for the default one.
+    pub domain: String,
+    pub op_type: String,
+    /// The positions of the inputs given (not empty).
+    pub inputs: Vec<usize>,
+    /// Integer attributes, by name.
+    pub ints: Vec<(String, i64)>,
+}
+
+impl OpUse {
+    /// Whether input `position` is given.
+    pub fn has_input(&self, position: usize) -> bool {
+        self.inputs.contains(&position)
+    }
+
+    /// Integer attribute `name`, if set.
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.ints.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+    }
+}
+
 /// What a model file holds, apart from weight values.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
@@ -137,6 +166,8 @@ pub struct ModelInfo {
     pub outputs: Vec<Signature>,
     /// `op_type` (with `domain:` prefix outside the default domain) → count.
     pub ops: BTreeMap<String, usize>,
+    /// Every distinct use of an op (domain, type, inputs given, integer attributes), sorted.
+    pub uses: Vec<OpUse>,
     pub initializers: usize,
     pub initializer_bytes: u64,
     pub external_initializers: usize,
@@ -189,13 +220,27 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, InspectError> {
         return Err(not_onnx("no ir_version".into()));
     }
     let mut ops = BTreeMap::new();
+    let mut uses = std::collections::BTreeSet::new();
     for n in &g.node {
-        let key = if n.domain.is_empty() || n.domain == "ai.onnx" {
+        let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+        let key = if default_domain {
             n.op_type.clone()
         } else {
             format!("{}:{}", n.domain, n.op_type)
         };
         *ops.entry(key).or_insert(0) += 1;
+        uses.insert(OpUse {
+            domain: if default_domain { "ai.onnx" } else { &n.domain }.to_string(),
+            op_type: n.op_type.clone(),
+            inputs: (0..n.input.len())
+                .filter(|&i| !n.input[i].is_empty())
+                .collect(),
+            ints: n
+                .attribute
+                .iter()
+                .filter_map(|a| Some((a.name.clone(), a.i?)))
+                .collect(),
+        });
     }
     let malformed = g.node.iter().filter_map(malformed).collect();
     let initializer_bytes = initializer_bytes(&g.initializer).map_err(|(t, total)| {
@@ -221,6 +266,7 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, InspectError> {
         inputs: g.input.iter().map(signature).collect(),
         outputs: g.output.iter().map(signature).collect(),
         ops,
+        uses: uses.into_iter().collect(),
         initializers: g.initializer.len(),
         initializer_bytes,
         external_initializers: g

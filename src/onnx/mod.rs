@@ -1,9 +1,12 @@
 //! ONNX model construction: protobuf messages ([`proto`]), a graph builder with scoped names and
-//! typed op constants ([`builder`]), and a streaming, atomic writer ([`writer`]).
+//! typed op constants ([`builder`]), the opsets and IR versions ([`opset`]) and the forms ops
+//! take in each opset ([`forms`]), and a streaming, atomic writer ([`writer`]).
 //! Spec: <https://onnx.ai/onnx/repo-docs/IR.html>.
 
 pub mod builder;
+pub mod forms;
 pub mod inspect;
+pub mod opset;
 pub mod proto;
 pub mod writer;
 

@@ -34,6 +34,7 @@
 //! interrupt), and each run's files are removed after the run.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -132,11 +133,23 @@ pub fn open(
         runtime: text.to_string(),
         source: Failure::native("", CommandError::NotFound(program.to_string())).into(),
     })?;
-    Ok(Box::new(CommandRuntime {
+    Ok(adapter_runtime(kind, path, Vec::new(), opts))
+}
+
+/// A runtime that runs `PROGRAM ARGS… serve MODEL` per graph and speaks the protocol with it:
+/// `cmd:PROGRAM` (no arguments), or a named runtime behind an adapter (`ort-python@VERSION`).
+pub fn adapter_runtime(
+    kind: RuntimeKind,
+    program: PathBuf,
+    args: Vec<OsString>,
+    opts: &RuntimeOptions,
+) -> Box<dyn Runtime> {
+    Box::new(CommandRuntime {
         kind,
-        program: path,
+        program,
+        args,
         timeout: opts.command_timeout.unwrap_or(DEFAULT_TIMEOUT),
-    }))
+    })
 }
 
 /// Where the shell would find `program`: a path when it holds a `/`, else the first executable
@@ -163,6 +176,8 @@ fn resolve(program: &str) -> Option<PathBuf> {
 pub struct CommandRuntime {
     kind: RuntimeKind,
     program: PathBuf,
+    /// Given before `serve MODEL`.
+    args: Vec<OsString>,
     timeout: Duration,
 }
 
@@ -190,7 +205,7 @@ impl Runtime for CommandRuntime {
             protocol_path(&dir.path().join(name))
                 .map_err(|e| load_error(Failure::native("", e)))?;
         }
-        let mut adapter = Adapter::start(&self.program, model, self.timeout)
+        let mut adapter = Adapter::start(&self.program, &self.args, model, self.timeout)
             .map_err(|e| load_error(Failure::native("", e)))?;
         let provider = adapter
             .answer("`ready <provider>`")
@@ -253,9 +268,15 @@ struct Adapter {
 }
 
 impl Adapter {
-    fn start(program: &Path, model: &Path, timeout: Duration) -> Result<Adapter, CommandError> {
+    fn start(
+        program: &Path,
+        args: &[OsString],
+        model: &Path,
+        timeout: Duration,
+    ) -> Result<Adapter, CommandError> {
         use std::os::unix::process::CommandExt;
         let mut child = Command::new(program)
+            .args(args)
             .arg("serve")
             .arg(model.as_os_str())
             .stdin(Stdio::piped())
@@ -528,12 +549,12 @@ fn write_feed<'t>(
 ) -> Result<(), CommandError> {
     let mut data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in feed {
-        let (dtype, bytes) = match t {
-            Tensor::F32(a) => (Dtype::F32, a.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            Tensor::F16(a) => (Dtype::F16, a.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            Tensor::I64(a) => (Dtype::I64, a.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        let dtype = match t {
+            Tensor::F32(_) => Dtype::F32,
+            Tensor::F16(_) => Dtype::F16,
+            Tensor::I64(_) => Dtype::I64,
         };
-        data.push((name.to_string(), dtype, t.shape().to_vec(), bytes));
+        data.push((name.to_string(), dtype, t.shape().to_vec(), t.le_bytes()));
     }
     let write_error = |source| CommandError::WriteInputs {
         path: path.display().to_string(),
@@ -672,14 +693,15 @@ mod tests {
             "polite",
             "echo ready\nwhile read l; do :; done\n",
         );
-        let a = Adapter::start(&polite, model, Duration::from_secs(10)).expect("starts");
+        let a = Adapter::start(&polite, &[], model, Duration::from_secs(10)).expect("starts");
         let id = registration(&a);
         assert!(is_registered(id));
         drop(a);
         assert!(!is_registered(id));
         // Never answers: stopped at the timeout.
         let silent = script(dir.path(), "silent", "echo ready\nexec sleep 60\n");
-        let mut a = Adapter::start(&silent, model, Duration::from_millis(300)).expect("starts");
+        let mut a =
+            Adapter::start(&silent, &[], model, Duration::from_millis(300)).expect("starts");
         let id = registration(&a);
         assert_eq!(a.answer("ready").expect("ready"), "ready");
         assert!(matches!(a.answer("ok"), Err(CommandError::Timeout(_))));

@@ -194,12 +194,38 @@ impl std::fmt::Debug for RuntimeSpec {
     }
 }
 
-/// A runtime, by its command-line name: a row of the table, or `cmd:PROGRAM`. The rows have
-/// named constants (`RuntimeKind::OrtCpu`, `RuntimeKind::Tract`, ... in `runtime::table`).
+/// A runtime named with a release, `FAMILY@VERSION` (`ort-python@1.20`): a row of
+/// [`RELEASE_RUNTIMES`](super::RELEASE_RUNTIMES) per family. What it runs is what that release
+/// runs: it is handed every graph and reports its own failures.
+pub struct ReleaseSpec {
+    /// The name before the `@`.
+    pub family: &'static str,
+    /// What it is, for help and the support table.
+    pub about: &'static str,
+    /// Opens the kind (its whole name) at the release after the `@`, or says why it is
+    /// unavailable here.
+    pub open: ReleaseOpener,
+}
+
+/// How a release row opens its runtime: the kind, the release, the options.
+pub type ReleaseOpener =
+    fn(RuntimeKind, &str, &RuntimeOptions) -> Result<Box<dyn Runtime>, RuntimeError>;
+
+impl std::fmt::Debug for ReleaseSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@VERSION", self.family)
+    }
+}
+
+/// A runtime, by its command-line name: a row of the table, a release of a family
+/// (`ort-python@1.20`), or `cmd:PROGRAM`. The rows have named constants
+/// (`RuntimeKind::OrtCpu`, `RuntimeKind::Tract`, ... in `runtime::table`).
 #[derive(Debug, Clone, Copy)]
 pub enum RuntimeKind {
     /// A row of [`RUNTIMES`](super::RUNTIMES).
     Table(&'static RuntimeSpec),
+    /// `FAMILY@VERSION`, the whole text (leaked once per distinct name, as `Command`'s).
+    Release(&'static ReleaseSpec, &'static str),
     /// `cmd:PROGRAM`, the whole text: any runtime through an adapter program (see
     /// `runtime::command`). The text is leaked once per distinct name so the kind stays
     /// `Copy`; a command line names a handful.
@@ -211,16 +237,17 @@ impl RuntimeKind {
     pub fn name(self) -> &'static str {
         match self {
             RuntimeKind::Table(row) => row.name,
-            RuntimeKind::Command(text) => text,
+            RuntimeKind::Release(_, text) | RuntimeKind::Command(text) => text,
         }
     }
 
-    /// Whether it runs what `feature` asks. An adapter program's runtime is not known here: it
-    /// is handed every graph and reports its own failures.
+    /// Whether it runs what `feature` asks. An adapter program's runtime is not known here, nor
+    /// what an older release lacks (`igpt-onnx inspect` says which release a graph needs): they
+    /// are handed every graph and report their own failures.
     pub fn runs(self, feature: Feature) -> bool {
         match self {
             RuntimeKind::Table(row) => row.runs.contains(&feature),
-            RuntimeKind::Command(_) => true,
+            RuntimeKind::Release(..) | RuntimeKind::Command(_) => true,
         }
     }
 }

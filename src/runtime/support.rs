@@ -1,11 +1,15 @@
 //! Which runtime runs which graph, answered once from the rows: the runtimes' table says what
 //! each runs, a profile's and a precision's rows say what their graphs need. `verify` reports a
 //! runtime that cannot run a graph as not applicable, `generate` and `classify` refuse with the
-//! same line, and the support matrix (`igpt-onnx support`) prints the whole grid.
+//! same line, and the support matrix (`igpt-onnx support`) prints the whole grid. A runtime
+//! named with a release (`ort-python@VERSION`) runs what that release runs: the matrix names it
+//! beside the grid, and `igpt-onnx inspect` says which release a graph needs.
 
 use serde_json::{json, Value};
 
 use super::model::RuntimeKind;
+use super::ort_python::installed;
+use super::table::RELEASE_RUNTIMES;
 use crate::graph::profile::pair_needs;
 use crate::graph::{Feature, Precision, PrecisionSpec, Profile, ProfileSpec, PRECISIONS, PROFILES};
 
@@ -159,8 +163,25 @@ pub fn matrix_json() -> Value {
             }
         }
     }
+    let releases: Vec<Value> = RELEASE_RUNTIMES
+        .iter()
+        .map(|r| {
+            let installed: Vec<Value> = installed()
+                .into_iter()
+                .map(
+                    |(release, dir)| json!({"release": release, "venv": dir.display().to_string()}),
+                )
+                .collect();
+            json!({
+                "name": format!("{}@VERSION", r.family),
+                "about": r.about,
+                "installed": installed,
+            })
+        })
+        .collect();
     json!({
         "runtimes": runtimes,
+        "release_runtimes": releases,
         "profiles": profiles,
         "precisions": precisions,
         "cells": cells,
@@ -209,7 +230,9 @@ pub fn matrix_markdown() -> String {
     out.push_str(
         "\n✓ runs and matches the reference's goldens in the test suite; (✓) should run, \
          checked only on a machine with a GPU (`ci/gpu-check.sh`); – does not run \
-         (`igpt-onnx support` says why). `cmd:PROGRAM` runs what its adapter's runtime runs.\n",
+         (`igpt-onnx support` says why). `cmd:PROGRAM` runs what its adapter's runtime runs; \
+         `ort-python@VERSION` what that ONNX Runtime release runs (`igpt-onnx inspect GRAPH` \
+         names the oldest release a graph needs).\n",
     );
     out
 }
@@ -234,6 +257,14 @@ pub fn matrix_text() -> String {
         out.push('\n');
         out.push_str(&why.join("\n"));
         out.push('\n');
+    }
+    for r in RELEASE_RUNTIMES {
+        let found: Vec<String> = installed().into_iter().map(|(v, _)| v).collect();
+        let here = match found.is_empty() {
+            true => "none installed here (./ci/setup.sh makes the pinned releases')".to_string(),
+            false => format!("installed here: {}", found.join(", ")),
+        };
+        out.push_str(&format!("\n{}@VERSION: {}; {here}\n", r.family, r.about));
     }
     out
 }

@@ -2,8 +2,9 @@
 //! opened. The command line's `--runtime(s)` values, the help text, the support matrix and the
 //! refusals all follow from these rows; a new runtime is its own file and one row here.
 
-use super::model::{RuntimeKind, RuntimeSpec};
-use super::{openvino, ort, tract};
+use super::model::{ReleaseSpec, RuntimeKind, RuntimeSpec};
+use super::releases::Version;
+use super::{openvino, ort, ort_python, tract};
 use crate::base::values::Choice;
 use crate::graph::Feature;
 
@@ -60,6 +61,14 @@ pub const RUNTIMES: &[RuntimeSpec] = &[
     },
 ];
 
+/// Runtimes named with a release (`ort-python@1.20`), one row per family.
+pub const RELEASE_RUNTIMES: &[ReleaseSpec] = &[ReleaseSpec {
+    family: "ort-python",
+    about: "ONNX Runtime VERSION's Python package (CPU), through the Python adapter, from the \
+            virtual environment .venv-ort/VERSION; it runs what that release runs",
+    open: ort_python::open,
+}];
+
 /// OpenVINO 2026.4's ONNX frontend takes the contrib ops our ort profile emits (fused norms,
 /// QuickGelu, MultiHeadAttention, GroupQueryAttention, MatMulNBits) and the integer and float16
 /// forms, but not the contrib ops on float16 (QuickGelu's conversion mixes a float32 constant
@@ -104,8 +113,14 @@ impl Choice for RuntimeKind {
         RuntimeKind::name(self)
     }
 
-    /// A table name, or `cmd:PROGRAM` (PROGRAM not empty).
+    /// A table name, `FAMILY@VERSION` (a release row's family, a version `1.20` or `1.20.1`),
+    /// or `cmd:PROGRAM` (PROGRAM not empty).
     fn parse(name: &str) -> Option<Self> {
+        if let Some((family, version)) = name.split_once('@') {
+            let row = RELEASE_RUNTIMES.iter().find(|r| r.family == family)?;
+            Version::parse(version)?;
+            return Some(RuntimeKind::Release(row, command_name(name)));
+        }
         match name.strip_prefix("cmd:") {
             Some("") => None,
             Some(_) => Some(RuntimeKind::Command(command_name(name))),
@@ -113,9 +128,14 @@ impl Choice for RuntimeKind {
         }
     }
 
-    /// The table's names, then `cmd:PROGRAM`.
+    /// The table's names, the release families (`ort-python@VERSION`), then `cmd:PROGRAM`.
     fn expected() -> String {
-        let names: Vec<&str> = RuntimeKind::table().map(RuntimeKind::name).collect();
+        let mut names: Vec<String> = RuntimeKind::table().map(|k| k.name().to_string()).collect();
+        names.extend(
+            RELEASE_RUNTIMES
+                .iter()
+                .map(|r| format!("{}@VERSION", r.family)),
+        );
         format!("{} or cmd:PROGRAM", names.join(", "))
     }
 }
@@ -162,7 +182,20 @@ mod tests {
         assert_eq!(RuntimeKind::parse("cmd:"), None);
         assert_eq!(
             RuntimeKind::parse_or_err("onnx").expect_err("unknown").to_string(),
-            "unknown runtime `onnx` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM)"
+            "unknown runtime `onnx` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino, ort-python@VERSION or cmd:PROGRAM)"
         );
+        let old = RuntimeKind::parse("ort-python@1.15").expect("a release");
+        assert!(
+            matches!(old, RuntimeKind::Release(row, "ort-python@1.15") if row.family == "ort-python")
+        );
+        assert!(RuntimeKind::parse("ort-python@1.20.1").is_some());
+        for bad in [
+            "ort-python@",
+            "ort-python@latest",
+            "ort-python@1",
+            "ort-cpu@1.20",
+        ] {
+            assert_eq!(RuntimeKind::parse(bad), None, "{bad}");
+        }
     }
 }

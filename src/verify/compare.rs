@@ -161,11 +161,13 @@ impl Acc {
     fn add(&mut self, a: f64, e: f64, tol: Tolerance) {
         self.n += 1;
         let d = (a - e).abs();
-        // A NaN or infinity where the reference is finite is a violation, never a pass.
+        // A NaN or infinity where the reference is finite is a violation, never a pass; the
+        // same non-finite value on both sides (a mask's -inf, a NaN both give) is agreement.
+        let same = a == e || (a.is_nan() && e.is_nan());
         let ok = if e.is_finite() {
             d <= tol.atol + tol.rtol * e.abs()
         } else {
-            a == e
+            same
         };
         if !ok {
             self.violations += 1;
@@ -177,7 +179,7 @@ impl Acc {
             self.dot += a * e;
             self.aa += a * a;
             self.ee += e * e;
-        } else if !(a == e) {
+        } else if !same {
             self.max_abs = f64::INFINITY;
             self.max_rel = f64::INFINITY;
         }
@@ -333,6 +335,15 @@ mod tests {
         let c = compare(&t(&[2, 2], vec![0.0, f32::NAN, 0.0, 0.0]), &e, &opts());
         assert_eq!(c.status, Status::Fail);
         assert_eq!(c.metrics.expect("metrics").max_abs, f64::INFINITY);
+        // The same non-finite value on both sides agrees: a mask's -inf, a NaN both give.
+        let both = t(&[2, 2], vec![f32::NEG_INFINITY, f32::NAN, 1.0, 0.0]);
+        let c = compare(&both, &both.clone(), &opts());
+        assert_eq!(c.status, Status::Pass);
+        let m = c.metrics.expect("metrics");
+        assert_eq!((m.max_abs, m.violations), (0.0, 0));
+        // Not where only one side is: -inf against a finite reference, NaN against -inf.
+        let other = t(&[2, 2], vec![f32::NAN, f32::NAN, 1.0, 0.0]);
+        assert_eq!(compare(&other, &both, &opts()).status, Status::Fail);
     }
 
     /// A flipped argmax is a near-tie when the reference's top-two gap is within the bound,

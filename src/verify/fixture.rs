@@ -49,6 +49,8 @@ pub enum FixtureError {
     },
     #[error("no cases (folders with manifest.json) in {path}")]
     NoCases { path: String },
+    #[error("{path} is not a case but holds {cases} of them: name one")]
+    ManyCases { path: String, cases: usize },
 }
 
 /// Why a case has nothing for a graph input.
@@ -241,13 +243,7 @@ impl Case {
         }
 
         let ipath = dir.join(INPUTS_FILE);
-        let inputs = read_tensors(&ipath, |st| {
-            let mut out = BTreeMap::new();
-            for name in st.names() {
-                out.insert(name.to_string(), any_tensor(st, &ipath, name)?);
-            }
-            Ok(out)
-        })?;
+        let inputs = read_all(&ipath)?;
         check_inputs(&inputs, &config, &ipath)?;
 
         let epath = dir.join("expected.safetensors");
@@ -299,6 +295,23 @@ pub fn discover(root: &Path) -> Result<Vec<PathBuf>, FixtureError> {
         });
     }
     Ok(dirs)
+}
+
+/// The case at `path`: the folder itself, or the one case folder inside a folder without a
+/// manifest (`fixtures/trained` holds `digits`); a folder of several cases is refused.
+pub fn case_folder(path: &Path) -> Result<PathBuf, FixtureError> {
+    if path.join("manifest.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    match discover(path) {
+        Ok(mut cases) if cases.len() == 1 => Ok(cases.remove(0)),
+        Ok(cases) => Err(FixtureError::ManyCases {
+            path: path.display().to_string(),
+            cases: cases.len(),
+        }),
+        // Not a folder of cases either: loading it says what is missing.
+        Err(_) => Ok(path.to_path_buf()),
+    }
 }
 
 /// A manifest `name` that is safe as one path component.
@@ -556,6 +569,18 @@ pub fn read_generations(
         }
     }
     Ok(runs)
+}
+
+/// Every tensor of a safetensors file (int64, float32 or float16), by name: a feed given as a
+/// file (`debug --inputs FILE`).
+pub(crate) fn read_all(path: &Path) -> Result<BTreeMap<String, Tensor>, FixtureError> {
+    read_tensors(path, |st| {
+        let mut out = BTreeMap::new();
+        for name in st.names() {
+            out.insert(name.to_string(), any_tensor(st, path, name)?);
+        }
+        Ok(out)
+    })
 }
 
 pub(super) fn read_tensors<T>(

@@ -57,12 +57,7 @@ impl Judge<'_> {
                 check.missing.push(name.clone());
                 continue;
             };
-            let tolerance = self
-                .overrides
-                .iter()
-                .rev()
-                .find(|o| o.matches(name))
-                .map_or(self.tolerance, |o| o.tolerance);
+            let tolerance = OutputTolerance::for_name(self.overrides, name, self.tolerance);
             let mut c = compare::compare(
                 &act.to_f32(),
                 exp,

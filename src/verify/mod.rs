@@ -42,7 +42,7 @@ use crate::graph::{Calibration, DecoderIo, GraphOptions, Head, Precision, Profil
 use crate::runtime::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
 use fixture::{Case, Tolerance};
 use judge::Judge;
-use model::GraphFile;
+pub(crate) use model::GraphFile;
 pub use options::{VerifyError, VerifyOptions};
 use report::{Check, Report};
 use saved::SavedRun;
@@ -83,6 +83,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 profile: opts.profile,
                 precision: opts.precision,
                 calibration: calibration.clone(),
+                keep_float32: opts.keep_float32.clone(),
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[head], &dir, &opts_x)
@@ -98,6 +99,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
                 profile: opts.profile,
                 precision: opts.precision,
                 calibration: calibration.clone(),
+                keep_float32: opts.keep_float32.clone(),
                 ..Default::default()
             };
             let done = export::export(&ckpt, &[Head::Decoder], &dir, &opts_x)
@@ -115,7 +117,8 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
 
 /// The activation ranges a calibrated precision needs for `case`: from the set the options
 /// name, else from the case's own inputs (`inputs.safetensors`); `None` for other precisions.
-fn calibration(
+/// (`debug precision` calibrates its exports the same way.)
+pub fn calibration(
     ckpt: &Checkpoint,
     case: &Case,
     opts: &VerifyOptions,
@@ -209,13 +212,13 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
     check
 }
 
-/// A given graph against a case's goldens.
+/// A given graph against a case's goldens (`case_dir`: a case, or a folder holding one).
 pub fn model_against_case(
     model: &Path,
     case_dir: &Path,
     opts: &VerifyOptions,
 ) -> Result<Report, VerifyError> {
-    let case = Case::load(case_dir)?;
+    let case = Case::load(&fixture::case_folder(case_dir)?)?;
     let file = GraphFile::read(model)?;
     let head = file.head().ok_or_else(|| VerifyError::UnknownHead {
         path: model.display().to_string(),
@@ -405,13 +408,7 @@ pub fn random_inputs(
 ) -> Result<Report, VerifyError> {
     let file = GraphFile::read(model)?;
     let (vocab, n_pos) = file.config_dims();
-    let feeds: Vec<Vec<(String, Tensor)>> = (0..sets as u64)
-        .map(|set| inputs::seeded(set, &file.inputs, vocab, n_pos))
-        .collect::<Result<_, _>>()
-        .map_err(|source| VerifyError::Inputs {
-            path: model.display().to_string(),
-            source,
-        })?;
+    let feeds = seeded_feeds(model, &file, sets)?;
     let saved = match &opts.compare_with {
         Some(path) => {
             let run = SavedRun::read(path)?;
@@ -506,6 +503,23 @@ pub fn random_inputs(
         }
     }
     Ok(report)
+}
+
+/// `sets` seeded input batches for a graph (`verify --random-inputs`), or why it cannot be fed
+/// at random.
+pub(crate) fn seeded_feeds(
+    model: &Path,
+    file: &GraphFile,
+    sets: usize,
+) -> Result<Vec<Vec<(String, Tensor)>>, VerifyError> {
+    let (vocab, n_pos) = file.config_dims();
+    (0..sets as u64)
+        .map(|set| inputs::seeded(set, &file.inputs, vocab, n_pos))
+        .collect::<Result<_, _>>()
+        .map_err(|source| VerifyError::Inputs {
+            path: model.display().to_string(),
+            source,
+        })
 }
 
 /// One runtime's run of one feed: what ran (a runtime, or `saved:<runtime>`), in which

@@ -5,7 +5,7 @@ use super::fixture::{FixtureError, Tolerance};
 use super::inputs::InputsError;
 use crate::base::DataType;
 use crate::graph::profile::Budget;
-use crate::graph::{GraphCardError, Precision, Profile};
+use crate::graph::{GraphCardError, KeepFloat32, Precision, Profile};
 use crate::runtime::model::GraphIoError;
 use crate::runtime::{RuntimeError, RuntimeKind, RuntimeOptions};
 
@@ -84,6 +84,8 @@ pub struct VerifyOptions {
     /// (`None`: each case's own inputs) and how the ranges are read.
     pub calibration: Option<std::path::PathBuf>,
     pub calibration_method: crate::calibrate::Method,
+    /// The golden suite's exports: the matrices kept float32 (`--keep-float32`).
+    pub keep_float32: KeepFloat32,
 }
 
 impl Default for VerifyOptions {
@@ -105,6 +107,7 @@ impl Default for VerifyOptions {
             precision: Precision::Float32,
             calibration: None,
             calibration_method: Default::default(),
+            keep_float32: KeepFloat32::default(),
         }
     }
 }
@@ -183,6 +186,15 @@ impl OutputTolerance {
             pattern: pattern.to_string(),
             tolerance: Tolerance { atol, rtol },
         })
+    }
+
+    /// The tolerance for `name`: the last override whose pattern matches, else `base`.
+    pub fn for_name(overrides: &[OutputTolerance], name: &str, base: Tolerance) -> Tolerance {
+        overrides
+            .iter()
+            .rev()
+            .find(|o| o.matches(name))
+            .map_or(base, |o| o.tolerance)
     }
 
     /// Whether `name` matches the pattern.

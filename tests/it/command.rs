@@ -27,21 +27,12 @@ fn root() -> &'static Path {
 /// `igpt-onnx ARGS` run in the repository root (adapters are named relative to it):
 /// (exit code, stdout, stderr).
 fn igpt(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_igpt-onnx"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run igpt-onnx");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::cli_in_root(args, &[])
 }
 
 /// Whether adapter `name` (`ort-python`, `ort-node`, `ort-web`) can run here; under `CI` it
 /// must.
-fn adapter_ready(name: &str) -> bool {
+pub fn adapter_ready(name: &str) -> bool {
     let node = || {
         Command::new("node")
             .arg("--version")
@@ -531,13 +522,13 @@ fn runtime_names_take_a_command() {
     assert_eq!(code, 2);
     assert_eq!(
         stderr,
-        "error: unknown runtime `cmd:` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM)\n"
+        "error: unknown runtime `cmd:` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino, ort-python@VERSION or cmd:PROGRAM)\n"
     );
     let (code, _, stderr) = igpt(&["generate", "--model", "x.onnx", "--runtime", "nope"]);
     assert_eq!(code, 2);
     assert_eq!(
         stderr,
-        "error: unknown runtime `nope` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM)\n"
+        "error: unknown runtime `nope` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino, ort-python@VERSION or cmd:PROGRAM)\n"
     );
     // A program that is not there: the runtime is unavailable, by name.
     let tmp = tempfile::tempdir().expect("tempdir");

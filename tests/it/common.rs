@@ -104,6 +104,23 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The `igpt-onnx` binary with `args` and the environment variables `envs`, run in the
+/// repository root (adapters and fixtures are named relative to it): (exit code, stdout,
+/// stderr).
+pub fn cli_in_root(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_igpt-onnx"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run igpt-onnx");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Opens `kind`, or returns `None` (printing why) when it is unavailable here. Under `CI`
 /// every runtime a test asks for must be present.
 pub fn open_runtime(
@@ -200,6 +217,7 @@ pub fn card_for(head: &str) -> Vec<(String, String)> {
         head: Head::parse(head).expect("a head name"),
         profile: Profile::Portable,
         precision: Precision::Float32,
+        keep_float32: Default::default(),
         config,
         hidden_states: false,
         logits: LogitsWidth::Colours,

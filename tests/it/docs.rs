@@ -197,34 +197,45 @@ fn help_flags(help: &str) -> BTreeSet<String> {
     flags
 }
 
-fn help() -> Help {
-    let (code, top, err) = common::cli(&["--help"]);
-    assert_eq!(code, 0, "igpt-onnx --help: {err}");
-    let mut commands = BTreeSet::new();
+/// The names under `Commands:` in a `--help` text (`help` left out).
+fn help_commands(help: &str) -> Vec<String> {
+    let mut commands = Vec::new();
     let mut in_commands = false;
-    for line in top.lines() {
+    for line in help.lines() {
         if line.starts_with("Commands:") {
             in_commands = true;
         } else if in_commands && line.starts_with("  ") {
             let name = line.split_whitespace().next().unwrap_or("");
             if name != "help" {
-                commands.insert(name.to_string());
+                commands.push(name.to_string());
             }
         } else if !line.trim().is_empty() {
             in_commands = false;
         }
     }
-    assert!(commands.contains("export"), "no commands in:\n{top}");
-    let flags = commands
-        .iter()
-        .map(|c| {
-            let (code, out, err) = common::cli(&[c, "--help"]);
-            assert_eq!(code, 0, "igpt-onnx {c} --help: {err}");
-            (c.clone(), help_flags(&out))
-        })
-        .collect();
+    commands
+}
+
+/// Every command and subcommand (`debug precision`, one name with its space) with its flags.
+fn help() -> Help {
+    let (code, top, err) = common::cli(&["--help"]);
+    assert_eq!(code, 0, "igpt-onnx --help: {err}");
+    let mut flags = BTreeMap::new();
+    let mut pending: Vec<String> = help_commands(&top);
+    assert!(
+        pending.iter().any(|c| c == "export"),
+        "no commands in:\n{top}"
+    );
+    while let Some(c) = pending.pop() {
+        let mut args: Vec<&str> = c.split(' ').collect();
+        args.push("--help");
+        let (code, out, err) = common::cli(&args);
+        assert_eq!(code, 0, "igpt-onnx {c} --help: {err}");
+        pending.extend(help_commands(&out).iter().map(|sub| format!("{c} {sub}")));
+        flags.insert(c, help_flags(&out));
+    }
     Help {
-        commands,
+        commands: flags.keys().cloned().collect(),
         top: help_flags(&top),
         flags,
     }
@@ -298,7 +309,15 @@ fn invocations(
             Some(w) if w.starts_with('-') => None,
             Some(w) => {
                 rest.next();
-                Some(w.trim_end_matches([';', ',', '.', '\'', '`']).to_string())
+                let name = w.trim_end_matches([';', ',', '.', '\'', '`']).to_string();
+                // A subcommand (`debug precision`) is one command with its space.
+                match rest.clone().next().map(|sub| format!("{name} {sub}")) {
+                    Some(both) if commands.contains(&both) => {
+                        rest.next();
+                        Some(both)
+                    }
+                    _ => Some(name),
+                }
             }
         };
         let mut flags = Vec::new();
@@ -535,7 +554,7 @@ fn every_command_flag_path_and_link_in_the_docs_exists() {
 }
 
 /// The checks catch what they are for: a flag, a command, a script, a file and a heading that do
-/// not exist, in a fence (with a continued line), inline, in a command page's options and in
+/// not exist, in a fence (with a continued line; a subcommand's flag), inline, in a command page's options and in
 /// prose; and pass what exists.
 #[test]
 fn the_docs_check_finds_each_kind_of_bad_reference() {
@@ -547,6 +566,7 @@ fn the_docs_check_finds_each_kind_of_bad_reference() {
         igpt-onnx export --weights ckpt/ \\\n  --no-such-flag --out out   # --also-not-checked\n\
         ./target/release/igpt-onnx verify --runtimes ort-cpu --json r.json\n\
         \"$bin\" frobnicate --x\n\
+        igpt-onnx debug precision --quantize int4 --not-a-search-flag\n\
         ```\n\n\
         Run `igpt-onnx generate --model m.onnx --greedy`, `generate --bogus-inline`, then\n\
         `./ci/no-such-script.sh` and `ci/test.sh`, not .ci/run; see [here](verify.md#options),\n\
@@ -558,15 +578,19 @@ fn the_docs_check_finds_each_kind_of_bad_reference() {
     let expected = [
         ("6: ", "no --no-such-flag in `igpt-onnx export --help`"),
         ("9: ", "no command `frobnicate` in `igpt-onnx --help`"),
-        ("12: ", "no --bogus-inline in `igpt-onnx generate --help`"),
-        ("13: ", "`ci/no-such-script.sh` does not exist"),
-        ("14: ", "link `missing.md`: no file"),
         (
-            "14: ",
+            "10: ",
+            "no --not-a-search-flag in `igpt-onnx debug precision --help`",
+        ),
+        ("13: ", "no --bogus-inline in `igpt-onnx generate --help`"),
+        ("14: ", "`ci/no-such-script.sh` does not exist"),
+        ("15: ", "link `missing.md`: no file"),
+        (
+            "15: ",
             "link `verify.md#no-such-heading`: no heading #no-such-heading there",
         ),
         (
-            "19: ",
+            "20: ",
             "no --not-an-export-flag in `igpt-onnx export --help`",
         ),
     ];

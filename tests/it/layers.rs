@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["generate", "calibrate"],
     &["verify", "package"],
+    &["debug"],
 ];
 
 fn src() -> PathBuf {

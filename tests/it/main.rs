@@ -4,6 +4,8 @@
 mod alloc;
 mod command;
 mod common;
+mod debug;
+mod debug_precision;
 mod decoder_cache;
 mod docs;
 mod export_cli;
@@ -16,7 +18,9 @@ mod graphs;
 mod hub;
 mod image;
 mod int8_static;
+mod keep_float32;
 mod layers;
+mod matrix;
 mod openvino;
 mod ort_cache;
 mod package;

@@ -16,7 +16,7 @@ use igpt_onnx::verify::{self, VerifyOptions};
 use igpt_onnx::Head;
 
 /// Whether OpenVINO can be opened here (under `CI` it must).
-fn openvino_available() -> bool {
+pub fn openvino_available() -> bool {
     open_runtime(RuntimeKind::OpenVino, &RuntimeOptions::default()).is_some()
 }
 

@@ -699,7 +699,7 @@ fn bad_arguments_are_one_line() {
     for (args, want) in [
         (
             &["verify", "--runtimes", "tract,foo"][..],
-            "error: unknown runtime `foo` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino or cmd:PROGRAM)\n",
+            "error: unknown runtime `foo` (expected ort-cpu, ort-cuda, ort-tensorrt, tract, openvino, ort-python@VERSION or cmd:PROGRAM)\n",
         ),
         (
             &["export", "--weights", "x", "--variant", "huge"][..],
@@ -1143,4 +1143,40 @@ fn onnx_runtime_checks_count_the_nodes_each_provider_ran() {
 /// `head` of the kv-cache case's checkpoint, exported into `out`.
 fn kv_cache(head: Head, out: &Path) -> std::path::PathBuf {
     export_head(&fixture("kv-cache").join("model"), head, out, false)
+}
+
+/// `--fixture` takes a folder holding one case as that case (`fixtures/trained` holds
+/// `digits`); a folder of several is refused by name.
+#[test]
+fn a_folder_holding_one_case_is_that_case() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let trained = fixture("trained");
+    let graph = export_head(
+        &trained.join("digits").join("model"),
+        Head::CausalLm,
+        tmp.path(),
+        false,
+    );
+    let opts = VerifyOptions {
+        runtimes: vec![RuntimeKind::OrtCpu],
+        ..Default::default()
+    };
+    let report = verify::model_against_case(&graph, &trained, &opts).expect("the one case");
+    require_ort_under_ci(&report);
+    for c in &report.checks {
+        assert_eq!((c.case.as_str(), c.status), ("digits", CheckStatus::Pass));
+        let nll = c.nll.as_ref().expect("the labelled set's NLL");
+        assert!(nll.relative_increase.abs() < 1e-5, "{nll:?}");
+    }
+    let err = verify::model_against_case(&graph, &fixtures_root(), &opts).expect_err("many");
+    let cases = verify::fixture::discover(&fixtures_root())
+        .expect("cases")
+        .len();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is not a case but holds {cases} of them: name one",
+            fixtures_root().display()
+        )
+    );
 }
