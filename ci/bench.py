@@ -167,6 +167,10 @@ def main():
     p.add_argument("--torch-python", default=torch_default)
     p.add_argument("--no-reference", action="store_true", help="no torch")
     p.add_argument("--no-genai", action="store_true", help="no onnxruntime-genai")
+    p.add_argument("--engines", default="ort-cpu",
+                   help="comma-separated engines igpt-onnx generate steps on: ort-cpu, openvino "
+                        "(OpenVINO's default precision), openvino-f32; each precision is also "
+                        "printed against float32 on its own engine")
     p.add_argument("--forward-seq", type=int, default=1024,
                    help="the causal-LM forward against its matrix products at b1 and this length "
                         "(0: skip)")

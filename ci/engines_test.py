@@ -132,10 +132,14 @@ def variants():
     table = json.loads(subprocess.run([BIN, "support", "--format", "json"], capture_output=True,
                                       text=True, check=True).stdout)
     out = []
+    # Static int8 calibrates on the trained case's token ids (vocabulary 513, like every fixture).
+    calibration = ["--calibration", str(FIXTURES / "trained/digits/inputs.safetensors")]
     for p in table["precisions"]:
+        extra = calibration if p.get("calibrated") else []
         for profile in p["profiles"]:
             if p["flags"] or profile != "portable":
-                out.append((["--profile", profile, *p["flags"]], "-".join([profile, *p["flags"][-1:]])))
+                out.append((["--profile", profile, *p["flags"], *extra],
+                            "-".join([profile, *p["flags"][-1:]])))
     return out
 
 

@@ -62,10 +62,12 @@ while read -r label flags; do
 done < <("$bin" support --format json | "$py" -c '
 import json, sys
 for p in json.load(sys.stdin)["precisions"]:
+    # static int8 calibrates on the trained case'"'"'s token ids (any vocabulary-513 model)
+    extra = ["--calibration", "fixtures/trained/digits/inputs.safetensors"] if p.get("calibrated") else []
     for profile in p["profiles"]:
         if p["flags"] or profile != "portable":
             label = "-".join([profile] + p["flags"][-1:])
-            print(label, "--profile", profile, *p["flags"])
+            print(label, "--profile", profile, *p["flags"], *extra)
 ')
 
 # --- 1. providers register and where the nodes run (ORT profiling) -----------------------------

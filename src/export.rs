@@ -14,8 +14,8 @@ use crate::graph::io::CacheMode;
 use crate::graph::keep::NoMatch;
 use crate::graph::profile::opset_floor;
 use crate::graph::{
-    self, BuiltGraph, ExportCard, GraphOptions, Head, KeepFloat32, LogitsWidth, Precision, Profile,
-    Provenance,
+    self, BuildError, BuiltGraph, Calibration, ExportCard, GraphOptions, Head, KeepFloat32,
+    LogitsWidth, Precision, Profile, Provenance,
 };
 use crate::onnx::opset::{ir_version, NEWEST_OPSET};
 use crate::onnx::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
@@ -32,6 +32,10 @@ pub enum ExportError {
     Write(#[from] WriteError),
     #[error(transparent)]
     Weights(#[from] crate::checkpoint::WeightsError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("--quantize {precision} needs activation ranges from a calibration set: give --calibration DATA (a folder of images, or a safetensors file of input_ids [n, seq])")]
+    NeedsCalibration { precision: &'static str },
     #[error(transparent)]
     File(#[from] FileError),
     #[error("output path {path} is a file, not a folder")]
@@ -133,6 +137,9 @@ pub struct ExportOptions {
     pub logits: LogitsWidth,
     /// The default-domain opset to emit (`None`: the profile's own); see [`resolve_opset`].
     pub opset: Option<i64>,
+    /// Activation ranges for a calibrated precision (static int8): `crate::calibrate` makes
+    /// them; its record goes into the card.
+    pub calibration: Option<std::sync::Arc<Calibration>>,
 }
 
 impl Default for ExportOptions {
@@ -145,6 +152,7 @@ impl Default for ExportOptions {
             weights_file: WeightsFile::Auto,
             logits: LogitsWidth::Colours,
             opset: None,
+            calibration: None,
         }
     }
 }
@@ -207,6 +215,11 @@ pub fn export(
             profile: opts.profile.name(),
         });
     }
+    if opts.precision.spec().matmul.calibrated() && opts.calibration.is_none() {
+        return Err(ExportError::NeedsCalibration {
+            precision: opts.precision.name(),
+        });
+    }
     opts.keep_float32.check(ckpt)?;
     let keep = opts.keep_float32.in_precision(opts.precision.spec());
     let opset = resolve_opset(opts.profile, opts.precision, opts.opset)?;
@@ -253,6 +266,7 @@ pub fn export(
                 &keep,
                 opts.graph,
                 opts.logits,
+                opts.calibration.as_deref(),
             )?;
             // The floors' table says what the emitters need; a graph that needs more than it
             // says is refused all the same, naming its op.
@@ -366,6 +380,11 @@ fn card(
                 .map(|o| (o.repo.clone(), o.commit.clone())),
             carried_sha256: (carried_sums != "{}").then(|| carried_sums.to_string()),
         },
+        calibration: opts
+            .calibration
+            .as_ref()
+            .filter(|_| opts.precision.spec().matmul.calibrated())
+            .map(|c| c.record.clone()),
     };
     card.to_metadata()
         .into_iter()

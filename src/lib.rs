@@ -27,6 +27,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod base;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
 pub mod debug;

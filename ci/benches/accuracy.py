@@ -47,6 +47,8 @@ def cmd_accuracy(a):
             keep = inputs["attention_mask"].astype(bool)
             for variant, flags in exports.items():
                 out = os.path.join(tmp, case, variant_dir(variant))
+                # A calibrated precision calibrates on the case's own inputs, as verify does.
+                flags = bl.with_calibration(flags, os.path.join(a.fixtures, case, "inputs.safetensors"))
                 bl.run([binary, "export", "--weights", os.path.join(a.fixtures, case, "model"),
                         "--head", "causal-lm", "--out", out, *flags])
                 got = bl.session(os.path.join(out, "causal-lm.onnx"), a.threads).run(["logits"], feeds)[0]
@@ -81,16 +83,19 @@ def help_choices(binary, option):
     return []
 
 
-def precision_variants(binary):
+def precision_variants(binary, calibration=bl.CALIBRATION):
     """(label, export flags) of every precision the binary offers, in each profile: float32 in
-    every profile, then each `--dtype` (other than float32) and each `--quantize` value."""
+    every profile, then each `--dtype` (other than float32) and each `--quantize` value; a
+    calibrated one (static int8) with `--calibration calibration`."""
     profiles = help_choices(binary, "--profile")
+    calibrated = bl.calibrated_quantizations(binary)
     out = [(f"float32 {p}", ["--profile", p]) for p in profiles]
     for option in ("--dtype", "--quantize"):
         for value in help_choices(binary, option):
             if value in ("float32", "f32", "fp32"):
                 continue
-            out += [(f"{value} {p}", ["--profile", p, option, value]) for p in profiles]
+            extra = ["--calibration", calibration] if value in calibrated else []
+            out += [(f"{value} {p}", ["--profile", p, option, value, *extra]) for p in profiles]
     return out
 
 
@@ -101,7 +106,8 @@ def trained_accuracy(binary, case, runtime):
     markdown table."""
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, flags in precision_variants(binary):
+        # Static int8 calibrates on the case's own inputs, as verify's golden suite does.
+        for label, flags in precision_variants(binary, os.path.join(case, "inputs.safetensors")):
             out = os.path.join(tmp, label.replace(" ", "-"))
             p = subprocess.run([binary, "export", "--weights", os.path.join(case, "model"), "--head", "all",
                                 "--out", out, *flags], capture_output=True, text=True)

@@ -216,20 +216,30 @@ def random_checkpoint(binary, bench_dir, size, seed):
 VARIANTS_HELP = "PROFILE (float32) or 'PROFILE VALUE', e.g. 'ort int8', as `igpt-onnx support` lists them"
 
 
-def variants(binary):
+# The calibration set of the precisions that need one (static int8) where a benchmark names
+# none: the trained case's inputs, valid token ids for any model of vocabulary 513 and at least
+# 32 positions (every published size, the trained model, a random checkpoint).
+CALIBRATION = os.path.join(FIXTURES, "trained", "digits", "inputs.safetensors")
+
+
+def variants(binary, calibration=CALIBRATION):
     """{label: export flags} of every precision in every profile it fits, as the binary lists
     them (`igpt-onnx support --format json`) and in its order (precisions, then each one's
     profiles), so tables keep the binary's table order, float32 first. Label PROFILE for
     float32, else "PROFILE VALUE" with VALUE the last of the precision's flags ("ort int8",
-    "portable fp16"); flags `--profile PROFILE` and then the precision's own."""
+    "portable fp16"); flags `--profile PROFILE` and then the precision's own, and for a
+    precision the table marks `calibrated` `--calibration` `calibration`."""
     cmd = [binary, "support", "--format", "json"]
     text = run(cmd).stdout
     out = {}
     try:
         for p in json.loads(text)["precisions"]:
             flags = [str(f) for f in p["flags"]]
+            if p.get("calibrated"):
+                flags += ["--calibration", calibration]
             for profile in p["profiles"]:
-                label = profile if p["name"] == "float32" or not flags else f"{profile} {flags[-1]}"
+                label = profile if p["name"] == "float32" or not flags else \
+                    f"{profile} {[str(f) for f in p['flags']][-1]}"
                 # A clash would silently drop one variant from every table.
                 if label in out:
                     raise ValueError(f"two variants labelled {label!r}")
@@ -237,6 +247,17 @@ def variants(binary):
     except (ValueError, KeyError, TypeError) as e:
         raise RuntimeError(f"{' '.join(map(str, cmd))}: unexpected output ({e})\n{text}") from None
     return out
+
+
+def with_calibration(flags, path):
+    """`flags` calibrating on `path` instead (unchanged when they name no calibration)."""
+    return [path if i > 0 and flags[i - 1] == "--calibration" else f for i, f in enumerate(flags)]
+
+
+def calibrated_quantizations(binary):
+    """The `--quantize` values whose exports need `--calibration` (the binary's table)."""
+    table = json.loads(run([binary, "support", "--format", "json"]).stdout)
+    return {p["flags"][-1] for p in table["precisions"] if p.get("calibrated") and p["flags"]}
 
 
 def variant_dir(v):

@@ -23,18 +23,28 @@ from .common import f2, say, table
 from .generate import reference_generate
 
 
+# Engines `igpt-onnx generate` steps a decoder on: the profile its decoder is exported in and
+# the flags that pick it. ONNX Runtime CPU ("ours" in the tables) on the ort profile; OpenVINO
+# at its own default precision (bf16 on CPUs with AVX-512 BF16 or AMX) and at f32, on the
+# portable profile, which it steps faster than the ort one (its conversion of the fused
+# attention costs more than it saves). Each run is its own process, rounds interleaved.
+ENGINES = {
+    "ort-cpu": ("ort", []),
+    "openvino": ("portable", ["--runtime", "openvino"]),
+    "openvino-f32": ("portable", ["--runtime", "openvino", "--openvino-precision", "f32"]),
+}
+
+
 def precisions_of(binary):
-    """The precisions the binary offers: float32 plus every `export --quantize` (and `--dtype`)
-    value its help lists, so a precision appears here the day the binary gains it."""
-    text = bl.run([binary, "export", "--help"]).stdout
+    """The precisions the binary offers: float32 plus every `--quantize` / `--dtype` value of its
+    table (`igpt-onnx support --format json`), so a precision appears here the day the binary
+    gains it. (Read from `export --help` before, which missed every value once clap moved the
+    possible values onto the line after the flag.)"""
+    table = json.loads(bl.run([binary, "support", "--format", "json"]).stdout)
     found = {"fp32": []}
-    for flag in ("--quantize", "--dtype"):
-        for line in text.splitlines():
-            if line.strip().startswith(flag + " ") and "[possible values:" in line:
-                values = line.split("[possible values:")[1].rstrip("] \n").split(",")
-                for v in (x.strip() for x in values):
-                    if v and v not in ("fp32", "float32", "f32"):
-                        found[v] = [flag, v]
+    for p in table["precisions"]:
+        if p["flags"]:
+            found[p["flags"][-1]] = [str(f) for f in p["flags"]]
     return found
 
 
@@ -88,6 +98,15 @@ def cmd_decoder(a):
     batches = [int(b) for b in a.batches.split(",")]
     offered = precisions_of(binary)
     precisions = [p for p in (a.precisions.split(",") if a.precisions else offered) if p in offered]
+    # A calibrated precision (static int8) calibrates on the benchmark's default set.
+    calibrated = bl.calibrated_quantizations(binary)
+    for p in precisions:
+        if p in calibrated:
+            offered[p] = offered[p] + ["--calibration", bl.CALIBRATION]
+    engines = [e for e in a.engines.split(",") if e]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise bl.SetupError(f"--engines: unknown {', '.join(unknown)} (expected {', '.join(ENGINES)})")
     genai = not a.no_genai
     if genai:
         bl.check_modules(["onnxruntime_genai"], "pip install -r ci/requirements.txt (onnxruntime-genai)")
@@ -98,11 +117,15 @@ def cmd_decoder(a):
         bl.run([binary, "random-checkpoint", "--variant", a.size, "--seed", "0", "--out", ckpt])
         cfg = json.load(open(os.path.join(ckpt, "config.json")))
         ours, packs, sizes = {}, {}, {}
+        profiles = sorted({ENGINES[e][0] for e in engines}, key=lambda x: x != "ort")
         for p in precisions:
-            out = os.path.join(work, "ours-" + p)
-            bl.run([binary, "export", "--weights", ckpt, "--head", "decoder", "--out", out,
-                    "--profile", "ort", *offered[p]])
-            ours[p], sizes[p] = os.path.join(out, "decoder.onnx"), graph_bytes(out)
+            for profile in profiles:
+                out = os.path.join(work, f"ours-{profile}-{p}")
+                bl.run([binary, "export", "--weights", ckpt, "--head", "decoder", "--out", out,
+                        "--profile", profile, *offered[p]])
+                ours[profile, p] = os.path.join(out, "decoder.onnx")
+                # The floor counts the bytes of the graph ONNX Runtime steps (ort profile).
+                sizes.setdefault(p, graph_bytes(out))
             if genai:
                 packs[p] = os.path.join(work, "genai-" + p)
                 bl.run([binary, "package", "--genai", packs[p], "--weights", ckpt,
@@ -130,10 +153,12 @@ def cmd_decoder(a):
                 return t["wall_s"]
             return go
 
-        def ours_run(p, b):
-            return timed(("ours", p, b), [binary, "generate", "--model", ours[p], "--greedy",
-                                          "--batch", b, "--max-new-tokens", a.new, "--json", "-"],
-                         "step_seconds")
+        def ours_run(p, b, engine="ort-cpu"):
+            who = "ours" if engine == "ort-cpu" else engine
+            profile, flags = ENGINES[engine]
+            return timed((who, p, b), [binary, "generate", "--model", ours[profile, p], "--greedy",
+                                       "--batch", b, "--max-new-tokens", a.new, "--json", "-",
+                                       *flags], "step_seconds")
 
         def genai_run(p, b):
             return timed(("genai", p, b), [sys.executable, bl.BENCH, "_genai-generate", packs[p],
@@ -142,7 +167,8 @@ def cmd_decoder(a):
         cands = {}
         for p in precisions:
             for b in batches:
-                cands["ours", p, b] = ours_run(p, b)
+                for e in engines:
+                    cands["ours" if e == "ort-cpu" else e, p, b] = ours_run(p, b, e)
                 if genai:
                     cands["genai", p, b] = genai_run(p, b)
         bl.interleaved(cands, a.repeat, on_round=lambda r, k, s: say(
@@ -162,7 +188,7 @@ def cmd_decoder(a):
             cache = b * layers * 2 * d * 4 * (1 + a.new / 2)
             floor_ms = (sizes[p] + cache) / (bw * 1e9) * 1e3
             tokens_ref = ref.get(b, {}).get("tokens")
-            for who in ("ours", "genai"):
+            for who in ["ours", "genai"] + [e for e in engines if e != "ort-cpu"]:
                 js = runs.get((who, p, b))
                 if not js:
                     continue
@@ -189,6 +215,10 @@ def cmd_decoder(a):
             r["vs_genai_whole"] = g["whole_run_s"] / r["whole_run_s"]
             r["tokens_equal_genai"] = runs["ours", r["precision"], r["batch"]][-1]["tokens"] == \
                 runs["genai", r["precision"], r["batch"]][-1]["tokens"]
+        fp = by.get((r["engine"], "fp32", r["batch"]))
+        if fp and r["precision"] != "fp32":
+            # Against its own engine's float32 in the same run: what the precision buys there.
+            r["fp32_step_over_this"] = fp["step_ms"] / r["step_ms"]
         b1 = by.get((r["engine"], r["precision"], 1))
         if b1:
             r["throughput_vs_b1"] = r["tokens_per_s"] / b1["tokens_per_s"]
@@ -217,6 +247,14 @@ def cmd_decoder(a):
     for b in batches:
         if b in ref:
             say(f"reference generate b{b}: {f2(ref[b]['ms_per_step'])} ms/step (prompt included)")
+    speedups = [r for r in rows if "fp32_step_over_this" in r]
+    if speedups:
+        say("each precision's step against float32 on the same engine, same run "
+            "(ours = igpt-onnx generate on ONNX Runtime CPU):")
+        table(["engine", "precision", "batch", "ms/step", "fp32 ms/step", "fp32 / this"],
+              [[r["engine"], r["precision"], r["batch"], f2(r["step_ms"]),
+                f2(by[(r["engine"], "fp32", r["batch"])]["step_ms"]),
+                f"{f2(r['fp32_step_over_this'])}x"] for r in speedups])
     fp = by.get(("ours", "fp32", 1))
     if fp:
         say(f"targets: fp32 b1 step <= 1.25x floor (got {f2(fp['x_floor'])}x); first token <= 0.5 s + "

@@ -8,9 +8,10 @@ use anyhow::{bail, Context, Result};
 use igpt_onnx::base::values::{ChoiceParser, OneOrAll};
 use igpt_onnx::export::{self, ExportOptions, WeightsFile};
 use igpt_onnx::graph::GraphOptions;
+use igpt_onnx::runtime::RuntimeOptions;
 use igpt_onnx::{Checkpoint, Head, Variant};
 
-use super::flags::{OpsetFlag, PrecisionFlags};
+use super::flags::{CalibrationFlags, OpsetFlag, PrecisionFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,6 +43,8 @@ pub struct Args {
     #[command(flatten)]
     precision: PrecisionFlags,
     #[command(flatten)]
+    calibration: CalibrationFlags,
+    #[command(flatten)]
     opset: OpsetFlag,
     /// Store weights in <head>.onnx.data whatever their size (by default from 16 MiB up, where ONNX Runtime maps them: a faster load and less memory).
     #[arg(long, conflicts_with = "single_file")]
@@ -55,6 +58,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // Usage first: a refused opset costs no checkpoint read (nor download).
     let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
     let opset = a.opset.resolve(profile, precision)?;
+    a.calibration.check(precision)?;
     let located = igpt_onnx::checkpoint::hub::locate(
         a.weights.as_deref(),
         a.variant,
@@ -76,13 +80,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         OneOrAll::One(h) => vec![h],
         OneOrAll::All => Head::available(&ckpt),
     };
-    let precision = a.precision.precision()?;
+    let calibration =
+        a.calibration
+            .calibrate(&ckpt, (profile, precision), &RuntimeOptions::default())?;
     let opts = ExportOptions {
         graph: GraphOptions {
             hidden_states: a.hidden_states,
+            ..Default::default()
         },
         profile,
         precision,
+        calibration,
         keep_float32: a.precision.keep_float32(precision),
         opset: Some(opset),
         weights_file: match (a.external_data, a.single_file) {

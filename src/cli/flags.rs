@@ -4,6 +4,12 @@
 //! at which opset ([`OpsetFlag`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use igpt_onnx::calibrate::{self, Method};
+use igpt_onnx::graph::calibration::DEFAULT_PERCENTILE;
+use igpt_onnx::graph::{Calibration, CalibrationMethod};
+use igpt_onnx::Checkpoint;
 
 use igpt_onnx::base::values::{Choice, ChoiceParser};
 use igpt_onnx::graph::keep::ScopePattern;
@@ -181,6 +187,69 @@ fn dtype_help() -> String {
         "Float type of the trunk: {}; not with --quantize",
         rows.join("; ")
     )
+}
+
+/// Where static int8 (`--quantize int8-static`) takes its activation ranges from.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CalibrationFlags {
+    /// Calibration set for --quantize int8-static: a folder of images (encoded by the
+    /// checkpoint's image processor) or a safetensors file of input_ids [n, seq]; the float32
+    /// graph runs over it in ONNX Runtime CPU. Its sha256 goes into the export card.
+    #[arg(long, value_name = "DATA")]
+    pub calibration: Option<PathBuf>,
+    /// How each activation's range is read from the calibration run.
+    #[arg(long, default_value = "percentile", value_parser = ChoiceParser::<CalibrationMethod>::new())]
+    pub calibration_method: CalibrationMethod,
+    /// The percentile of each tail that --calibration-method percentile keeps.
+    #[arg(long, value_name = "P", default_value_t = DEFAULT_PERCENTILE)]
+    pub calibration_percentile: f64,
+}
+
+impl CalibrationFlags {
+    /// The method these flags ask for.
+    pub fn method(&self) -> Method {
+        Method {
+            method: self.calibration_method,
+            percentile: self.calibration_percentile,
+        }
+    }
+
+    /// Whether the flags fit `precision`: a calibrated one needs `--calibration`, any other
+    /// refuses it (a flag never goes silently unused). Usage, checked before anything is read.
+    pub fn check(&self, precision: Precision) -> anyhow::Result<()> {
+        match (&self.calibration, precision.spec().matmul.calibrated()) {
+            (Some(_), false) => anyhow::bail!(
+                "--calibration applies to --quantize int8-static only (this export is {})",
+                precision.name()
+            ),
+            (None, true) => anyhow::bail!(
+                "--quantize {} needs --calibration DATA: a folder of images or a safetensors file of input_ids [n, seq] to measure the activations' ranges on",
+                precision.name()
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ranges for `precision` when it is calibrated, from `--calibration` ([`Self::check`]'s
+    /// refusals first); `None` for any other precision.
+    pub fn calibrate(
+        &self,
+        ckpt: &Checkpoint,
+        (profile, precision): (Profile, Precision),
+        runtime: &RuntimeOptions,
+    ) -> anyhow::Result<Option<Arc<Calibration>>> {
+        self.check(precision)?;
+        let Some(data) = self
+            .calibration
+            .as_deref()
+            .filter(|_| precision.spec().matmul.calibrated())
+        else {
+            return Ok(None);
+        };
+        let set = calibrate::read_set(data, ckpt)?;
+        let c = calibrate::calibrate(ckpt, profile, &set, self.method(), runtime)?;
+        Ok(Some(Arc::new(c)))
+    }
 }
 
 /// `--opset N`: the default-domain opset an export emits (export and package take it).

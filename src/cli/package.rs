@@ -11,7 +11,7 @@ use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::{ExportOptions, WeightsFile};
 use igpt_onnx::graph::profile::MatMulForm;
 
-use super::flags::{OpsetFlag, PrecisionFlags};
+use super::flags::{CalibrationFlags, OpsetFlag, PrecisionFlags};
 use igpt_onnx::package::{genai, triton, web};
 use igpt_onnx::{Checkpoint, Head};
 
@@ -64,6 +64,9 @@ pub struct Args {
     /// genai, web: the graphs' default-domain opset.
     #[command(flatten)]
     opset: OpsetFlag,
+    /// genai, web: where --quantize int8-static takes its activation ranges from.
+    #[command(flatten)]
+    calibration: CalibrationFlags,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -77,8 +80,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             || a.precision.dtype.is_some()
             || !a.precision.keep_float32.is_empty()
             || a.opset.opset.is_some()
+            || a.calibration.calibration.is_some()
         {
-            bail!("--weights, --config, --external-data, --profile, --quantize, --dtype, --keep-float32 and --opset belong to --genai and --web; --triton packages the export folder --from (export it in the profile, precision and opset you want)");
+            bail!("--weights, --config, --external-data, --profile, --quantize, --dtype, --keep-float32, --opset and --calibration belong to --genai and --web; --triton packages the export folder --from (export it in the profile, precision and opset you want)");
         }
         // Names become folder names and Triton model names.
         let ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -125,6 +129,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
     let opset = a.opset.resolve(profile, precision)?;
+    a.calibration.check(precision)?;
     let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
     let opts = ExportOptions {
@@ -137,6 +142,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         precision,
         keep_float32: a.precision.keep_float32(precision),
         opset: Some(opset),
+        calibration: a
+            .calibration
+            .calibrate(&ckpt, (profile, precision), &Default::default())?,
         ..Default::default()
     };
     let pkg = genai::write(&ckpt, dir, &opts).context("onnxruntime-genai packaging failed")?;
@@ -173,6 +181,7 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     let precision = a.precision.precision()?;
     let profile = a.precision.profile_for(precision);
     let opset = a.opset.resolve(profile, precision)?;
+    a.calibration.check(precision)?;
     let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
         .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
     let opts = ExportOptions {
@@ -180,6 +189,9 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         precision,
         keep_float32: a.precision.keep_float32(precision),
         opset: Some(opset),
+        calibration: a
+            .calibration
+            .calibrate(&ckpt, (profile, precision), &Default::default())?,
         ..Default::default()
     };
     let ort = match &a.ort_web {

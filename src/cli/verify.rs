@@ -11,7 +11,7 @@ use igpt_onnx::base::values::{Choice, Unknown};
 use igpt_onnx::runtime::RuntimeKind;
 use igpt_onnx::verify::{self, VerifyOptions};
 
-use super::flags::{runtimes_help, PrecisionFlags, RuntimeFlags, ToleranceFlags};
+use super::flags::{runtimes_help, CalibrationFlags, PrecisionFlags, RuntimeFlags, ToleranceFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,6 +24,10 @@ pub struct Args {
     /// Golden suite: export in this profile and precision (a given --model's are its own).
     #[command(flatten)]
     precision: PrecisionFlags,
+    /// Golden suite, --quantize int8-static: calibrate every case on this set instead of the
+    /// case's own inputs.
+    #[command(flatten)]
+    calibration: CalibrationFlags,
     /// A case folder (or a folder holding one case) whose goldens --model is compared with.
     #[arg(long, requires = "model", conflicts_with = "random_inputs")]
     fixture: Option<PathBuf>,
@@ -79,8 +83,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         profile: a.precision.profile_or_portable(),
         precision,
         keep_float32: a.precision.keep_float32(precision),
+        calibration: a.calibration.calibration.clone(),
+        calibration_method: a.calibration.method(),
         opset: None,
     };
+    if a.calibration.calibration.is_some() {
+        if a.model.is_some() {
+            bail!("--calibration applies to the golden suite's exports; a given --model carries the ranges it was exported with");
+        }
+        if !opts.precision.spec().matmul.calibrated() {
+            bail!(
+                "--calibration applies to --quantize int8-static only (this run is {})",
+                opts.precision.name()
+            );
+        }
+    }
     let report = match (&a.model, &a.fixture, a.random_inputs) {
         (Some(m), Some(case), _) => verify::model_against_case(m, case, &opts)?,
         (Some(m), None, Some(n)) => verify::random_inputs(m, n, &opts)?,

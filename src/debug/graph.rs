@@ -119,6 +119,8 @@ pub struct Structure {
     pub types: HashMap<String, i32>,
     /// The node that writes each tensor.
     pub producer: HashMap<String, usize>,
+    /// The files the initializers' external data lives in, relative to the model's folder.
+    pub external_files: BTreeSet<String>,
 }
 
 impl Structure {
@@ -173,7 +175,9 @@ impl Structure {
             initializers,
             types: HashMap::new(),
             producer: HashMap::new(),
+            external_files: BTreeSet::new(),
         };
+        s.external_files = s.read_external_files();
         s.link(&graph.value_info)?;
         Ok(s)
     }
@@ -265,8 +269,7 @@ impl Structure {
         Ok(bytes)
     }
 
-    /// The files an initializer's external data lives in, relative to the model's folder.
-    pub fn external_files(&self) -> BTreeSet<String> {
+    fn read_external_files(&self) -> BTreeSet<String> {
         let mut files = BTreeSet::new();
         for init in self.initializers.values() {
             if let Ok(t) = TensorProto::decode(init.raw.as_slice()) {

@@ -244,9 +244,13 @@ pub fn search(
         return Err(SearchError::NoHeads { case: name });
     }
     let n_layer = ckpt.config.n_layer;
+    // Static int8 calibrates once, as verify's golden suite does: every keep-list is judged on
+    // the same activation ranges.
+    let calibration = verify::calibration(&ckpt, &case, &opts.verify)?;
     let mut ev = Evaluator {
         opts,
         ckpt,
+        calibration,
         heads,
         work: tempfile::tempdir().map_err(SearchError::TempDir)?,
         memo: BTreeMap::new(),
@@ -355,6 +359,8 @@ fn with(parts: &Parts, p: Part) -> Parts {
 struct Evaluator<'a> {
     opts: &'a SearchOptions,
     ckpt: Checkpoint,
+    /// Activation ranges of a calibrated precision (static int8).
+    calibration: Option<std::sync::Arc<crate::graph::Calibration>>,
     heads: Vec<Head>,
     work: tempfile::TempDir,
     memo: BTreeMap<Parts, Measured>,
@@ -400,6 +406,7 @@ impl Evaluator<'_> {
             profile: self.opts.profile,
             precision: self.opts.precision,
             keep_float32: keep.clone(),
+            calibration: self.calibration.clone(),
             ..Default::default()
         };
         let done =
@@ -514,6 +521,14 @@ fn export_command(model_dir: &Path, opts: &SearchOptions, keep: &[String]) -> St
     if !keep.is_empty() {
         args.push("--keep-float32".into());
         args.push(keep.join(","));
+    }
+    if opts.precision.spec().matmul.calibrated() {
+        // The set the search calibrated on (verify's choice: the case's own inputs by default).
+        let case_dir = model_dir.parent().unwrap_or(model_dir);
+        let set = (opts.verify.calibration.clone())
+            .unwrap_or_else(|| case_dir.join(crate::verify::fixture::INPUTS_FILE));
+        args.push("--calibration".into());
+        args.push(set.display().to_string());
     }
     args.extend(["--out".into(), "out".into()]);
     let quoted: Vec<String> = args.iter().map(|a| shell_word(a)).collect();

@@ -386,7 +386,7 @@ impl<'a> Prober<'a> {
         // A graph with external data is marked beside it, where the data is found (ONNX
         // Runtime refuses a link to data outside the model's folder); others in the working
         // folder.
-        let (mut file, temp) = if self.structure.external_files().is_empty() {
+        let (mut file, temp) = if self.structure.external_files.is_empty() {
             temp_file_in(self.work.path(), ".onnx")?
         } else {
             temp_file_in(

@@ -9,6 +9,7 @@
 //! the first graph that does.
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use prost::Message;
@@ -365,22 +366,24 @@ fn inline(s: &Structure, name: &str) -> Result<Vec<u8>, DebugError> {
     let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     let dir = s.path.parent().unwrap_or(Path::new("."));
     let file = dir.join(&location);
-    let bytes = std::fs::read(&file).map_err(DebugError::Work)?;
+    // Only the tensor's own bytes are read: the data file may hold gigabytes.
+    let mut f = std::fs::File::open(&file).map_err(FileError::at("read", &file))?;
+    let size = f.metadata().map_err(FileError::at("read", &file))?.len();
     let length: u64 = get("length")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(bytes.len() as u64 - offset.min(bytes.len() as u64));
-    let range = usize::try_from(offset).ok().and_then(|o| {
-        let end = o.checked_add(usize::try_from(length).ok()?)?;
-        bytes.get(o..end)
-    });
-    let Some(data) = range else {
-        return Err(InspectError::NotOnnx {
-            path: file.display().to_string(),
-            why: format!("initializer `{name}` lies past the end of its external data"),
-        }
-        .into());
+        .unwrap_or(size.saturating_sub(offset));
+    let past_end = || InspectError::NotOnnx {
+        path: file.display().to_string(),
+        why: format!("initializer `{name}` lies past the end of its external data"),
     };
-    t.raw_data = data.to_vec();
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(past_end().into());
+    }
+    let mut data = vec![0u8; usize::try_from(length).map_err(|_| past_end())?];
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.read_exact(&mut data))
+        .map_err(FileError::at("read", &file))?;
+    t.raw_data = data;
     t.external_data.clear();
     t.data_location = None;
     Ok(t.encode_to_vec())

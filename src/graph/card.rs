@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::calibration::CalibrationRecord;
 use super::head::Head;
 use super::io::{CacheMode, LogitsWidth};
 use super::keep::KeepFloat32;
@@ -50,6 +51,8 @@ pub struct ExportCard {
     /// How the decoder passes its cache (concatenation for the other heads).
     pub cache: CacheMode,
     pub provenance: Provenance,
+    /// Where a calibrated precision's activation ranges came from (static int8).
+    pub calibration: Option<CalibrationRecord>,
 }
 
 /// An entry of the card that is missing or wrong.
@@ -116,6 +119,9 @@ impl ExportCard {
         }
         if self.logits == LogitsWidth::Vocabulary && self.head.is_lm() {
             entries.push(("logits_width", self.config.vocab_size.to_string()));
+        }
+        if let Some(c) = &self.calibration {
+            entries.push(("calibration", serde_json::to_string(c).unwrap_or_default()));
         }
         let mut out: Vec<(String, String)> = entries
             .into_iter()
@@ -200,6 +206,12 @@ impl ExportCard {
             Some(m) => CacheMode::parse(m)
                 .ok_or_else(|| invalid("cache", format!("`{m}` is neither concat nor shared")))?,
         };
+        let calibration = get("calibration")
+            .map(|c| {
+                serde_json::from_str(c)
+                    .map_err(|e| invalid("calibration", format!("not a calibration record ({e})")))
+            })
+            .transpose()?;
         let text = |key: &'static str| get(key).cloned().unwrap_or_default();
         let provenance = Provenance {
             version: need("version")?.clone(),
@@ -220,6 +232,7 @@ impl ExportCard {
             logits,
             cache,
             provenance,
+            calibration,
         }))
     }
 
@@ -280,6 +293,13 @@ mod tests {
                 hub: Some(("openai/imagegpt-small".into(), "abc".into())),
                 carried_sha256: None,
             },
+            calibration: Some(CalibrationRecord {
+                sha256: "ab".repeat(32),
+                method: "percentile".into(),
+                percentile: Some(99.99),
+                examples: 2,
+                tokens: 64,
+            }),
         }
     }
 

@@ -2,6 +2,7 @@
 //! and precision rows, and whether the trunk has a past (the decoder); and how a checkpoint
 //! weight or a constant becomes an initializer in that precision.
 
+use super::calibration::Calibration;
 use super::io::DecoderIo;
 use super::keep::KeepFloat32;
 use super::profile::{MatMulForm, PrecisionSpec, ProfileSpec};
@@ -21,6 +22,23 @@ pub struct Ctx<'a, 'w> {
     pub precision: &'static PrecisionSpec,
     pub keep: &'a KeepFloat32,
     pub past: bool,
+    /// Activation ranges for a calibrated matrix form (static int8).
+    pub calibration: Option<&'w Calibration>,
+    /// Every block matrix emitted so far, with its input: what a calibration graph exposes.
+    pub matrices: Vec<MatrixInput>,
+    /// Matrices a calibrated form found no range for (the build fails naming the first).
+    pub uncalibrated: Vec<String>,
+}
+
+/// One block matrix's input, as the trunk emitted it.
+#[derive(Debug, Clone)]
+pub struct MatrixInput {
+    /// The matrix (its Conv1D's scope: `h.0.attn.c_attn`).
+    pub matrix: String,
+    /// The value it multiplies.
+    pub input: String,
+    /// The input's last dimension.
+    pub width: usize,
 }
 
 impl<'w> Ctx<'_, 'w> {

@@ -4,7 +4,8 @@
 //! MatMul in any precision (`Ctx::matrix_form`). A new matrix form adds its arm and its
 //! weights' initializers here (their bytes come from a `TensorSource` in `quant.rs`).
 
-use super::ctx::Ctx;
+use super::calibration::Range;
+use super::ctx::{Ctx, MatrixInput};
 use super::profile::MatMulForm;
 use super::quant::{BlockPart, QuantBlocks, QuantColumns};
 use crate::base::DataType;
@@ -15,6 +16,11 @@ use crate::onnx::{Op, Scope};
 /// over the weight quantised in blocks along `in` (stored `[out, blocks, block · bits / 8]`).
 pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usize) -> String {
     let bias = |cx: &mut Ctx<'_, '_>| cx.weight(&s.name("bias"), &[n_out]);
+    cx.matrices.push(MatrixInput {
+        matrix: s.path().to_string(),
+        input: x.to_string(),
+        width: n_in,
+    });
     let (form, dtype) = cx.matrix_form(s);
     match form {
         MatMulForm::Float => {
@@ -92,7 +98,54 @@ pub fn conv1d(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, n_in: usize, n_out: usiz
                 cx.g.op(Op::Mul, s.name("matmul"), &[&float, &scale], vec![]);
             cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
         }
+        MatMulForm::QuantDequant { activations } => {
+            let x = quant_dequant(cx, s, x, activations);
+            let (q, scales) = column_weight(cx, &s.name("weight"), (n_in, n_out));
+            let zero = cx.g.const_8bit(
+                &format!("{}.zero_point", s.name("weight")),
+                DataType::Int8,
+                &[n_out],
+                &vec![0; n_out],
+            );
+            // Per output channel: axis 1 of the `[n_in, n_out]` weight.
+            let w = cx.g.op(
+                Op::DequantizeLinear,
+                s.name("weight.dequantized"),
+                &[&q, &scales, &zero],
+                vec![attr_int("axis", 1)],
+            );
+            let bias = bias(cx);
+            let mm = cx.g.op(Op::MatMul, s.name("matmul"), &[&x, &w], vec![]);
+            cx.g.op(Op::Add, s.path().to_string(), &[&mm, &bias], vec![])
+        }
     }
+}
+
+/// `x` through `QuantizeLinear` → `DequantizeLinear` with the scale and zero point of its
+/// calibrated range in `dtype`. A matrix the calibration has no range for is noted in
+/// `cx.uncalibrated` (the build then fails) and emitted with scale 1.
+fn quant_dequant(cx: &mut Ctx<'_, '_>, s: &Scope, x: &str, dtype: DataType) -> String {
+    let range = cx.calibration.and_then(|c| c.ranges.get(s.path()).copied());
+    let range = range.unwrap_or_else(|| {
+        cx.uncalibrated.push(s.path().to_string());
+        Range { lo: 0.0, hi: 0.0 }
+    });
+    let p = range.quant_params(dtype);
+    let scale = cx.g.const_f32(&s.name("input.scale"), &[], &[p.scale]);
+    let zero =
+        cx.g.const_8bit(&s.name("input.zero_point"), dtype, &[], &[p.zero_point]);
+    let q = cx.g.op(
+        Op::QuantizeLinear,
+        s.name("input.quantized"),
+        &[x, &scale, &zero],
+        vec![],
+    );
+    cx.g.op(
+        Op::DequantizeLinear,
+        s.name("input.dequantized"),
+        &[&q, &scale, &zero],
+        vec![],
+    )
 }
 
 /// A Conv1D weight `[n_in, n_out]` as `MatMulNBits` blocks of `bits`: the quantised matrix

@@ -6,6 +6,7 @@
 //! This file is the façade: it builds a whole graph from the parts; the parts never use it.
 
 pub mod attention;
+pub mod calibration;
 pub mod card;
 pub mod ctx;
 pub mod head;
@@ -17,6 +18,7 @@ pub mod profile;
 pub mod quant;
 pub mod trunk;
 
+pub use calibration::{Calibration, CalibrationMethod, CalibrationRecord};
 pub use card::{CardError, ExportCard, GraphCardError, Provenance};
 pub use ctx::Ctx;
 pub use head::Head;
@@ -24,15 +26,28 @@ pub use io::{DecoderIo, LogitsWidth, BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUE
 pub use keep::KeepFloat32;
 pub use profile::{Feature, Precision, PrecisionSpec, Profile, ProfileSpec, PRECISIONS, PROFILES};
 
+use crate::base::DataType;
 use crate::checkpoint::{Checkpoint, WeightsError};
 use crate::onnx::proto::GraphProto;
-use crate::onnx::{Domain, GraphBuilder, Initializer};
+use crate::onnx::{Dim, Domain, GraphBuilder, Initializer, Op};
 
 /// What to emit besides the head's main output.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GraphOptions {
     /// Add `hidden_states.{0..n_layer}` outputs (base head), as HF's `output_hidden_states`.
     pub hidden_states: bool,
+    /// Add each block matrix's input as an output `matrix_input.<matrix>` (float32): the graph
+    /// a calibration runs to find static int8's activation ranges.
+    pub matrix_inputs: bool,
+}
+
+/// Why a graph could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("no activation range for matrix {matrix}: static int8 needs a calibration of this checkpoint")]
+    Uncalibrated { matrix: String },
 }
 
 /// A graph ready for the writer: nodes and I/O, initializers streamed separately, and the
@@ -52,7 +67,7 @@ pub fn build<'w>(
     head: Head,
     profile: Profile,
     opts: GraphOptions,
-) -> Result<BuiltGraph<'w>, WeightsError> {
+) -> Result<BuiltGraph<'w>, BuildError> {
     let form = (profile, Precision::Float32, profile.spec().opset);
     build_in(
         ckpt,
@@ -61,6 +76,7 @@ pub fn build<'w>(
         &KeepFloat32::default(),
         opts,
         LogitsWidth::Colours,
+        None,
     )
 }
 
@@ -68,7 +84,7 @@ pub fn build<'w>(
 /// checked that the two fit, [`Precision::fits`], and that the opset is within reach,
 /// [`profile::opset_floor`]) with the matrices `keep` names in float32, and the LM heads'
 /// logits `logits` wide (the whole vocabulary for onnxruntime-genai; the other heads ignore
-/// it).
+/// it), and the activation ranges a calibrated precision (static int8) reads.
 pub fn build_in<'w>(
     ckpt: &'w Checkpoint,
     head: Head,
@@ -76,7 +92,8 @@ pub fn build_in<'w>(
     keep: &KeepFloat32,
     opts: GraphOptions,
     logits: LogitsWidth,
-) -> Result<BuiltGraph<'w>, WeightsError> {
+    calibration: Option<&'w Calibration>,
+) -> Result<BuiltGraph<'w>, BuildError> {
     let spec = profile.spec();
     let mut g = GraphBuilder::with_opset(opset);
     let mut cx = Ctx {
@@ -86,9 +103,30 @@ pub fn build_in<'w>(
         precision: precision.spec(),
         keep,
         past: head == Head::Decoder,
+        calibration,
+        matrices: Vec::new(),
+        uncalibrated: Vec::new(),
     };
     let trunk = trunk::emit(&mut cx);
     heads::emit(&mut cx, head, &trunk, opts.hidden_states, logits)?;
+    if let Some(matrix) = cx.uncalibrated.first() {
+        return Err(BuildError::Uncalibrated {
+            matrix: matrix.clone(),
+        });
+    }
+    if opts.matrix_inputs {
+        let matrices = std::mem::take(&mut cx.matrices);
+        for m in matrices {
+            let name = format!("{}{}", calibration::MATRIX_INPUT_PREFIX, m.matrix);
+            cx.g.op(Op::Identity, name.clone(), &[&m.input], vec![]);
+            let dims = [
+                Dim::Symbol(BATCH),
+                Dim::Symbol(io::SEQUENCE),
+                Dim::Fixed(m.width),
+            ];
+            cx.g.output(&name, DataType::Float32, &dims);
+        }
+    }
     let mut opsets = vec![(Domain::Onnx.as_str(), opset)];
     if g.domains.contains(&Domain::Microsoft) {
         opsets.push((Domain::Microsoft.as_str(), spec.contrib_opset.unwrap_or(1)));

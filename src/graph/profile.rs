@@ -37,17 +37,21 @@ pub enum Feature {
     /// two together: OpenVINO 2026.4's frontend converts QuickGelu with a float32 constant and
     /// refuses a float16 input.
     ContribOpsFloat16,
+    /// `QuantizeLinear` / `DequantizeLinear` (per tensor and per axis): the QDQ form of static
+    /// int8, which a runtime may fuse into integer kernels or run as written.
+    QuantizeDequantize,
 }
 
 impl Feature {
     /// Every feature, in the order messages and tables list them.
-    pub const ALL: [Feature; 6] = [
+    pub const ALL: [Feature; 7] = [
         Feature::ContribOps,
         Feature::CausalMultiHeadAttention,
         Feature::BlockMatMul,
         Feature::IntegerMatMul,
         Feature::Float16,
         Feature::ContribOpsFloat16,
+        Feature::QuantizeDequantize,
     ];
 
     /// How messages and tables name it.
@@ -59,6 +63,7 @@ impl Feature {
             Feature::IntegerMatMul => "MatMulInteger",
             Feature::Float16 => "float16",
             Feature::ContribOpsFloat16 => "ONNX Runtime contrib ops on float16",
+            Feature::QuantizeDequantize => "QuantizeLinear/DequantizeLinear",
         }
     }
 }
@@ -154,6 +159,9 @@ impl Precision {
     /// Dynamic int8: signed 8-bit weights with one scale per output column, activations
     /// quantised to uint8 at run time with one scale per tensor, integer products.
     pub const Int8Dynamic: Precision = Precision(&PRECISIONS[4]);
+    /// Static int8 (QDQ): signed 8-bit weights per output column, activations quantised with
+    /// one scale per tensor fixed at export from a calibration set.
+    pub const Int8Static: Precision = Precision(&PRECISIONS[5]);
 }
 
 impl PartialEq for Precision {
@@ -192,6 +200,13 @@ pub enum MatMulForm {
     /// Dynamic int8 (`DynamicQuantizeLinear` → `MatMulInteger` → scale, standard ops; ONNX
     /// Runtime's `DynamicQuantizeMatMul` in a profile with contrib ops), then `Add` the bias.
     Dynamic,
+    /// Static int8 in the QDQ form every engine reads: the input through `QuantizeLinear` →
+    /// `DequantizeLinear` with one scale (and zero point) per tensor from calibration, in
+    /// `activations` (int8, zero point 0, or uint8); the weight signed 8-bit per output column
+    /// through `DequantizeLinear` (axis 1); a float `MatMul` between them, then `Add` the bias.
+    /// Runtimes fuse the pattern into integer kernels (ONNX Runtime: `MatMulIntegerToFloat`;
+    /// OpenVINO: its low-precision transformations) or run it as written (tract).
+    QuantDequant { activations: DataType },
 }
 
 impl MatMulForm {
@@ -200,7 +215,13 @@ impl MatMulForm {
             MatMulForm::Float => &[],
             MatMulForm::Blocks { .. } => &[Feature::BlockMatMul],
             MatMulForm::Dynamic => &[Feature::IntegerMatMul],
+            MatMulForm::QuantDequant { .. } => &[Feature::QuantizeDequantize],
         }
+    }
+
+    /// Whether its graphs need activation ranges from a calibration set at export.
+    pub fn calibrated(self) -> bool {
+        matches!(self, MatMulForm::QuantDequant { .. })
     }
 }
 
@@ -392,7 +413,33 @@ pub const PRECISIONS: &[PrecisionSpec] = &[
             max_accuracy_drop: 0.5,
         },
     },
+    PrecisionSpec {
+        name: "int8-static",
+        about: "int8 weights per column, activations int8 per tensor from calibration (QDQ)",
+        quantize: Some("int8-static"),
+        dtype: None,
+        activations: DataType::Float32,
+        matmul: MatMulForm::QuantDequant {
+            activations: STATIC_ACTIVATIONS,
+        },
+        // Standard QuantizeLinear/DequantizeLinear around float MatMuls: the form ONNX
+        // Runtime, OpenVINO, TensorRT and tract all read, in either profile.
+        profiles: &[Profile::Portable, Profile::Ort],
+        budget: Budget {
+            atol: 0.5,
+            rtol: 0.1,
+            min_cosine: 0.999,
+            min_argmax_agreement: 0.85,
+            max_kl: 2e-3,
+            tie_gap: 0.5,
+            max_nll_increase: 3e-3,
+            max_accuracy_drop: 1.0,
+        },
+    },
 ];
+
+/// The type static int8 quantises activations to.
+pub const STATIC_ACTIVATIONS: DataType = DataType::Int8;
 
 impl Precision {
     /// Lower-case name, as in metadata and reports.
@@ -591,6 +638,16 @@ pub const OPSET_FLOORS: &[OpsetFloor] = &[
         precision: "int8-dynamic",
         op: Op::Slice,
     },
+    OpsetFloor {
+        profile: Profile::Portable,
+        precision: "int8-static",
+        op: Op::DequantizeLinear,
+    },
+    OpsetFloor {
+        profile: Profile::Ort,
+        precision: "int8-static",
+        op: Op::DequantizeLinear,
+    },
 ];
 
 /// The floor of `profile` in `precision` (`None` for a pair without a row: it is emitted at the
@@ -729,6 +786,7 @@ mod tests {
             (Precision::Float16, "float16"),
             (Precision::Int4, "int4"),
             (Precision::Int8Dynamic, "int8-dynamic"),
+            (Precision::Int8Static, "int8-static"),
         ] {
             assert_eq!(p.name(), name);
         }
@@ -748,7 +806,8 @@ mod tests {
             vec![
                 Quantization(Precision::Int8),
                 Quantization(Precision::Int4),
-                Quantization(Precision::Int8Dynamic)
+                Quantization(Precision::Int8Dynamic),
+                Quantization(Precision::Int8Static)
             ]
         );
         assert_eq!(FloatType::all(), vec![FloatType(Precision::Float16)]);

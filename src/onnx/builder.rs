@@ -39,6 +39,7 @@ pub enum Op {
     Add,
     Cast,
     Concat,
+    DequantizeLinear,
     Div,
     DynamicQuantizeLinear,
     Expand,
@@ -48,6 +49,7 @@ pub enum Op {
     MatMulInteger,
     Mul,
     Pad,
+    QuantizeLinear,
     ReduceMean,
     Reshape,
     Shape,
@@ -91,6 +93,7 @@ impl Op {
             Op::Add => "Add",
             Op::Cast => "Cast",
             Op::Concat => "Concat",
+            Op::DequantizeLinear => "DequantizeLinear",
             Op::Div => "Div",
             Op::DynamicQuantizeLinear => "DynamicQuantizeLinear",
             Op::Expand => "Expand",
@@ -100,6 +103,7 @@ impl Op {
             Op::MatMulInteger => "MatMulInteger",
             Op::Mul => "Mul",
             Op::Pad => "Pad",
+            Op::QuantizeLinear => "QuantizeLinear",
             Op::ReduceMean => "ReduceMean",
             Op::Reshape => "Reshape",
             Op::Shape => "Shape",
@@ -326,6 +330,29 @@ impl<'w> GraphBuilder<'w> {
     pub fn const_i64(&mut self, name: &str, dims: &[usize], values: &[i64]) -> String {
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.constant(name, DataType::Int64, dims, bytes)
+    }
+
+    /// An 8-bit integer initializer (`Int8` or `UInt8`, one byte per element): zero points.
+    /// Values outside the type's range saturate.
+    pub fn const_8bit(
+        &mut self,
+        name: &str,
+        dtype: DataType,
+        dims: &[usize],
+        values: &[i32],
+    ) -> String {
+        let bytes = values
+            .iter()
+            .map(|&v| match dtype {
+                DataType::UInt8 => v.clamp(0, 255) as u8,
+                _ => v.clamp(-128, 127) as i8 as u8,
+            })
+            .collect();
+        let dtype = match dtype {
+            DataType::UInt8 => dtype,
+            _ => DataType::Int8,
+        };
+        self.constant(name, dtype, dims, bytes)
     }
 
     /// A bool initializer (one byte per element, 0 or 1).

@@ -28,6 +28,9 @@ impl Op {
             Op::Slice => 10,
             Op::MatMulInteger => 10,
             Op::DynamicQuantizeLinear => 11,
+            // Per-tensor from 10; the weights' per-column scales (`axis`) from 13.
+            Op::QuantizeLinear => 10,
+            Op::DequantizeLinear => 13,
             // `pads` and the value as attributes before 11 (Pad-2).
             Op::Pad => 2,
             // `split` as an attribute before 13 (Split-2).

@@ -76,6 +76,17 @@ pub fn write(
     for (head, path) in graphs {
         let info = inspect::inspect(&path).map_err(PackageError::invalid_because(&path))?;
         let card = card_of(&path, &info, head)?;
+        if opts.gpus && card.precision.spec().matmul.calibrated() {
+            // The GPU instances run TensorRT at precision_mode FP32; a QDQ graph's int8
+            // regions need its INT8 mode, which no test here has run.
+            return Err(PackageError::invalid(
+                &path,
+                format!(
+                    "is {}: --gpus configures TensorRT in FP32, which is not checked with QDQ graphs; package it for CPU instances (without --gpus)",
+                    card.precision.name()
+                ),
+            ));
+        }
         let name = format!("{}-{}", opts.prefix, head.name());
         let labels = labels(&path, &info, &card)?;
         let config = config_pbtxt(&name, &info, opts, labels.is_some())

@@ -143,6 +143,8 @@ pub fn matrix_json() -> Value {
                 "flags": precision_flags(p.precision()),
                 "profiles": profiles,
                 "needs": names(&p.needs()),
+                // An export needs `--calibration DATA` too (static int8's activation ranges).
+                "calibrated": p.matmul.calibrated(),
             })
         })
         .collect();

@@ -42,8 +42,14 @@ pub const RUNTIMES: &[RuntimeSpec] = &[
         about: "tract, pure Rust, in the binary",
         // tract matches ops by name whatever their domain: it loads the fused norms and
         // QuickGelu, but runs MultiHeadAttention bidirectionally (`unidirectional` ignored), so
-        // the ort profile would be silently wrong; it has no MatMulNBits.
-        runs: &[Feature::IntegerMatMul, Feature::Float16],
+        // the ort profile would be silently wrong; it has no MatMulNBits. It runs the QDQ form
+        // as written: the weights' DequantizeLinear folds into float32 constants, the
+        // activations' QuantizeLinear/DequantizeLinear round on the calibrated grid.
+        runs: &[
+            Feature::IntegerMatMul,
+            Feature::Float16,
+            Feature::QuantizeDequantize,
+        ],
         open: tract::open,
     },
     RuntimeSpec {
@@ -73,6 +79,7 @@ const OPENVINO_RUNS: &[Feature] = &[
     Feature::BlockMatMul,
     Feature::IntegerMatMul,
     Feature::Float16,
+    Feature::QuantizeDequantize,
 ];
 
 /// The rows by name, for code that names a runtime. A test checks each against its row.

@@ -139,6 +139,9 @@ pub struct GreedyRun {
     pub tokens: Vec<Vec<i64>>,
 }
 
+/// A case's inputs file.
+pub const INPUTS_FILE: &str = "inputs.safetensors";
+
 /// Input tensors by name, as `inputs.safetensors` holds them.
 pub type Inputs = BTreeMap<String, Tensor>;
 
@@ -239,7 +242,7 @@ impl Case {
             });
         }
 
-        let ipath = dir.join("inputs.safetensors");
+        let ipath = dir.join(INPUTS_FILE);
         let inputs = read_all(&ipath)?;
         check_inputs(&inputs, &config, &ipath)?;
 

@@ -27,17 +27,19 @@ pub mod tasks;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayD};
 
 use crate::base::{DataType, IoSpec, Tensor};
+use crate::calibrate;
 use crate::checkpoint::Checkpoint;
 use crate::export::{self, ExportOptions};
 use crate::generate::DecoderDims;
 use crate::graph::io::{CacheMode, DecoderIoError, ATTENTION_MASK, INPUT_IDS, LOGITS};
 use crate::graph::profile::Budget;
-use crate::graph::{DecoderIo, GraphOptions, Head, Precision, Profile};
+use crate::graph::{Calibration, DecoderIo, GraphOptions, Head, Precision, Profile};
 use crate::runtime::{LoadedModel, NamedOutputs, Runtime, RuntimeError, RuntimeKind};
 use fixture::{Case, Tolerance};
 use judge::Judge;
@@ -63,6 +65,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
         };
         let ckpt =
             Checkpoint::open(&case.model_dir(), None, None).map_err(|e| export_error(e.into()))?;
+        let calibration = calibration(&ckpt, case, opts)?;
         for (head_name, outputs) in &case.manifest.outputs {
             let Some(head) = Head::parse(head_name) else {
                 report.notes.push(format!(
@@ -76,9 +79,11 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
             let opts_x = ExportOptions {
                 graph: GraphOptions {
                     hidden_states: hidden,
+                    ..Default::default()
                 },
                 profile: opts.profile,
                 precision: opts.precision,
+                calibration: calibration.clone(),
                 keep_float32: opts.keep_float32.clone(),
                 opset: opts.opset,
                 ..Default::default()
@@ -95,6 +100,7 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
             let opts_x = ExportOptions {
                 profile: opts.profile,
                 precision: opts.precision,
+                calibration: calibration.clone(),
                 keep_float32: opts.keep_float32.clone(),
                 opset: opts.opset,
                 ..Default::default()
@@ -110,6 +116,37 @@ pub fn golden_suite(fixtures: &Path, opts: &VerifyOptions) -> Result<Report, Ver
     }
     report.finish();
     Ok(report)
+}
+
+/// The activation ranges a calibrated precision needs for `case`: from the set the options
+/// name, else from the case's own inputs (`inputs.safetensors`); `None` for other precisions.
+/// (`debug precision` calibrates its exports the same way.)
+pub fn calibration(
+    ckpt: &Checkpoint,
+    case: &Case,
+    opts: &VerifyOptions,
+) -> Result<Option<Arc<Calibration>>, VerifyError> {
+    if !opts.precision.spec().matmul.calibrated() {
+        return Ok(None);
+    }
+    let err = |source| VerifyError::Calibrate {
+        case: case.manifest.name.clone(),
+        source: Box::new(source),
+    };
+    let data = opts
+        .calibration
+        .clone()
+        .unwrap_or_else(|| case.dir.join(fixture::INPUTS_FILE));
+    let set = calibrate::read_set(&data, ckpt).map_err(err)?;
+    let c = calibrate::calibrate(
+        ckpt,
+        opts.profile,
+        &set,
+        opts.calibration_method,
+        &opts.runtime,
+    )
+    .map_err(err)?;
+    Ok(Some(Arc::new(c)))
 }
 
 /// A decoder on `rt`: the case's sequence as a prompt and single steps, its logits against the

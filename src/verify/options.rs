@@ -53,6 +53,12 @@ pub enum VerifyError {
     Saved(#[from] super::saved::SavedError),
     #[error("cannot make a temporary folder: {0}")]
     TempDir(#[source] std::io::Error),
+    #[error("case {case}: {source}")]
+    Calibrate {
+        case: String,
+        #[source]
+        source: Box<crate::calibrate::CalibrateError>,
+    },
 }
 
 /// What to run and how to judge it.
@@ -74,6 +80,10 @@ pub struct VerifyOptions {
     /// The golden suite's exports: profile and precision (portable float32 by default).
     pub profile: Profile,
     pub precision: Precision,
+    /// A calibrated precision (static int8): the set the golden suite calibrates every case on
+    /// (`None`: each case's own inputs) and how the ranges are read.
+    pub calibration: Option<std::path::PathBuf>,
+    pub calibration_method: crate::calibrate::Method,
     /// The golden suite's exports: the matrices kept float32 (`--keep-float32`).
     pub keep_float32: KeepFloat32,
     /// The golden suite's exports: the default-domain opset (`None`: the profile's).
@@ -97,6 +107,8 @@ impl Default for VerifyOptions {
             },
             profile: Profile::Portable,
             precision: Precision::Float32,
+            calibration: None,
+            calibration_method: Default::default(),
             keep_float32: KeepFloat32::default(),
             opset: None,
         }

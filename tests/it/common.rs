@@ -33,7 +33,10 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn export_head(model_dir: &Path, head: Head, out: &Path, hidden_states: bool) -> PathBuf {
     let ckpt = Checkpoint::open(model_dir, None, None).expect("checkpoint opens");
     let opts = ExportOptions {
-        graph: GraphOptions { hidden_states },
+        graph: GraphOptions {
+            hidden_states,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let done = export(&ckpt, &[head], out, &opts).expect("export");
@@ -223,6 +226,7 @@ pub fn card_for(head: &str) -> Vec<(String, String)> {
             version: "test".into(),
             ..Default::default()
         },
+        calibration: None,
     }
     .to_metadata()
 }

@@ -280,11 +280,28 @@ fn reduce_writes_a_checked_repro_that_reproduces() {
     if !venv_ready() {
         return;
     }
+    // Weights as external data: the marked copies are written beside them, the repro inlines
+    // the initializers it needs.
     let tmp = tempfile::tempdir().expect("tmp");
-    export("greedy", "portable", tmp.path());
+    let weights = fixture("greedy").join("model");
+    let dir = tmp.path().to_str().expect("utf-8");
+    let args = [
+        "export",
+        "--weights",
+        weights.to_str().expect("utf-8"),
+        "--external-data",
+        "--head",
+        "causal-lm",
+        "--out",
+        dir,
+    ];
+    let (code, _, err) = igpt(&args, &[]);
+    assert_eq!(code, 0, "{err}");
     let model = tmp.path().join("causal-lm.onnx");
+    assert!(tmp.path().join("causal-lm.onnx.data").exists());
     let out = tmp.path().join("repro");
     let fault = [("IGPT_FAULT_NODE", "h.1.attn.c_proj.matmul")];
+    let before_files = common::listing(tmp.path());
     let mut args = TOLERANCE.to_vec();
     args.extend([
         "--random-inputs",
@@ -296,6 +313,10 @@ fn reduce_writes_a_checked_repro_that_reproduces() {
     let (code, r, text) = debug("reduce", &model, &runtimes, &args, &fault);
     assert_eq!(code, 1, "{text}");
     assert_eq!(r["schema"], "igpt-onnx/debug-reduce/1");
+    // No marked copy is left beside the graph.
+    let mut after_files = common::listing(tmp.path());
+    after_files.retain(|f| !f.starts_with("repro"));
+    assert_eq!(after_files, before_files);
     assert_eq!(r["reproduces"], true, "{text}");
     let nodes = r["nodes"].as_array().expect("nodes");
     assert!(!nodes.is_empty() && nodes.len() <= 5, "{nodes:?}");
@@ -537,4 +558,58 @@ fn tensors_saved_on_one_machine_bisect_on_another() {
         text.contains("with --compare-with, one runtime; given ort-cpu,tract"),
         "{text}"
     );
+}
+
+#[test]
+fn a_graph_another_tool_made_bisects_by_its_own_names() {
+    if !venv_ready() {
+        return;
+    }
+    // Our export, renamed as torch.onnx names things (`/transformer/h.1/mlp/c_fc/Add`, tensors
+    // `/transformer/h.1/mlp/c_fc/Add_output_0`) and stripped of the export card.
+    let tmp = tempfile::tempdir().expect("tmp");
+    export("greedy", "portable", tmp.path());
+    let ours = tmp.path().join("causal-lm.onnx");
+    let theirs = tmp.path().join("foreign.onnx");
+    let ok = Command::new(root().join(".venv/bin/python"))
+        .arg("-c")
+        .arg(
+            r#"
+import sys, onnx
+m = onnx.load(sys.argv[1])
+del m.metadata_props[:]
+m.producer_name = "pytorch"
+keep = {i.name for i in m.graph.input} | {o.name for o in m.graph.output} | {t.name for t in m.graph.initializer}
+def torch(name, op):
+    parts = name.split(".")
+    if parts[0] == "h":
+        parts = ["h." + parts[1]] + parts[2:]
+    return "/transformer/" + "/".join(parts) + "/" + op
+rename = {}
+for n in m.graph.node:
+    new = torch(n.name, n.op_type)
+    for i, o in enumerate(n.output):
+        if o not in keep:
+            rename[o] = f"{new}_output_{i}"
+            n.output[i] = rename[o]
+    n.name = new
+for n in m.graph.node:
+    for i, x in enumerate(n.input):
+        n.input[i] = rename.get(x, x)
+onnx.save(m, sys.argv[2])
+"#,
+        )
+        .arg(&ours)
+        .arg(&theirs)
+        .status()
+        .expect("python")
+        .success();
+    assert!(ok);
+    let node = "/transformer/h.1/mlp/c_fc/Add";
+    let (code, r, text) = bisect_fault(&theirs, node, &["--random-inputs", "1"]);
+    assert_eq!(code, 1, "{text}");
+    let c = &r["first_divergent_node"];
+    assert_eq!(c["name"], node, "{text}");
+    assert_eq!(c["scope"], "block h.1 mlp", "{text}");
+    assert_eq!(r["cause"], "introduced");
 }

@@ -20,6 +20,7 @@ fn fresh_exports_match_the_committed_graphs() {
     let opts = ExportOptions {
         graph: GraphOptions {
             hidden_states: true,
+            ..Default::default()
         },
         ..Default::default()
     };

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["graph", "random", "image"],
     &["export"],
     &["runtime"],
-    &["generate"],
+    &["generate", "calibrate"],
     &["verify", "package"],
     &["debug"],
 ];

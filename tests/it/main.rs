@@ -17,6 +17,7 @@ mod generate;
 mod graphs;
 mod hub;
 mod image;
+mod int8_static;
 mod keep_float32;
 mod layers;
 mod matrix;

@@ -367,10 +367,25 @@ fn every_profile_and_precision_reaches_down_to_its_floor_row() {
             let precision = p.precision();
             let floor = opset_floor(profile, precision).expect("a row");
             rows += 1;
+            // Static int8 calibrates on the case's own inputs.
+            let calibration = p.matmul.calibrated().then(|| {
+                let inputs = fixture("causal-lm").join("inputs.safetensors");
+                let set = igpt_onnx::calibrate::read_set(&inputs, &ckpt).expect("a set");
+                let method = Default::default();
+                let c = igpt_onnx::calibrate::calibrate(
+                    &ckpt,
+                    profile,
+                    &set,
+                    method,
+                    &Default::default(),
+                );
+                std::sync::Arc::new(c.expect("calibrates"))
+            });
             let at = |opset: i64| ExportOptions {
                 profile,
                 precision,
                 opset: Some(opset),
+                calibration: calibration.clone(),
                 ..Default::default()
             };
             let out = tmp.path().join(format!("{}-{}", profile.name(), p.name));
@@ -386,6 +401,7 @@ fn every_profile_and_precision_reaches_down_to_its_floor_row() {
                     &Default::default(),
                     Default::default(),
                     Default::default(),
+                    calibration.as_deref(),
                 )
                 .expect("builds");
                 needs.push(built.needs.expect("nodes").since());

@@ -36,6 +36,7 @@ fn check_all(profile: Profile, precision: Precision) -> (usize, usize) {
             let opts = ExportOptions {
                 graph: GraphOptions {
                     hidden_states: hidden,
+                    ..Default::default()
                 },
                 profile,
                 precision,

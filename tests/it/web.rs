@@ -745,7 +745,7 @@ fn package_web_refuses_bad_input_in_one_line_and_writes_nothing() {
     assert_eq!(code, 2);
     assert_eq!(
         err.trim_end(),
-        "error: --dtype does not apply to --web: the page is built and tested on float32 and quantised graphs (--quantize int8|int4|int8-dynamic for size)"
+        "error: --dtype does not apply to --web: the page is built and tested on float32 and quantised graphs (--quantize int8|int4|int8-dynamic|int8-static for size)"
     );
     assert!(!dest.exists());
     // A checkpoint without the image processor the page needs.

@@ -80,6 +80,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             runtimes: vec![a.runtime],
             required: vec![a.runtime],
             runtime: a.runtime_flags.options(false),
+            // Static int8 calibrates on the case's own inputs in this profile.
+            profile,
+            precision,
             ..Default::default()
         },
     };
