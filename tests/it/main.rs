@@ -26,6 +26,7 @@ mod package;
 mod png;
 mod profiles;
 mod runtime;
+mod speculative;
 mod support;
 mod torch_checkpoint;
 mod trained;
