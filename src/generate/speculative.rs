@@ -262,23 +262,23 @@ pub fn generate_speculative(
         // Logits for the position after the last kept token, then after each draft.
         let base = logits.len_of(Axis(1)) - (k + 1);
         let mut accepted = vec![0usize; batch];
+        // Per row and position: the target's argmax (greedy) or distribution (sampling).
+        let mut top: Vec<Vec<usize>> = vec![Vec::with_capacity(k + 1); batch];
         let mut p: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(k + 1); batch];
         for b in 0..batch {
             for i in 0..=k {
                 let l = row(&logits, b, base + i);
-                p[b].push(match greedy {
-                    true => vec![argmax(&l) as f64],
-                    false => sampler.distribution(&l),
-                });
+                match greedy {
+                    true => top[b].push(argmax(&l)),
+                    false => p[b].push(sampler.distribution(&l)),
+                }
             }
-            for i in 0..k {
-                let x = drafts[i][b] as usize;
+            for (i, col) in drafts.iter().enumerate() {
+                let x = col[b] as usize;
                 let keep = match greedy {
-                    true => p[b][i][0] as usize == x,
-                    false => {
-                        let (px, qx) = (p[b][i][x], q[i][b][x]);
-                        sampler.uniform() * qx < px
-                    }
+                    true => top[b][i] == x,
+                    // u < p(x) / q(x), without dividing (q(x) > 0: x was drawn from q).
+                    false => sampler.uniform() * q[i][b][x] < p[b][i][x],
                 };
                 if !keep {
                     break;
@@ -291,9 +291,9 @@ pub fn generate_speculative(
             let drafted = (0..m).map(|i| drafts[i][b]);
             tokens[b].extend(drafted);
             let next = if accepted[b] > m {
-                drafts[m][b]
+                drafts[m][b] as usize
             } else if greedy {
-                p[b][m][0] as i64
+                top[b][m]
             } else if m < k {
                 let residual: Vec<f64> = p[b][m]
                     .iter()
@@ -301,14 +301,14 @@ pub fn generate_speculative(
                     .map(|(p, q)| (p - q).max(0.0))
                     .collect();
                 match residual.iter().sum::<f64>() > 0.0 {
-                    true => sampler.draw(&residual) as i64,
+                    true => sampler.draw(&residual),
                     // Rounding only: a rejection means p < q somewhere, so mass is left.
-                    false => sampler.draw(&p[b][m]) as i64,
+                    false => sampler.draw(&p[b][m]),
                 }
             } else {
-                sampler.draw(&p[b][m]) as i64
+                sampler.draw(&p[b][m])
             };
-            tokens[b].push(next);
+            tokens[b].push(next as i64);
         }
         stats.accepted += accepted.iter().sum::<usize>();
         // Keep the target's cache up to the tokens kept but the newest.
