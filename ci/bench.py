@@ -9,6 +9,7 @@ TORCH_PY for another).
   .venv/bin/python ci/bench.py export      # export wall time / peak RSS, sizes small medium large
   .venv/bin/python ci/bench.py verify      # the golden suite's wall time
   .venv/bin/python ci/bench.py generate    # decoder ms/step against the reference's generate
+  .venv/bin/python ci/bench.py speculative # generate --draft against the target alone (self, worst case)
   .venv/bin/python ci/bench.py forward     # forward table: our graphs vs torch.onnx.export's
   .venv/bin/python ci/bench.py image       # encode 1,000 PNGs against the reference processor
   .venv/bin/python ci/bench.py attention   # attention forms a profile could emit, per layer
@@ -33,7 +34,7 @@ from benches.common import FIXTURES
 from benches.decoder import cmd_bandwidth, cmd_decoder, cmd_genai_generate
 from benches.export import cmd_export, cmd_save_bin, cmd_verify
 from benches.forward import cmd_forward, cmd_profile
-from benches.generate import cmd_generate, cmd_reference_generate
+from benches.generate import cmd_generate, cmd_reference_generate, cmd_speculative
 from benches.image import cmd_image, cmd_reference_image
 from benches.steps import cmd_steps
 
@@ -86,6 +87,14 @@ def main():
     p.add_argument("--variants", default="portable,ort,ort int8", help=bl.VARIANTS_HELP)
     p.add_argument("--torch-python", default=torch_default)
     p.add_argument("--no-reference", action="store_true", help="ours only (no torch)")
+
+    p = add("speculative", cmd_speculative, "dev",
+            "generate --draft: target alone against target + draft (self, worst case)")
+    p.add_argument("--size", default="small", help="the self pair's target and the worst draft")
+    p.add_argument("--worst-target", default="medium", help="the worst pair's target")
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--new", type=int, default=0, help="new tokens (0: the whole image)")
+    p.add_argument("--repeat", type=int, default=3, help="runs each, rounds interleaved")
 
     p = add("forward", cmd_forward, "dev", "forward: our graphs against torch.onnx.export's")
     p.add_argument("--size", default="small")

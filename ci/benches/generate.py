@@ -153,3 +153,81 @@ def cmd_reference_generate(a):
         ms = [t * 1e3 / a.new for t in times]
         print(json.dumps({"batch": b, "ms_per_step": bl.stats(ms)["median"], "runs_ms": ms,
                           "tokens": out.tolist()}), flush=True)
+
+
+def cmd_speculative(a):
+    """Speculative decoding (`generate --draft`): the target alone against the target with a
+    draft, greedy from the start token, in one run, rounds interleaved, portable decoders on
+    ONNX Runtime CPU. Two pairs of random-weight checkpoints, since no trained pair exists here:
+
+    - `self`: the target as its own draft. Every proposal is accepted (acceptance 1.0), so the
+      target's share of the time (`target_seconds`) is what a free, perfect draft would leave:
+      plain time over it is the ceiling of the speed-up; the whole run pays the draft too.
+    - `worst`: a random small draft for a random medium target (other seeds): acceptance near
+      zero; the adaptive length must keep the run within 1.1x of the target alone.
+
+    Ratios are the target alone's median time over each run's (above 1: faster)."""
+    binary = bl.igpt_bin(a.build_profile, a.bin)
+    work = tempfile.mkdtemp()
+    try:
+        decoders = {}
+        for name, size, seed in [("target", a.size, 0), ("worst-target", a.worst_target, 1),
+                                 ("worst-draft", a.size, 2)]:
+            ckpt = os.path.join(work, "ckpt-" + name)
+            bl.run([binary, "random-checkpoint", "--variant", size, "--seed", str(seed),
+                    "--out", ckpt])
+            out = os.path.join(work, "onnx-" + name)
+            bl.run([binary, "export", "--weights", ckpt, "--head", "decoder", "--out", out])
+            decoders[name] = os.path.join(out, "decoder.onnx")
+        shutil.rmtree(os.path.join(work, "ckpt-target"), ignore_errors=True)
+        pairs = {"self": ("target", "target"), "worst": ("worst-target", "worst-draft")}
+        batches = [int(b) for b in a.batches.split(",")]
+        new = ["--max-new-tokens", str(a.new)] if a.new else []
+        runs = collections.defaultdict(list)
+
+        def one(target, draft, b):
+            def go():
+                extra = ["--draft", decoders[draft]] if draft else []
+                j = bl.igpt_json(binary, "generate", "--model", decoders[target], "--greedy",
+                                 "--batch", str(b), *new, *extra)
+                runs[target, draft, b].append(j)
+                return j["prompt_seconds"] + j["step_seconds"]
+            return go
+
+        cands = {}
+        for b in batches:
+            for pair, (target, draft) in pairs.items():
+                cands[(pair, "alone", b)] = one(target, None, b)
+                cands[(pair, "draft", b)] = one(target, draft, b)
+        # `self` and `worst` share nothing but the machine: the plain runs are per pair.
+        bl.interleaved(cands, a.repeat,
+                       on_round=lambda r, k, s: say(f"round {r + 1} {k[0]} {k[1]} b{k[2]}: "
+                                                    f"{s:.2f} s"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = []
+    for b in batches:
+        for pair, (target, draft) in pairs.items():
+            alone = bl.stats([j["prompt_seconds"] + j["step_seconds"]
+                              for j in runs[target, None, b]])
+            js = runs[target, draft, b]
+            spec = bl.stats([j["prompt_seconds"] + j["step_seconds"] for j in js])
+            t_share = bl.stats([j["draft"]["target_seconds"] for j in js])
+            d = js[-1]["draft"]
+            same = js[-1]["tokens"] == runs[target, None, b][-1]["tokens"]
+            rows.append({"pair": pair, "batch": b, "alone_s": alone, "draft_s": spec,
+                         "speed_up": alone["median"] / spec["median"],
+                         "ceiling": alone["median"] / t_share["median"],
+                         "acceptance": d["acceptance_rate"], "mean_accepted": d["mean_accepted"],
+                         "target_calls": d["target_calls"], "draft_calls": d["draft_calls"],
+                         "new_tokens": js[-1]["new_tokens"], "same_tokens": same})
+    table(["pair", "batch", "alone s", "with draft s", "speed-up", "ceiling (target part)",
+           "acceptance", "target calls", "draft calls", "tokens", "same tokens"],
+          [[r["pair"], r["batch"], f2(r["alone_s"]["median"]), f2(r["draft_s"]["median"]),
+            f"{f2(r['speed_up'])}x", f"{f2(r['ceiling'])}x" if r["pair"] == "self" else "-",
+            f"{r['acceptance']:.3f}", r["target_calls"], r["draft_calls"], r["new_tokens"],
+            "yes" if r["same_tokens"] else "NO"] for r in rows])
+    say(f"targets: worst pair >= {1 / 1.1:.2f}x (at most 1.1x slower than the target alone)")
+    bl.write_json(a.json, {"command": "speculative", "size": a.size,
+                           "worst_target": a.worst_target, "new_tokens": a.new,
+                           "repeat": a.repeat, "rows": rows, "machine": bl.machine()})

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::files::write_atomic;
 use igpt_onnx::base::values::ChoiceParser;
-use igpt_onnx::generate::{self, DecoderDims, Sampler, Strategy};
+use igpt_onnx::generate::{self, DecoderDims, DraftLength, Sampler, Strategy};
 use igpt_onnx::graph::{ExportCard, Head};
 use igpt_onnx::runtime::{self, RuntimeKind};
 
@@ -69,6 +69,16 @@ pub struct Args {
     /// the tokens; for benchmarks and scripts.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Speculative decoding: a smaller decoder graph (or an export folder with a decoder.onnx)
+    /// of the same vocabulary and n_positions proposes tokens, which the model checks several at
+    /// a time; the tokens are the model's own (greedy: identical; sampling: the same
+    /// distribution). Runs on the same runtime.
+    #[arg(long)]
+    draft: Option<PathBuf>,
+    /// Draft tokens per round (default: adaptive, growing while the model accepts them all and
+    /// shrinking, down to none, while it rejects them).
+    #[arg(long, requires = "draft")]
+    draft_tokens: Option<usize>,
     #[command(flatten)]
     runtime_flags: RuntimeFlags,
 }
@@ -89,9 +99,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
     runtime::can_run(kind, card.profile, card.precision)
         .with_context(|| a.model.display().to_string())?;
     let dims = DecoderDims::of(&card);
+    let draft_path = a.draft.as_deref().map(draft_graph);
+    if let Some(path) = &draft_path {
+        let draft = ExportCard::require(path)?;
+        if draft.head != Head::Decoder {
+            bail!("--draft {} is not a decoder graph", path.display());
+        }
+        generate::check_draft(&card, &draft)
+            .with_context(|| format!("--draft {}", path.display()))?;
+        runtime::can_run(kind, draft.profile, draft.precision)
+            .with_context(|| path.display().to_string())?;
+    }
     let strategy = strategy(&a, &a.model)?;
     let rt = runtime::open(kind, &a.runtime_flags.options(false))?;
     let mut model = rt.load(&a.model)?;
+    let mut draft = match &draft_path {
+        Some(path) => Some(rt.load(path)?),
+        None => None,
+    };
     let load_seconds = started.elapsed().as_secs_f64();
     let processor = match (&a.prompt, &a.out) {
         (None, None) => None,
@@ -133,14 +158,37 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let mut sampler = Sampler::new(strategy, a.seed);
     let mut bar = Progress::new(new * a.batch);
-    let out = generate::generate(
-        model.as_mut(),
-        &dims,
-        &prompts,
-        new,
-        &mut sampler,
-        &mut |done, _| bar.update(done * a.batch),
-    )?;
+    let mut progress = |done, _| bar.update(done * a.batch);
+    let (out, stats) = match draft.as_mut() {
+        None => {
+            let out = generate::generate(
+                model.as_mut(),
+                &dims,
+                &prompts,
+                new,
+                &mut sampler,
+                &mut progress,
+            )?;
+            (out, None)
+        }
+        Some(d) => {
+            let length = match a.draft_tokens {
+                Some(k) => DraftLength::Fixed(k),
+                None => DraftLength::Adaptive,
+            };
+            let (out, stats) = generate::generate_speculative(
+                model.as_mut(),
+                d.as_mut(),
+                &dims,
+                &prompts,
+                new,
+                length,
+                &mut sampler,
+                &mut progress,
+            )?;
+            (out, Some(stats))
+        }
+    };
     bar.finish();
     if let (Some(p), Some(path)) = (&processor, &a.out) {
         let images = out
@@ -156,7 +204,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         write_atomic(path, text.as_bytes())?;
     }
     if let Some(path) = &a.json {
-        let figures = serde_json::json!({
+        let mut figures = serde_json::json!({
             "model": a.model.display().to_string(),
             "runtime": kind.name(),
             "provider": model.provider(),
@@ -175,6 +223,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "total_seconds": started.elapsed().as_secs_f64(),
             "tokens": out.tokens,
         });
+        if let (Some(s), Some(path)) = (&stats, &draft_path) {
+            figures["draft"] = serde_json::json!({
+                "model": path.display().to_string(),
+                "draft_tokens": a.draft_tokens,
+                "proposed": s.proposed,
+                "accepted": s.accepted,
+                "acceptance_rate": s.acceptance_rate(),
+                "mean_accepted": s.mean_accepted(a.batch),
+                "rounds_with_draft": s.draft_rounds,
+                "target_calls": s.target_calls,
+                "draft_calls": s.draft_calls,
+                "target_seconds": s.target_seconds,
+                "draft_seconds": s.draft_seconds,
+            });
+        }
         let text = serde_json::to_string(&figures)? + "\n";
         if path.as_os_str() == "-" {
             print!("{text}");
@@ -182,17 +245,30 @@ pub fn run(a: Args) -> Result<ExitCode> {
             write_atomic(path, text.as_bytes())?;
         }
     }
-    let summary = format!(
-        "generated {} x {} tokens on {} ({}): {} steps, prompt {:.1} ms, {:.2} ms/step, {:.1} tokens/s",
-        a.batch,
-        new,
-        kind.name(),
-        model.provider(),
-        out.steps,
-        out.prompt_seconds * 1e3,
-        out.ms_per_step(),
-        out.tokens_per_second()
-    );
+    let summary = match &stats {
+        None => format!(
+            "generated {} x {} tokens on {} ({}): {} steps, prompt {:.1} ms, {:.2} ms/step, {:.1} tokens/s",
+            a.batch,
+            new,
+            kind.name(),
+            model.provider(),
+            out.steps,
+            out.prompt_seconds * 1e3,
+            out.ms_per_step(),
+            out.tokens_per_second()
+        ),
+        Some(s) => format!(
+            "generated {} x {} tokens on {} ({}): {} target calls, {} draft calls, acceptance {:.3}, {:.1} tokens/s",
+            a.batch,
+            new,
+            kind.name(),
+            model.provider(),
+            s.target_calls,
+            s.draft_calls,
+            s.acceptance_rate(),
+            (new * a.batch) as f64 / (out.prompt_seconds + out.step_seconds).max(1e-9)
+        ),
+    };
     // With the JSON on stdout, the line for people goes to stderr.
     if a.json.as_deref().is_some_and(|p| p.as_os_str() == "-") {
         eprintln!("{summary}");
@@ -200,6 +276,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A graph as given, or an export folder's `decoder.onnx`.
+fn draft_graph(path: &Path) -> PathBuf {
+    match path.is_dir() {
+        true => path.join("decoder.onnx"),
+        false => path.to_path_buf(),
+    }
 }
 
 /// `--processor`, else the `preprocessor_config.json` export copied beside the model.

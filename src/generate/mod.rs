@@ -4,6 +4,7 @@
 
 pub mod sampling;
 pub mod session;
+pub mod speculative;
 
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use crate::graph::ExportCard;
 use crate::runtime::LoadedModel;
 pub use sampling::{Sampler, Strategy};
 pub use session::{DecoderSession, SessionError};
+pub use speculative::{check_draft, generate_speculative, DraftLength, DraftMismatch, DraftStats};
 
 /// Why generation could not run.
 #[derive(Debug, thiserror::Error)]

@@ -57,8 +57,51 @@ impl Sampler {
         }
     }
 
+    /// The distribution [`pick`](Sampler::pick) draws from for one row of logits, dense over
+    /// the row: temperature, top-k and top-p applied as `pick` applies them; greedy is all the
+    /// mass on the first maximum. Speculative decoding compares the two models' through it.
+    pub fn distribution(&mut self, logits: &[f32]) -> Vec<f64> {
+        let mut dense = vec![0.0; logits.len()];
+        match self.strategy {
+            Strategy::Greedy => {
+                if let Some(d) = dense.get_mut(argmax(logits)) {
+                    *d = 1.0;
+                }
+            }
+            Strategy::Sample {
+                temperature,
+                top_k,
+                top_p,
+            } => {
+                let probs = restrict(logits, temperature, top_k, top_p, &mut self.order);
+                for (p, &i) in probs.iter().zip(self.order.iter()) {
+                    dense[i] = *p;
+                }
+            }
+        }
+        dense
+    }
+
+    /// A draw from the dense distribution `probs` (need not sum to 1; all zero: index 0).
+    pub fn draw(&mut self, probs: &[f64]) -> usize {
+        let total: f64 = probs.iter().sum();
+        let u = self.uniform() * total;
+        let mut acc = 0.0;
+        let mut last = 0;
+        for (i, &p) in probs.iter().enumerate() {
+            if p > 0.0 {
+                acc += p;
+                last = i;
+                if u < acc {
+                    return i;
+                }
+            }
+        }
+        last
+    }
+
     /// Uniform in [0, 1) with 53 random bits.
-    fn uniform(&mut self) -> f64 {
+    pub fn uniform(&mut self) -> f64 {
         (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -82,12 +125,35 @@ fn sample(
     u: f64,
     order: &mut Vec<usize>,
 ) -> usize {
+    let probs = restrict(logits, temperature, top_k, top_p, order);
+    if order.is_empty() {
+        return 0;
+    }
+    let mut acc = 0.0;
+    for (p, &i) in probs.iter().zip(order.iter()) {
+        acc += p;
+        if u < acc {
+            return i;
+        }
+    }
+    order[order.len() - 1]
+}
+
+/// The candidates left after temperature, top-k and top-p, largest first, in `order`, and
+/// their probabilities (normalised), in the same order.
+fn restrict(
+    logits: &[f32],
+    temperature: f64,
+    top_k: usize,
+    top_p: f64,
+    order: &mut Vec<usize>,
+) -> Vec<f64> {
     order.clear();
     order.extend((0..logits.len()).filter(|&i| !logits[i].is_nan()));
     // Largest first; ties keep index order, so the result does not depend on the sort.
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     if order.is_empty() {
-        return 0;
+        return vec![];
     }
     if top_k > 0 && top_k < order.len() {
         // HF keeps every token tied with the k-th largest.
@@ -119,14 +185,7 @@ fn sample(
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
     }
-    let mut acc = 0.0;
-    for (p, &i) in probs.iter().zip(order.iter()) {
-        acc += p;
-        if u < acc {
-            return i;
-        }
-    }
-    order[order.len() - 1]
+    probs
 }
 
 #[cfg(test)]

@@ -132,4 +132,14 @@ impl<'m> DecoderSession<'m> {
         self.past = total;
         Ok(logits)
     }
+
+    /// Rolls the session back to its first `positions` tokens (no-op when it holds fewer): the
+    /// next call continues from there, over whatever the dropped positions held.
+    pub fn truncate(&mut self, positions: usize) -> Result<(), SessionError> {
+        if positions < self.past {
+            self.model.truncate_cache(&mut self.cache, positions)?;
+            self.past = positions;
+        }
+        Ok(())
+    }
 }

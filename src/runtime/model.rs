@@ -427,6 +427,35 @@ pub trait LoadedModel {
         *cache = Cache::Host(presents);
         Ok(logits)
     }
+
+    /// Rolls the cache back to its first `positions` tokens (speculative decoding drops the
+    /// positions of rejected draft tokens). The default slices host tensors; a runtime that
+    /// holds its cache ([`Cache::Held`]) says how its own form rolls back.
+    fn truncate_cache(&mut self, cache: &mut Cache, positions: usize) -> Result<(), RuntimeError> {
+        match cache {
+            Cache::Host(past) => {
+                truncate_host(past, positions);
+                Ok(())
+            }
+            Cache::Held(_) => Err(RuntimeError::Run {
+                runtime: "decoder".into(),
+                source: Failure::ForeignCache.into(),
+            }),
+        }
+    }
+}
+
+/// Keeps the first `positions` entries of each BNSH cache tensor's sequence axis (axis 2).
+pub fn truncate_host(past: &mut [Tensor], positions: usize) {
+    use ndarray::{Axis, Slice};
+    for t in past.iter_mut() {
+        let keep = Slice::from(0..positions.min(t.shape().get(2).copied().unwrap_or(0)));
+        *t = match t {
+            Tensor::F32(a) => Tensor::F32(a.slice_axis(Axis(2), keep).to_owned()),
+            Tensor::F16(a) => Tensor::F16(a.slice_axis(Axis(2), keep).to_owned()),
+            Tensor::I64(a) => Tensor::I64(a.slice_axis(Axis(2), keep).to_owned()),
+        };
+    }
 }
 
 /// A decoder's key/value cache between steps.

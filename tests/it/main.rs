@@ -28,6 +28,7 @@ mod png;
 mod profiles;
 mod proved_matrix;
 mod runtime;
+mod speculative;
 mod support;
 mod torch_checkpoint;
 mod trained;

@@ -40,6 +40,32 @@ impl LoadedModel for OrtModel {
         self.step_concat(inputs, cache_names, cache)
     }
 
+    /// The shared cache rolls back by bookkeeping alone: the next step's mask is shorter, and
+    /// `GroupQueryAttention` writes that step's positions from `total − seq` on, over the
+    /// rejected ones. Held presents are copied out, sliced, and fed from the host next step.
+    fn truncate_cache(&mut self, cache: &mut Cache, positions: usize) -> Result<(), RuntimeError> {
+        if matches!(&*cache, Cache::Held(b) if b.is::<SharedCache>()) {
+            return Ok(());
+        }
+        let mut past = match std::mem::replace(cache, Cache::Host(vec![])) {
+            Cache::Host(past) => past,
+            Cache::Held(b) => match b.downcast::<Vec<ort::value::DynValue>>() {
+                Ok(values) => values
+                    .iter()
+                    .map(output_tensor)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.run_error(e))?,
+                Err(other) => {
+                    *cache = Cache::Held(other);
+                    return Err(self.run_error(Failure::ForeignCache));
+                }
+            },
+        };
+        crate::runtime::model::truncate_host(&mut past, positions);
+        *cache = Cache::Host(past);
+        Ok(())
+    }
+
     fn inputs(&self) -> &[IoSpec] {
         &self.inputs
     }
