@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use igpt_onnx::base::values::ChoiceParser;
 use igpt_onnx::export::{ExportOptions, WeightsFile};
 use igpt_onnx::graph::profile::MatMulForm;
+use igpt_onnx::graph::{Precision, Profile};
 
 use super::flags::{CalibrationFlags, OpsetFlag, PrecisionFlags};
 use igpt_onnx::package::{genai, triton, web};
@@ -128,25 +129,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--genai needs --weights (the checkpoint folder or weights file)");
     };
     let (profile, precision) = (a.precision.profile_or_portable(), a.precision.precision()?);
-    let opset = a.opset.resolve(profile, precision)?;
-    a.calibration.check(precision)?;
-    let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
-        .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
-    let opts = ExportOptions {
-        weights_file: if a.external_data {
-            WeightsFile::External
-        } else {
-            WeightsFile::Auto
-        },
-        profile,
-        precision,
-        keep_float32: a.precision.keep_float32(precision),
-        opset: Some(opset),
-        calibration: a
-            .calibration
-            .calibrate(&ckpt, (profile, precision), &Default::default())?,
-        ..Default::default()
-    };
+    let (ckpt, mut opts) = checkpoint_and_options(&a, weights, (profile, precision))?;
+    if a.external_data {
+        opts.weights_file = WeightsFile::External;
+    }
     let pkg = genai::write(&ckpt, dir, &opts).context("onnxruntime-genai packaging failed")?;
     println!(
         "genai      {}  decoder.onnx ({} logits, {} {}) + {}  {:.1} MB",
@@ -180,20 +166,7 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     }
     let precision = a.precision.precision()?;
     let profile = a.precision.profile_for(precision);
-    let opset = a.opset.resolve(profile, precision)?;
-    a.calibration.check(precision)?;
-    let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
-        .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
-    let opts = ExportOptions {
-        profile,
-        precision,
-        keep_float32: a.precision.keep_float32(precision),
-        opset: Some(opset),
-        calibration: a
-            .calibration
-            .calibrate(&ckpt, (profile, precision), &Default::default())?,
-        ..Default::default()
-    };
+    let (ckpt, opts) = checkpoint_and_options(a, weights, (profile, precision))?;
     let ort = match &a.ort_web {
         Some(d) => web::OrtSource::Local(d.clone()),
         None => web::OrtSource::Cdn,
@@ -230,4 +203,29 @@ fn web(a: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The checkpoint `--genai` and `--web` package, and the export options their flags ask for
+/// in `profile` and `precision`: the opset, the matrices kept float32, the calibration (checked
+/// before the checkpoint is opened, then run on it).
+fn checkpoint_and_options(
+    a: &Args,
+    weights: &std::path::Path,
+    (profile, precision): (Profile, Precision),
+) -> Result<(Checkpoint, ExportOptions)> {
+    let opset = a.opset.resolve(profile, precision)?;
+    a.calibration.check(precision)?;
+    let ckpt = Checkpoint::open(weights, a.config.as_deref(), None)
+        .with_context(|| format!("cannot open checkpoint {}", weights.display()))?;
+    let opts = ExportOptions {
+        profile,
+        precision,
+        keep_float32: a.precision.keep_float32(precision),
+        opset: Some(opset),
+        calibration: a
+            .calibration
+            .calibrate(&ckpt, (profile, precision), &Default::default())?,
+        ..Default::default()
+    };
+    Ok((ckpt, opts))
 }

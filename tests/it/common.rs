@@ -286,3 +286,15 @@ pub fn listing(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Exports the float32 `decoder` of `fixtures/<case>/model` in `profile` into `dir`.
+pub fn export_decoder(case: &str, dir: &Path, profile: igpt_onnx::graph::Profile) -> PathBuf {
+    let ckpt = Checkpoint::open(&fixture(case).join("model"), None, None).expect("opens");
+    let opts = ExportOptions {
+        profile,
+        ..Default::default()
+    };
+    export(&ckpt, &[Head::Decoder], dir, &opts).expect("exports")[0]
+        .path
+        .clone()
+}

@@ -9,12 +9,10 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fixture, open_runtime};
-use igpt_onnx::export::{export, ExportOptions};
+use common::open_runtime;
 use igpt_onnx::generate::{self, DecoderDims, DecoderSession, Sampler, Strategy};
-use igpt_onnx::graph::{Precision, Profile};
+use igpt_onnx::graph::Profile;
 use igpt_onnx::runtime::{LoadedModel, RuntimeKind, RuntimeOptions};
-use igpt_onnx::{Checkpoint, Head};
 use ndarray::{array, Array2, ArrayD, Axis};
 
 const DIMS: DecoderDims = DecoderDims {
@@ -24,15 +22,7 @@ const DIMS: DecoderDims = DecoderDims {
 const CASE: &str = "kv-cache";
 
 fn decoder(dir: &Path, profile: Profile) -> PathBuf {
-    let ckpt = Checkpoint::open(&fixture(CASE).join("model"), None, None).expect("opens");
-    let opts = ExportOptions {
-        profile,
-        precision: Precision::Float32,
-        ..Default::default()
-    };
-    export(&ckpt, &[Head::Decoder], dir, &opts).expect("exports")[0]
-        .path
-        .clone()
+    common::export_decoder(CASE, dir, profile)
 }
 
 fn ort_model(path: &Path) -> Option<Box<dyn LoadedModel>> {

@@ -10,13 +10,12 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use common::{cli, copy_dir, export_head, fixture, open_runtime, read_safetensors};
-use igpt_onnx::export::{export, ExportOptions};
 use igpt_onnx::generate::{
     self, DecoderDims, DecoderSession, DraftLength, DraftStats, Sampler, Strategy,
 };
-use igpt_onnx::graph::{Precision, Profile};
+use igpt_onnx::graph::Profile;
 use igpt_onnx::runtime::{LoadedModel, Runtime, RuntimeKind, RuntimeOptions};
-use igpt_onnx::{Checkpoint, Head};
+use igpt_onnx::Head;
 use ndarray::{Array2, Axis};
 
 /// Both fixtures' vocabulary and positions.
@@ -26,15 +25,7 @@ const DIMS: DecoderDims = DecoderDims {
 };
 
 fn decoder(case: &str, dir: &Path, profile: Profile) -> PathBuf {
-    let ckpt = Checkpoint::open(&fixture(case).join("model"), None, None).expect("opens");
-    let opts = ExportOptions {
-        profile,
-        precision: Precision::Float32,
-        ..Default::default()
-    };
-    export(&ckpt, &[Head::Decoder], dir, &opts).expect("exports")[0]
-        .path
-        .clone()
+    common::export_decoder(case, dir, profile)
 }
 
 /// The greedy fixture's runs: (description, prompts, new tokens, reference tokens).
