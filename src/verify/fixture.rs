@@ -197,6 +197,14 @@ impl Case {
         if !self.exclude_padded() || head == Head::Decoder {
             return None;
         }
+        self.unpadded_positions()
+    }
+
+    /// The case's `[batch, sequence]` attention mask, whatever the manifest says of padded
+    /// positions: the decoder checked step by step against the full forward is a generation
+    /// graph, whose padded positions' logits nothing reads (HF's padded queries, which see no
+    /// unpadded key, are compared on the full-sequence graphs).
+    pub fn unpadded_positions(&self) -> Option<Array2<i64>> {
         let m = self.inputs.get(ATTENTION_MASK)?.as_i64()?;
         m.clone().into_dimensionality::<Ix2>().ok()
     }

@@ -193,7 +193,7 @@ fn steps_check(rt: &dyn Runtime, model: &Path, case: &Case, opts: &VerifyOptions
                 Ok(out) => Judge {
                     tolerance,
                     overrides: &opts.per_output,
-                    positions: case.position_mask(Head::CausalLm).as_ref(),
+                    positions: case.unpadded_positions().as_ref(),
                     dtypes: &BTreeMap::new(),
                     budget,
                 }
