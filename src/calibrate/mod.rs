@@ -91,8 +91,8 @@ pub fn calibrate(
     let work = tempfile::tempdir().map_err(CalibrateError::TempDir)?;
     let opts = ExportOptions {
         graph: GraphOptions {
-            hidden_states: false,
             matrix_inputs: true,
+            ..Default::default()
         },
         profile,
         ..Default::default()

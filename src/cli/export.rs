@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use igpt_onnx::base::values::{ChoiceParser, OneOrAll};
 use igpt_onnx::export::{self, ExportOptions, WeightsFile};
-use igpt_onnx::graph::GraphOptions;
+use igpt_onnx::graph::{GraphOptions, QueryBlock};
 use igpt_onnx::runtime::RuntimeOptions;
 use igpt_onnx::{Checkpoint, Head, Variant};
 
@@ -40,6 +40,9 @@ pub struct Args {
     /// Add hidden_states.{0..n_layer} outputs to the base head.
     #[arg(long)]
     hidden_states: bool,
+    /// Query rows per attention block of the portable full-sequence graphs: each block reads only its own and earlier keys, so the causally masked half of the attention square is not computed; 0 computes the whole square (tract loads that form faster: docs/profiles.md).
+    #[arg(long, value_name = "ROWS", default_value_t = QueryBlock::DEFAULT_ROWS)]
+    query_block: usize,
     #[command(flatten)]
     precision: PrecisionFlags,
     #[command(flatten)]
@@ -86,6 +89,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let opts = ExportOptions {
         graph: GraphOptions {
             hidden_states: a.hidden_states,
+            query_block: QueryBlock(a.query_block),
             ..Default::default()
         },
         profile,

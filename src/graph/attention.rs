@@ -1,6 +1,7 @@
 //! Causal self-attention (HF `ImageGPTAttention`): the additive bias every layer shares, and
-//! each layer's attention in the profile's form — MatMul/Softmax with standard ops, or ONNX
-//! Runtime's `MultiHeadAttention` (`com.microsoft` contrib op) on the same bias and the same cache layout.
+//! each layer's attention in the profile's form — MatMul/Softmax with standard ops (in query
+//! blocks for a long forward: [`query_blocks`]), or ONNX Runtime's `MultiHeadAttention`
+//! (`com.microsoft` contrib op) on the same bias and the same cache layout.
 
 use super::ctx::Ctx;
 use super::io::{present_name, CacheMode, Kv, ATTENTION_MASK};
@@ -16,12 +17,15 @@ pub struct SeqLen {
     pub(super) as_1d: String,
 }
 
+/// The value [`sequence_length`] emits.
+const SEQUENCE_LENGTH: &str = "sequence_length";
+
 pub fn sequence_length(cx: &mut Ctx<'_, '_>, ids: &str) -> SeqLen {
     let g = &mut *cx.g;
     let shape = g.op(Op::Shape, "input_shape", &[ids], vec![]);
     let one_1d = g.const_i64("const.one_1d", &[1], &[1]);
     SeqLen {
-        as_1d: g.op(Op::Gather, "sequence_length", &[&shape, &one_1d], vec![]),
+        as_1d: g.op(Op::Gather, SEQUENCE_LENGTH, &[&shape, &one_1d], vec![]),
     }
 }
 
@@ -167,10 +171,13 @@ pub(super) fn attention(
     let sizes = ("const.split_qkv", &sizes[..]);
     cx.g.split(&s.name("split"), &qkv, sizes, 2, &names);
     if cx.profile.attention == AttentionForm::MultiHead {
+        // The full square: ONNX Runtime's kernel over query blocks measured no faster (see
+        // `query_blocks`).
         let ctx = fused_attention(cx, layer, s, &names, bias, past);
         let out = conv1d(cx, &s.pp("c_proj"), &ctx.0, d, d);
         return (out, ctx.1);
     }
+    let blocks = query_blocks(cx);
     let g = &mut *cx.g;
     let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
     // q and v to [b, h, s, hd]. Without a past, k goes straight to [b, h, hd, s] so q·kᵀ is a
@@ -219,19 +226,69 @@ pub(super) fn attention(
         heads[2] = value.clone();
         present = Some((key, value));
     }
-    let mut scores = g.op(
-        Op::MatMul,
-        s.name("scores"),
-        &[&heads[0], &heads[1]],
+    let ctx = match (&blocks, past) {
+        (Some(blocks), None) => {
+            let parts: Vec<String> = blocks
+                .iter()
+                .enumerate()
+                .map(|(i, &(start, end))| {
+                    let b = s.pp("block").pp(i);
+                    let q = slice_axis(cx, &b.name("q"), &heads[0], 2, start, end);
+                    let kt = slice_axis(cx, &b.name("k"), &heads[1], 3, 0, end);
+                    let v = slice_axis(cx, &b.name("v"), &heads[2], 2, 0, end);
+                    let bias = bias_block(cx, bias, i, start, end);
+                    scores_context(cx, layer, &b, [&q, &kt, &v], &bias)
+                })
+                .collect();
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            cx.g.op(
+                Op::Concat,
+                s.name("context"),
+                &refs,
+                vec![attr_int("axis", 2)],
+            )
+        }
+        _ => scores_context(cx, layer, s, [&heads[0], &heads[1], &heads[2]], bias),
+    };
+    let g = &mut *cx.g;
+    let ctx_t = g.op(
+        Op::Transpose,
+        s.name("context.transposed"),
+        &[&ctx],
+        vec![attr_ints("perm", &[0, 2, 1, 3])],
+    );
+    let merged_shape = g.const_i64("const.shape_merged", &[3], &[0, 0, d as i64]);
+    let mut merged = g.op(
+        Op::Reshape,
+        s.name("merged"),
+        &[&ctx_t, &merged_shape],
         vec![],
     );
+    if blocks.is_some() && past.is_none() {
+        merged = keyless_mean(cx, s, &names[2], &merged);
+    }
+    (conv1d(cx, &s.pp("c_proj"), &merged, d, d), present)
+}
+
+/// `softmax(q·kᵀ / scale + bias) · v` on heads `[b, h, rows, hd]`, `kᵀ` `[b, h, hd, keys]`.
+fn scores_context(
+    cx: &mut Ctx<'_, '_>,
+    layer: usize,
+    s: &Scope,
+    [q, kt, v]: [&str; 3],
+    bias: &str,
+) -> String {
+    let c = cx.ckpt.config.clone();
+    let hd = c.head_dim();
+    let mut scores = cx.g.op(Op::MatMul, s.name("scores"), &[q, kt], vec![]);
     // Two divisions, as HF does them, so the floats match.
     let sqrt_head_dim = c
         .scale_attn_weights
         .then(|| cx.constant("const.sqrt_head_dim", &[], &[(hd as f64).sqrt() as f32]));
-    let layer_scale = c
-        .scale_attn_by_inverse_layer_idx
-        .then(|| cx.constant(&s.name("layer_scale"), &[], &[(layer + 1) as f32]));
+    let layer_scale = c.scale_attn_by_inverse_layer_idx.then(|| {
+        let name = Scope::root("h").pp(layer).pp("attn").name("layer_scale");
+        cx.constant(&name, &[], &[(layer + 1) as f32])
+    });
     let g = &mut *cx.g;
     if let Some(k) = sqrt_head_dim {
         scores = g.op(Op::Div, s.name("scaled"), &[&scores, &k], vec![]);
@@ -241,21 +298,179 @@ pub(super) fn attention(
     }
     let masked = g.op(Op::Add, s.name("masked"), &[&scores, bias], vec![]);
     let probs = g.softmax_last(s.name("probs"), &masked, 4);
-    let ctx = g.op(Op::MatMul, s.name("context"), &[&probs, &heads[2]], vec![]);
-    let ctx_t = g.op(
-        Op::Transpose,
-        s.name("context.transposed"),
-        &[&ctx],
-        vec![attr_ints("perm", &[0, 2, 1, 3])],
+    g.op(Op::MatMul, s.name("context"), &[&probs, v], vec![])
+}
+
+/// The blocked forward's query blocks `[start, end)` over `0..n_positions`, or `None` for the
+/// full `[seq, seq]` square (a decoder, blocks switched off by
+/// [`QueryBlock`](super::QueryBlock)`(0)`, a model no longer than one block, or an opset before
+/// `Min` on int64).
+///
+/// Block `i` reads keys `0..end` only: the keys after a block are causally masked for all its
+/// queries, so the scores, softmax and context of the masked upper blocks are never computed
+/// (about half of the square at `seq` = 1024). The bounds are constants: `Slice` clamps them to
+/// the run's sequence length (`min(bound, seq)`), so a sequence of one block computes the full
+/// square, and blocks past its end are empty. Left padding needs one repair, [`keyless_mean`].
+///
+/// Only the standard-op form is blocked: ONNX Runtime's `MultiHeadAttention` kernel spent as
+/// long on eight blocks as on the square (its profiler), and the blocked MatMul/Softmax form in
+/// the ort profile was no faster than the fused square (0.95×), so the ort profile keeps it
+/// (docs/benchmarks.md, "Attention in query blocks").
+fn query_blocks(cx: &Ctx<'_, '_>) -> Option<Vec<(i64, i64)>> {
+    let rows = cx.query_block;
+    let n = cx.ckpt.config.n_positions;
+    if cx.past || rows == 0 || n <= rows || cx.g.opset < Op::Min.since() {
+        return None;
+    }
+    Some(
+        (0..n.div_ceil(rows))
+            .map(|i| ((i * rows) as i64, ((i + 1) * rows).min(n) as i64))
+            .collect(),
+    )
+}
+
+/// `x[.., start..end, ..]` along `axis`.
+fn slice_axis(
+    cx: &mut Ctx<'_, '_>,
+    name: &str,
+    x: &str,
+    axis: i64,
+    start: i64,
+    end: i64,
+) -> String {
+    let (starts, ends) = (bound(cx, start), bound(cx, end));
+    let g = &mut *cx.g;
+    let axes = g.const_i64(&format!("const.axis_{axis}"), &[1], &[axis]);
+    g.op(Op::Slice, name, &[x, &starts, &ends, &axes], vec![])
+}
+
+/// A block bound clamped to the sequence length, `min(at, seq)` as a 1-D tensor; emitted once
+/// per bound. ONNX's `Slice` clamps bounds itself, but tract 0.23 fixes a constant bound on a
+/// symbolic axis and fails at run time when the sequence is shorter.
+fn bound(cx: &mut Ctx<'_, '_>, at: i64) -> String {
+    let name = format!("attn_block.bound_{at}");
+    let g = &mut *cx.g;
+    if at == 0 || g.nodes.iter().any(|n| n.name == name) {
+        return match at {
+            0 => g.const_i64("const.zero_1d", &[1], &[0]),
+            _ => name,
+        };
+    }
+    let k = g.const_i64(&format!("const.block_{at}"), &[1], &[at]);
+    g.op(Op::Min, name, &[&k, SEQUENCE_LENGTH], vec![])
+}
+
+/// The bias rows of query block `i` and its keys, `bias[.., start..end, 0..end]`; emitted once
+/// (layer 0's call) and shared by every layer.
+fn bias_block(cx: &mut Ctx<'_, '_>, bias: &str, i: usize, start: i64, end: i64) -> String {
+    let name = Scope::root("attn_bias")
+        .pp("block")
+        .pp(i)
+        .path()
+        .to_string();
+    if cx.g.nodes.iter().any(|n| n.name == name) {
+        return name;
+    }
+    let (first, last) = (bound(cx, start), bound(cx, end));
+    let g = &mut *cx.g;
+    let zero = g.const_i64("const.zero_1d", &[1], &[0]);
+    let starts = g.op(
+        Op::Concat,
+        format!("{name}.starts"),
+        &[&first, &zero],
+        vec![attr_int("axis", 0)],
     );
-    let merged_shape = g.const_i64("const.shape_merged", &[3], &[0, 0, d as i64]);
-    let merged = g.op(
-        Op::Reshape,
-        s.name("merged"),
-        &[&ctx_t, &merged_shape],
+    let ends = g.op(
+        Op::Concat,
+        format!("{name}.ends"),
+        &[&last, &last],
+        vec![attr_int("axis", 0)],
+    );
+    let axes = g.const_i64("const.axes_2_3", &[2], &[2, 3]);
+    g.op(Op::Slice, name, &[bias, &starts, &ends, &axes], vec![])
+}
+
+/// The rows of `ctx` (`[batch, seq, n_embd]`) whose query has no unpadded key at or before it
+/// (a left-padded row's padding), replaced by what the full square gives them.
+///
+/// Such a query's visible keys are all padded, so every score of its row is masked: the keys up
+/// to it by the padding bias (MIN), the later unpadded keys by the causal bias (MIN), the later
+/// padded ones by both (−inf). A masked score `w + MIN` rounds to MIN, so the full square's
+/// softmax is uniform: the plain mean of the values of keys `0..=i` and of every unpadded key —
+/// keys beyond the query's block, which the blocked form does not read. It is rebuilt here from
+/// prefix sums over the sequence, in float32: `(Σ_{j≤i} v_j + Σ_{j unpadded} v_j) / (i + 1 + n)`,
+/// `n` the row's unpadded count. Every other row keeps `ctx`.
+fn keyless_mean(cx: &mut Ctx<'_, '_>, s: &Scope, v: &str, ctx: &str) -> String {
+    let (has_key, count, mask) = keyless_rows(cx);
+    let (act, f32) = (cx.act(), DataType::Float32);
+    let v = cx.cast(&s.name("v.float32"), v, act, f32);
+    let g = &mut *cx.g;
+    let axis = g.const_i64("const.cumsum_axis", &[], &[1]);
+    let prefix = g.op(Op::CumSum, s.name("v.prefix"), &[&v, &axis], vec![]);
+    let unpadded = g.op(Op::Mul, s.name("v.unpadded"), &[&v, &mask], vec![]);
+    let unpadded = g.op(
+        Op::CumSum,
+        s.name("v.unpadded_prefix"),
+        &[&unpadded, &axis],
         vec![],
     );
-    (conv1d(cx, &s.pp("c_proj"), &merged, d, d), present)
+    let last = last_row(g, &s.name("v.unpadded_sum"), &unpadded);
+    let sum = g.op(Op::Add, s.name("v.keyless_sum"), &[&prefix, &last], vec![]);
+    let mean = g.op(Op::Div, s.name("v.keyless_mean"), &[&sum, &count], vec![]);
+    let mean = cx.cast(&s.name("v.keyless_mean_act"), &mean, f32, act);
+    let name = s.name("context.keyless");
+    let has_key = wide(cx, &has_key, ctx);
+    cx.g.op(Op::Where, name, &[&has_key, ctx, &mean], vec![])
+}
+
+/// `has_key` expanded to the context's full shape, once: ONNX Runtime's `Where` is several
+/// times slower when its condition broadcasts along the last axis.
+fn wide(cx: &mut Ctx<'_, '_>, has_key: &str, like: &str) -> String {
+    let name = Scope::root("keyless").name("has_key_wide");
+    let g = &mut *cx.g;
+    if g.nodes.iter().any(|n| n.name == name) {
+        return name;
+    }
+    let shape = g.op(
+        Op::Shape,
+        Scope::root("keyless").name("shape"),
+        &[like],
+        vec![],
+    );
+    g.op(Op::Expand, name, &[has_key, &shape], vec![])
+}
+
+/// `x[:, -1:, ..]`: the last row of a prefix sum over the sequence, its total.
+fn last_row(g: &mut crate::onnx::GraphBuilder<'_>, name: &str, x: &str) -> String {
+    let starts = g.const_i64("const.last_start", &[1], &[-1]);
+    let ends = g.const_i64("const.last_end", &[1], &[i64::MAX]);
+    let axes = g.const_i64("const.axis_1", &[1], &[1]);
+    g.op(Op::Slice, name, &[x, &starts, &ends, &axes], vec![])
+}
+
+/// What [`keyless_mean`] needs of the mask, `[batch, seq, 1]` each, emitted once and shared by
+/// every layer: whether a query has an unpadded key at or before it (bool), the count of its
+/// row's mean (`i + 1 + n`, float32, meaningful where it has none) and the mask (float32).
+fn keyless_rows(cx: &mut Ctx<'_, '_>) -> (String, String, String) {
+    let s = Scope::root("keyless");
+    let (has_key, count, mask) = (s.name("has_key"), s.name("count"), s.name("mask"));
+    let g = &mut *cx.g;
+    if g.nodes.iter().any(|n| n.name == has_key) {
+        return (has_key, count, mask);
+    }
+    let f32 = attr_int("to", DataType::Float32.onnx() as i64);
+    let maskf = g.op(Op::Cast, s.name("mask_f32"), &[ATTENTION_MASK], vec![f32]);
+    let mask = g.unsqueeze(mask, &maskf, ("const.axes_2", &[2]));
+    let axis = g.const_i64("const.cumsum_axis", &[], &[1]);
+    let seen = g.op(Op::CumSum, s.name("seen"), &[&mask, &axis], vec![]);
+    let to_bool = attr_int("to", DataType::Bool.onnx() as i64);
+    let has_key = g.op(Op::Cast, has_key, &[&seen], vec![to_bool]);
+    let one = g.const_f32("const.f32_one", &[], &[1.0]);
+    let padded = g.op(Op::Sub, s.name("padded"), &[&one, &mask], vec![]);
+    let padded_seen = g.op(Op::CumSum, s.name("padded_seen"), &[&padded, &axis], vec![]);
+    let total = last_row(g, &s.name("unpadded"), &seen);
+    let count = g.op(Op::Add, count, &[&padded_seen, &total], vec![]);
+    (has_key, count, mask)
 }
 
 /// ONNX Runtime's `MultiHeadAttention` over the split q, k, v `[batch, seq, n_embd]`, with the

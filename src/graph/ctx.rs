@@ -22,6 +22,8 @@ pub struct Ctx<'a, 'w> {
     pub precision: &'static PrecisionSpec,
     pub keep: &'a KeepFloat32,
     pub past: bool,
+    /// Query rows per attention block of a full-sequence graph (0: the full square).
+    pub query_block: usize,
     /// Activation ranges for a calibrated matrix form (static int8).
     pub calibration: Option<&'w Calibration>,
     /// Every block matrix emitted so far, with its input: what a calibration graph exposes.

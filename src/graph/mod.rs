@@ -31,7 +31,7 @@ use crate::checkpoint::{Checkpoint, WeightsError};
 use crate::onnx::proto::GraphProto;
 use crate::onnx::{Dim, Domain, GraphBuilder, Initializer, Op};
 
-/// What to emit besides the head's main output.
+/// What to emit besides the head's main output, and the attention's query blocks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GraphOptions {
     /// Add `hidden_states.{0..n_layer}` outputs (base head), as HF's `output_hidden_states`.
@@ -39,6 +39,27 @@ pub struct GraphOptions {
     /// Add each block matrix's input as an output `matrix_input.<matrix>` (float32): the graph
     /// a calibration runs to find static int8's activation ranges.
     pub matrix_inputs: bool,
+    /// The query rows per attention block of a full-sequence standard-op graph.
+    pub query_block: QueryBlock,
+}
+
+/// Query rows per block of a full-sequence graph's standard-op attention (the portable
+/// profile; not the decoder, whose step reads one query row): block `i` reads only keys
+/// `0..rows·(i+1)`, so the causally masked upper blocks of the `[seq, seq]` square are never
+/// computed. `QueryBlock(0)` emits the full square. A model of at most `rows` positions has one
+/// block, the square.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryBlock(pub usize);
+
+impl QueryBlock {
+    /// 128 rows: at sequence 1024 the blocks compute 36 of the square's 64 tiles (56 %).
+    pub const DEFAULT_ROWS: usize = 128;
+}
+
+impl Default for QueryBlock {
+    fn default() -> Self {
+        QueryBlock(Self::DEFAULT_ROWS)
+    }
 }
 
 /// Why a graph could not be built.
@@ -103,6 +124,7 @@ pub fn build_in<'w>(
         precision: precision.spec(),
         keep,
         past: head == Head::Decoder,
+        query_block: opts.query_block.0,
         calibration,
         matrices: Vec::new(),
         uncalibrated: Vec::new(),

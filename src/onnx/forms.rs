@@ -31,6 +31,9 @@ impl Op {
             // Per-tensor from 10; the weights' per-column scales (`axis`) from 13.
             Op::QuantizeLinear => 10,
             Op::DequantizeLinear => 13,
+            Op::CumSum => 11,
+            // int64 inputs.
+            Op::Min => 12,
             // `pads` and the value as attributes before 11 (Pad-2).
             Op::Pad => 2,
             // `split` as an attribute before 13 (Split-2).

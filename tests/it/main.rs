@@ -2,6 +2,7 @@
 //! One crate links ONNX Runtime, tract and the library once instead of once per file.
 
 mod alloc;
+mod blocked_attention;
 mod command;
 mod common;
 mod debug;
