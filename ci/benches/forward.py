@@ -13,12 +13,17 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 from . import common as bl
 from .common import ROOT, f2, say, table, variant_dir
 
 
 # --- forward ------------------------------------------------------------------------------------
+
+
+# The portable graph exported as the whole attention square (`--query-block 0`).
+SQUARE = "portable (square)"
 
 
 def cmd_forward(a):
@@ -52,6 +57,8 @@ def cmd_forward(a):
         say(f"== export ({a.size}, causal-lm head)")
         graphs = {}
         exports = bl.variants(binary)
+        # Today's portable forward before query blocks: the whole attention square.
+        exports[SQUARE] = exports["portable"] + ["--query-block", "0"]
         for v, flags in exports.items():
             out = os.path.join(work, variant_dir(v))
             r = bl.run_timed([binary, "export", "--weights", ckpt, "--head", "causal-lm",
@@ -71,12 +78,24 @@ def cmd_forward(a):
             shape = {"batch": batch, "seq": seq}
             if tract_bench:
                 say()
-                say(f"== tract, portable graph, b{batch} seq {seq} ({a.tract_rounds} rounds, run "
-                    f"before the table)")
-                p = bl.run([tract_bench, graphs["portable"], "tract", batch, seq, a.tract_rounds])
-                say(p.stdout.strip())
-                f = p.stdout.split()  # median_s <s> min_s <s> rounds <n>
-                shape["tract"] = {"median": float(f[1]), "min": float(f[3]), "n": int(f[5])}
+                say(f"== tract, portable graph in query blocks and as the square, b{batch} seq "
+                    f"{seq} ({a.tract_rounds} rounds each, alternating, each in its own process, "
+                    f"run before the table)")
+                tract = {"tract": [], "tract (square)": []}
+                for _ in range(a.tract_rounds):
+                    for label, g in (("tract", graphs["portable"]), ("tract (square)", graphs[SQUARE])):
+                        t0 = time.perf_counter()
+                        p = bl.run([tract_bench, g, "tract", batch, seq, 1])
+                        wall = time.perf_counter() - t0
+                        f = p.stdout.split()  # median_s <s> min_s <s> rounds <n>
+                        tract[label].append({"forward_s": float(f[1]), "process_s": wall})
+                for label, runs in tract.items():
+                    fw = bl.stats([x["forward_s"] for x in runs])
+                    shape[label] = {"median": fw["median"], "min": fw["min"], "n": len(runs),
+                                    "process_s": bl.stats([x["process_s"] for x in runs])}
+                    say(f"{label}: forward median {fw['median']:.3f} s, whole process (load, "
+                        f"optimise, warm-up, forward) median "
+                        f"{shape[label]['process_s']['median']:.1f} s")
             rng = np.random.default_rng(0)
             ids = rng.integers(0, 512, (batch, seq), dtype=np.int64)
             ids[:, 0] = 512  # SOS
@@ -97,13 +116,22 @@ def cmd_forward(a):
                 rows.append([k, f"{st['median']:.3f}", f"{st['min']:.3f}", f"{f2(pm / st['median'])}x",
                              f"{acc['max_abs']:.2e}", f"{acc['cosine']:.6f}",
                              f"{acc['argmax']:.1%}", f"{acc['kl']:.2e}"])
-            if "tract" in shape:
-                t = shape["tract"]["median"]
-                shape["tract"]["x_peer"] = pm / t
-                rows.append(["tract", f"{t:.3f}", f"{shape['tract']['min']:.3f}",
+            for label in ("tract", "tract (square)"):
+                if label not in shape:
+                    continue
+                t = shape[label]["median"]
+                shape[label]["x_peer"] = pm / t
+                rows.append([label, f"{t:.3f}", f"{shape[label]['min']:.3f}",
                              f"{f2(pm / t)}x", "(own runs)", "", "", ""])
             table(["graph", "median s", "min s", f"x {peer}", "max abs", "cosine", "argmax",
                    "KL"], rows)
+            sq = shape["graphs"][SQUARE]["seconds"]["median"]
+            blocked = {"portable (ONNX Runtime)": shape["graphs"]["portable"]["seconds"]["median"] / sq}
+            if "tract" in shape:
+                blocked["portable (tract)"] = shape["tract"]["median"] / shape["tract (square)"]["median"]
+            shape["query_blocks_x_square"] = blocked
+            say("query blocks over the square (time ratio, at most 0.85 wanted at b1 seq 1024): " +
+                ", ".join(f"{k} {v:.2f}" for k, v in blocked.items()))
             result["shapes"].append(shape)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -257,7 +257,13 @@ pub(super) fn attention(
         &[&ctx],
         vec![attr_ints("perm", &[0, 2, 1, 3])],
     );
-    let merged_shape = g.const_i64("const.shape_merged", &[3], &[0, 0, d as i64]);
+    // Blocks: the concatenated sequence axis is a sum of clamped bounds to a symbolic-shape
+    // engine; the input's own shape puts the plain sequence length back (tract otherwise carries
+    // that sum through every later shape).
+    let merged_shape = match (&blocks, past) {
+        (Some(_), None) => g.op(Op::Shape, s.name("merged_shape"), &[&names[0]], vec![]),
+        _ => g.const_i64("const.shape_merged", &[3], &[0, 0, d as i64]),
+    };
     let mut merged = g.op(
         Op::Reshape,
         s.name("merged"),
