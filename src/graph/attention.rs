@@ -170,14 +170,14 @@ pub(super) fn attention(
     let sizes = [d as i64; 3];
     let sizes = ("const.split_qkv", &sizes[..]);
     cx.g.split(&s.name("split"), &qkv, sizes, 2, &names);
-    if cx.profile.attention == AttentionForm::MultiHead {
-        // The full square: ONNX Runtime's kernel over query blocks measured no faster (see
-        // `query_blocks`).
+    let blocks = query_blocks(cx);
+    if cx.profile.attention == AttentionForm::MultiHead && blocks.is_none() {
+        // The full square (a decoder, or a model of one block): ONNX Runtime's kernel over
+        // query blocks measured no faster (see `query_blocks`).
         let ctx = fused_attention(cx, layer, s, &names, bias, past);
         let out = conv1d(cx, &s.pp("c_proj"), &ctx.0, d, d);
         return (out, ctx.1);
     }
-    let blocks = query_blocks(cx);
     let g = &mut *cx.g;
     let heads_shape = g.const_i64("const.shape_heads", &[4], &[0, 0, h as i64, hd as i64]);
     // q and v to [b, h, s, hd]. Without a past, k goes straight to [b, h, hd, s] so q·kᵀ is a
@@ -318,10 +318,10 @@ fn scores_context(
 /// the run's sequence length (`min(bound, seq)`), so a sequence of one block computes the full
 /// square, and blocks past its end are empty. Left padding needs one repair, [`keyless_mean`].
 ///
-/// Only the standard-op form is blocked: ONNX Runtime's `MultiHeadAttention` kernel spent as
-/// long on eight blocks as on the square (its profiler), and the blocked MatMul/Softmax form in
-/// the ort profile was no faster than the fused square (0.95×), so the ort profile keeps it
-/// (docs/benchmarks.md, "Attention in query blocks").
+/// The blocks are standard ops in both profiles: ONNX Runtime's `MultiHeadAttention` kernel
+/// spent as long on eight blocks as on the square (its profiler), while the standard-op blocks
+/// take about 0.85× of the fused square's forward at sequence 1024 (docs/benchmarks.md,
+/// "Attention in query blocks"). A decoder, and a model of one block, keep the fused square.
 fn query_blocks(cx: &Ctx<'_, '_>) -> Option<Vec<(i64, i64)>> {
     let rows = cx.query_block;
     let n = cx.ckpt.config.n_positions;

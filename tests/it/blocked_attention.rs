@@ -5,8 +5,8 @@
 //!   four blocks), on ONNX Runtime and tract;
 //! - against the full `[seq, seq]` square it replaces (`export --query-block 0`): a random
 //!   checkpoint with 320 positions (three blocks), sequences of 300 (the last block partial)
-//!   and 100 (later blocks empty) with a left-padded row; and the ort profile, which keeps the
-//!   full square, unchanged by the switch.
+//!   and 100 (later blocks empty) with a left-padded row, in both profiles (the ort profile's
+//!   square is ONNX Runtime's `MultiHeadAttention`).
 
 use crate::common::{cli, cli_in_root, fixture, open_runtime};
 
@@ -74,37 +74,34 @@ fn blocked_forward_gives_the_full_squares_logits() {
     };
     let ckpt = tmp.path().join("ckpt");
     igpt_onnx::random::write_random_checkpoint(&cfg, 7, &ckpt).expect("writes");
-    let ort = tmp.path().join("ort");
-    let (fused, fused_full) = (
-        export(&ckpt, &ort.join("blocked"), "ort", None),
-        export(&ckpt, &ort.join("full"), "ort", Some("0")),
-    );
     let read = |p: &Path| std::fs::read(p).expect("reads");
-    assert_eq!(
-        read(&fused),
-        read(&fused_full),
-        "the ort profile keeps the square"
-    );
-    let dir = tmp.path().join("portable");
-    let blocked = export(&ckpt, &dir.join("blocked"), "portable", None);
-    let full = export(&ckpt, &dir.join("full"), "portable", Some("0"));
-    assert_ne!(read(&blocked), read(&full));
-    for kind in [RuntimeKind::OrtCpu, RuntimeKind::Tract] {
-        for seq in SEQS {
-            let (Some(b), Some(f)) = (logits(kind, &blocked, seq), logits(kind, &full, seq)) else {
-                continue;
-            };
-            assert_eq!(b.shape(), &[2, seq, 512]);
-            let diff = (&b - &f).iter().fold(0f32, |m, d| m.max(d.abs()));
-            let padded = (0..PADDED)
-                .flat_map(|s| (0..512).map(move |v| (s, v)))
-                .fold(0f32, |m, (s, v)| m.max((b[[1, s, v]] - f[[1, s, v]]).abs()));
-            let rt = kind.name();
-            eprintln!(
-                "portable on {rt}, seq {seq}: max abs {diff:.2e}, padded queries {padded:.2e}"
-            );
-            assert!(diff <= 1e-5, "portable on {rt}, seq {seq}: {diff}");
-            assert!(b.iter().all(|x| x.is_finite()));
+    let profiles = [
+        ("portable", &[RuntimeKind::OrtCpu, RuntimeKind::Tract][..]),
+        ("ort", &[RuntimeKind::OrtCpu][..]),
+    ];
+    for (profile, kinds) in profiles {
+        let dir = tmp.path().join(profile);
+        let blocked = export(&ckpt, &dir.join("blocked"), profile, None);
+        let full = export(&ckpt, &dir.join("full"), profile, Some("0"));
+        assert_ne!(read(&blocked), read(&full));
+        for &kind in kinds {
+            for seq in SEQS {
+                let (Some(b), Some(f)) = (logits(kind, &blocked, seq), logits(kind, &full, seq))
+                else {
+                    continue;
+                };
+                assert_eq!(b.shape(), &[2, seq, 512]);
+                let diff = (&b - &f).iter().fold(0f32, |m, d| m.max(d.abs()));
+                let padded = (0..PADDED)
+                    .flat_map(|s| (0..512).map(move |v| (s, v)))
+                    .fold(0f32, |m, (s, v)| m.max((b[[1, s, v]] - f[[1, s, v]]).abs()));
+                let rt = kind.name();
+                eprintln!(
+                    "{profile} on {rt}, seq {seq}: max abs {diff:.2e}, padded queries {padded:.2e}"
+                );
+                assert!(diff <= 1e-5, "{profile} on {rt}, seq {seq}: {diff}");
+                assert!(b.iter().all(|x| x.is_finite()));
+            }
         }
     }
 }
@@ -135,7 +132,7 @@ fn left_padded_long_case_matches_the_reference_at_every_position() {
     let long = fixture("long");
     let long = long.to_str().expect("utf-8");
     // Padded queries included (the manifest says so): base, causal-lm and the decoder's
-    // prompt + steps on each runtime; the ort profile keeps the fused square.
+    // prompt + steps on each runtime.
     for (profile, runtimes, checks) in [("portable", "ort-cpu,tract", 6), ("ort", "ort-cpu", 3)] {
         let args = [
             "--fixtures",
