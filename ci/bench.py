@@ -9,7 +9,7 @@ TORCH_PY for another).
   .venv/bin/python ci/bench.py export      # export wall time / peak RSS, sizes small medium large
   .venv/bin/python ci/bench.py verify      # the golden suite's wall time
   .venv/bin/python ci/bench.py generate    # decoder ms/step against the reference's generate
-  .venv/bin/python ci/bench.py speculative # generate --draft against the target alone (self, worst case)
+  .venv/bin/python ci/bench.py speculative # generate --draft against the target alone (trained pair, self, worst)
   .venv/bin/python ci/bench.py forward     # forward table: our graphs vs torch.onnx.export's
   .venv/bin/python ci/bench.py image       # encode 1,000 PNGs against the reference processor
   .venv/bin/python ci/bench.py attention   # attention forms a profile could emit, per layer
@@ -89,7 +89,8 @@ def main():
     p.add_argument("--no-reference", action="store_true", help="ours only (no torch)")
 
     p = add("speculative", cmd_speculative, "dev",
-            "generate --draft: target alone against target + draft (self, worst case)")
+            "generate --draft: target alone against target + draft (trained pair, self, worst case)")
+    p.add_argument("--pairs", default="trained,self,worst", help="comma-separated: trained, self, worst")
     p.add_argument("--size", default="small", help="the self pair's target and the worst draft")
     p.add_argument("--worst-target", default="medium", help="the worst pair's target")
     p.add_argument("--batches", default="1,8")

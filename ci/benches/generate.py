@@ -155,32 +155,51 @@ def cmd_reference_generate(a):
                           "tokens": out.tolist()}), flush=True)
 
 
+# The trained pair's speed-up targets per batch (the target alone's time over the pair's).
+TRAINED_TARGETS = {1: 2.0, 8: 1.5}
+
+
 def cmd_speculative(a):
     """Speculative decoding (`generate --draft`): the target alone against the target with a
-    draft, greedy from the start token, in one run, rounds interleaved, portable decoders on
-    ONNX Runtime CPU. Two pairs of random-weight checkpoints, since no trained pair exists here:
+    draft, greedy from the start token, in one run, rounds interleaved, each run its own
+    process, portable float32 decoders on ONNX Runtime CPU. Three pairs (`--pairs`):
 
-    - `self`: the target as its own draft. Every proposal is accepted (acceptance 1.0), so the
-      target's share of the time (`target_seconds`) is what a free, perfect draft would leave:
-      plain time over it is the ceiling of the speed-up; the whole run pays the draft too.
+    - `trained`: fixtures/trained-pair, a trained 128-wide 4-layer target and a 32-wide 1-layer
+      draft distilled from it (8x8 images: 64 tokens). What a real pair gains; targets: b1 >=
+      2x, b8 >= 1.5x.
+    - `self`: a random target as its own draft. Every proposal is accepted (acceptance 1.0),
+      so the target's share of the time (`target_seconds`) is what a free, perfect draft would
+      leave: plain time over it is the ceiling of the speed-up; the whole run pays the draft too.
     - `worst`: a random small draft for a random medium target (other seeds): acceptance near
       zero; the adaptive length must keep the run within 1.1x of the target alone.
 
-    Ratios are the target alone's median time over each run's (above 1: faster)."""
+    Ratios are the target alone's median time over each run's (above 1: faster). Where the
+    time goes: the target's and the draft's seconds (`target_seconds`, `draft_seconds` of
+    `--json`), their ms per call, and the target alone's ms per step."""
     binary = bl.igpt_bin(a.build_profile, a.bin)
+    pairs = {"trained": ("trained-target", "trained-draft"), "self": ("target", "target"),
+             "worst": ("worst-target", "worst-draft")}
+    pairs = {p: pairs[p] for p in a.pairs.split(",")}
+    wanted = {m for pair in pairs.values() for m in pair}
     work = tempfile.mkdtemp()
     try:
         decoders = {}
         for name, size, seed in [("target", a.size, 0), ("worst-target", a.worst_target, 1),
-                                 ("worst-draft", a.size, 2)]:
-            ckpt = os.path.join(work, "ckpt-" + name)
-            bl.run([binary, "random-checkpoint", "--variant", size, "--seed", str(seed),
-                    "--out", ckpt])
+                                 ("worst-draft", a.size, 2), ("trained-target", None, None),
+                                 ("trained-draft", None, None)]:
+            if name not in wanted:
+                continue
+            if size is None:
+                ckpt = os.path.join(bl.FIXTURES, "trained-pair", name.split("-")[1])
+            else:
+                ckpt = os.path.join(work, "ckpt-" + name)
+                bl.run([binary, "random-checkpoint", "--variant", size, "--seed", str(seed),
+                        "--out", ckpt])
             out = os.path.join(work, "onnx-" + name)
             bl.run([binary, "export", "--weights", ckpt, "--head", "decoder", "--out", out])
             decoders[name] = os.path.join(out, "decoder.onnx")
-        shutil.rmtree(os.path.join(work, "ckpt-target"), ignore_errors=True)
-        pairs = {"self": ("target", "target"), "worst": ("worst-target", "worst-draft")}
+            if size is not None:
+                shutil.rmtree(ckpt, ignore_errors=True)
         batches = [int(b) for b in a.batches.split(",")]
         new = ["--max-new-tokens", str(a.new)] if a.new else []
         runs = collections.defaultdict(list)
@@ -199,35 +218,53 @@ def cmd_speculative(a):
             for pair, (target, draft) in pairs.items():
                 cands[(pair, "alone", b)] = one(target, None, b)
                 cands[(pair, "draft", b)] = one(target, draft, b)
-        # `self` and `worst` share nothing but the machine: the plain runs are per pair.
+        # The pairs share nothing but the machine: the plain runs are per pair.
         bl.interleaved(cands, a.repeat,
                        on_round=lambda r, k, s: say(f"round {r + 1} {k[0]} {k[1]} b{k[2]}: "
-                                                    f"{s:.2f} s"))
+                                                    f"{s:.3f} s"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows = []
     for b in batches:
         for pair, (target, draft) in pairs.items():
-            alone = bl.stats([j["prompt_seconds"] + j["step_seconds"]
-                              for j in runs[target, None, b]])
+            plain = runs[target, None, b]
+            alone = bl.stats([j["prompt_seconds"] + j["step_seconds"] for j in plain])
             js = runs[target, draft, b]
             spec = bl.stats([j["prompt_seconds"] + j["step_seconds"] for j in js])
             t_share = bl.stats([j["draft"]["target_seconds"] for j in js])
+            d_share = bl.stats([j["draft"]["draft_seconds"] for j in js])
             d = js[-1]["draft"]
-            same = js[-1]["tokens"] == runs[target, None, b][-1]["tokens"]
-            rows.append({"pair": pair, "batch": b, "alone_s": alone, "draft_s": spec,
-                         "speed_up": alone["median"] / spec["median"],
-                         "ceiling": alone["median"] / t_share["median"],
-                         "acceptance": d["acceptance_rate"], "mean_accepted": d["mean_accepted"],
-                         "target_calls": d["target_calls"], "draft_calls": d["draft_calls"],
-                         "new_tokens": js[-1]["new_tokens"], "same_tokens": same})
-    table(["pair", "batch", "alone s", "with draft s", "speed-up", "ceiling (target part)",
-           "acceptance", "target calls", "draft calls", "tokens", "same tokens"],
-          [[r["pair"], r["batch"], f2(r["alone_s"]["median"]), f2(r["draft_s"]["median"]),
-            f"{f2(r['speed_up'])}x", f"{f2(r['ceiling'])}x" if r["pair"] == "self" else "-",
-            f"{r['acceptance']:.3f}", r["target_calls"], r["draft_calls"], r["new_tokens"],
+            same = js[-1]["tokens"] == plain[-1]["tokens"]
+            row = {"pair": pair, "batch": b, "alone_s": alone, "draft_s": spec,
+                   "speed_up": alone["median"] / spec["median"],
+                   "ceiling": alone["median"] / t_share["median"],
+                   "target_seconds": t_share, "draft_seconds": d_share,
+                   "acceptance": d["acceptance_rate"], "mean_accepted": d["mean_accepted"],
+                   "target_calls": d["target_calls"], "draft_calls": d["draft_calls"],
+                   # per call: the target's scores up to 17 tokens a row, the draft's one
+                   "target_ms_per_call": t_share["median"] * 1e3 / max(1, d["target_calls"]),
+                   "draft_ms_per_call": d_share["median"] * 1e3 / max(1, d["draft_calls"]),
+                   "alone_ms_per_step": bl.stats([(j["prompt_seconds"] + j["step_seconds"]) * 1e3
+                                                  / j["steps"] for j in plain])["median"],
+                   "new_tokens": js[-1]["new_tokens"], "same_tokens": same}
+            if pair == "trained":
+                row["target"] = f">= {TRAINED_TARGETS[b]}x" if b in TRAINED_TARGETS else ""
+            elif pair == "worst":
+                row["target"] = f">= {1 / 1.1:.2f}x"
+            rows.append(row)
+    table(["pair", "batch", "alone s", "with draft s", "speed-up", "target", "ceiling (target part)",
+           "acceptance", "mean accepted", "target calls", "draft calls", "target s", "draft s",
+           "ms/target call", "ms/draft call", "ms/step alone", "tokens", "same tokens"],
+          [[r["pair"], r["batch"], f"{r['alone_s']['median']:.4f}", f"{r['draft_s']['median']:.4f}",
+            f"{f2(r['speed_up'])}x", r.get("target", ""),
+            f"{f2(r['ceiling'])}x" if r["pair"] == "self" else "-",
+            f"{r['acceptance']:.3f}", f2(r["mean_accepted"]), r["target_calls"], r["draft_calls"],
+            f"{r['target_seconds']['median']:.4f}", f"{r['draft_seconds']['median']:.4f}",
+            f"{r['target_ms_per_call']:.3f}", f"{r['draft_ms_per_call']:.3f}",
+            f"{r['alone_ms_per_step']:.3f}", r["new_tokens"],
             "yes" if r["same_tokens"] else "NO"] for r in rows])
-    say(f"targets: worst pair >= {1 / 1.1:.2f}x (at most 1.1x slower than the target alone)")
-    bl.write_json(a.json, {"command": "speculative", "size": a.size,
+    say("targets: trained pair b1 >= 2x, b8 >= 1.5x; worst pair >= "
+        f"{1 / 1.1:.2f}x (at most 1.1x slower than the target alone)")
+    bl.write_json(a.json, {"command": "speculative", "pairs": list(pairs), "size": a.size,
                            "worst_target": a.worst_target, "new_tokens": a.new,
                            "repeat": a.repeat, "rows": rows, "machine": bl.machine()})
