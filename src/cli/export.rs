@@ -40,7 +40,7 @@ pub struct Args {
     /// Add hidden_states.{0..n_layer} outputs to the base head.
     #[arg(long)]
     hidden_states: bool,
-    /// Query rows per attention block of the portable full-sequence graphs: each block reads only its own and earlier keys, so the causally masked half of the attention square is not computed; 0 computes the whole square (tract loads that form faster: docs/profiles.md).
+    /// Query rows per attention block of the full-sequence graphs (base, causal-lm, classifier): each block reads only its own and earlier keys, so the causally masked half of the attention square is not computed; 0 computes the whole square.
     #[arg(long, value_name = "ROWS", default_value_t = QueryBlock::DEFAULT_ROWS)]
     query_block: usize,
     #[command(flatten)]
