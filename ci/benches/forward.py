@@ -57,8 +57,9 @@ def cmd_forward(a):
         say(f"== export ({a.size}, causal-lm head)")
         graphs = {}
         exports = bl.variants(binary)
-        # Today's portable forward before query blocks: the whole attention square.
-        exports[SQUARE] = exports["portable"] + ["--query-block", "0"]
+        # The float32 forwards before query blocks: the whole attention square.
+        for profile in ("portable", "ort"):
+            exports[f"{profile} (square)"] = exports[profile] + ["--query-block", "0"]
         for v, flags in exports.items():
             out = os.path.join(work, variant_dir(v))
             r = bl.run_timed([binary, "export", "--weights", ckpt, "--head", "causal-lm",
@@ -125,8 +126,9 @@ def cmd_forward(a):
                              f"{f2(pm / t)}x", "(own runs)", "", "", ""])
             table(["graph", "median s", "min s", f"x {peer}", "max abs", "cosine", "argmax",
                    "KL"], rows)
-            sq = shape["graphs"][SQUARE]["seconds"]["median"]
-            blocked = {"portable (ONNX Runtime)": shape["graphs"]["portable"]["seconds"]["median"] / sq}
+            med = {k: v["seconds"]["median"] for k, v in shape["graphs"].items()}
+            blocked = {f"{p} (ONNX Runtime)": med[p] / med[f"{p} (square)"]
+                       for p in ("portable", "ort")}
             if "tract" in shape:
                 blocked["portable (tract)"] = shape["tract"]["median"] / shape["tract (square)"]["median"]
             shape["query_blocks_x_square"] = blocked
