@@ -50,11 +50,16 @@ impl LoadedModel for OrtModel {
         let mut past = match std::mem::replace(cache, Cache::Host(vec![])) {
             Cache::Host(past) => past,
             Cache::Held(b) => match b.downcast::<Vec<ort::value::DynValue>>() {
-                Ok(values) => values
-                    .iter()
-                    .map(output_tensor)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| self.run_error(e))?,
+                // Cut in ONNX Runtime's memory: one copy, no trip through host tensors.
+                Ok(values) => {
+                    let cut = values
+                        .iter()
+                        .map(|v| truncated(v, positions))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| self.run_error(e))?;
+                    *cache = Cache::Held(Box::new(cut));
+                    return Ok(());
+                }
                 Err(other) => {
                     *cache = Cache::Held(other);
                     return Err(self.run_error(Failure::ForeignCache));
@@ -129,6 +134,43 @@ impl LoadedModel for OrtModel {
         }
         Ok(out)
     }
+}
+
+/// The first `positions` of a held `[batch, heads, positions, head_dim]` cache value, as a new
+/// value: each (row, head)'s kept positions are one contiguous run, copied once.
+fn truncated(
+    value: &ort::value::DynValue,
+    positions: usize,
+) -> Result<ort::value::DynValue, Failure> {
+    fn cut<T>(
+        a: ndarray::ArrayViewD<'_, T>,
+        positions: usize,
+    ) -> Result<ort::value::DynValue, Failure>
+    where
+        T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static,
+    {
+        let shape = a.shape().to_vec();
+        let (Some(data), &[b, h, p, d]) = (a.as_slice(), &shape[..]) else {
+            return Err(Failure::Unreadable(format!("a cache of shape {shape:?}")));
+        };
+        let keep = positions.min(p);
+        let mut out = Vec::with_capacity(b * h * keep * d);
+        for run in data.chunks_exact((p * d).max(1)).take(b * h) {
+            out.extend_from_slice(&run[..keep * d]);
+        }
+        let array = ndarray::Array4::from_shape_vec((b, h, keep, d), out)
+            .map_err(|e| Failure::Unreadable(e.to_string()))?;
+        ort::value::Tensor::from_array(array)
+            .map(|t| t.into_dyn())
+            .map_err(|e| Failure::native("cannot cut the cache", e))
+    }
+    if let Ok(a) = value.try_extract_array::<f32>() {
+        return cut(a, positions);
+    }
+    if let Ok(a) = value.try_extract_array::<half::f16>() {
+        return cut(a, positions);
+    }
+    Err(Failure::Unreadable(format!("{:?}", value.dtype())))
 }
 
 #[cfg(test)]
