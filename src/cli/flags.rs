@@ -58,6 +58,7 @@ impl RuntimeFlags {
             openvino_precision: self.openvino_precision,
             command_timeout: self.command_timeout,
             ort_cache: ort_cache(&self.ort_cache),
+            intra_threads: None,
         }
     }
 }

@@ -330,6 +330,10 @@ pub struct RuntimeOptions {
     /// `--ort-cache`: a folder where ONNX Runtime CPU sessions keep the optimized model (with
     /// its prepacked weights) of each graph they load, and load it from on later runs.
     pub ort_cache: Option<PathBuf>,
+    /// ONNX Runtime: intra-op threads per session (`None`: one per core). One thread runs every
+    /// kernel on the calling thread, with no pool to wake or to spin: what a small draft model
+    /// beside a target wants (`generate --draft`).
+    pub intra_threads: Option<usize>,
 }
 
 /// Output tensors by name, in the graph's output order, each in the graph's own element type.

@@ -26,7 +26,7 @@ pub use library::{discover_library, LIBRARY};
 use env::environment;
 use providers::{check_compiled_in, Provider};
 use session::Ort;
-use threads::pool_threads_spin;
+use threads::{pool_threads_spin, threads};
 
 use super::model::{Failure, Runtime, RuntimeError, RuntimeKind, RuntimeOptions};
 
@@ -55,5 +55,6 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
         count_nodes: opts.count_nodes,
         cache: opts.ort_cache.clone(),
         spin: pool_threads_spin(),
+        threads: opts.intra_threads.unwrap_or_else(threads).max(1),
     }))
 }

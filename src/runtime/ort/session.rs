@@ -10,7 +10,6 @@ use super::cache;
 use super::env::OrtEnv;
 use super::model::OrtModel;
 use super::providers::{Provider, CPU, PROVIDERS};
-use super::threads::threads;
 use crate::graph::io::CacheMode;
 use crate::graph::ExportCard;
 use crate::runtime::model::{
@@ -28,6 +27,8 @@ pub(super) struct Ort {
     pub(super) cache: Option<PathBuf>,
     /// Whether its sessions' idle pool threads spin ([`pool_threads_spin`]).
     pub(super) spin: bool,
+    /// Intra-op threads per session ([`threads`] unless the options say).
+    pub(super) threads: usize,
 }
 
 /// Why a GPU session could not be made.
@@ -48,7 +49,7 @@ impl Ort {
     }
 
     fn builder(&self, profile: Option<&Path>) -> Result<SessionBuilder, Failure> {
-        let threads = threads();
+        let threads = self.threads;
         // Idle pool threads spin only on otherwise idle cores (`pool_threads_spin`): where other
         // processes share them, a spinning thread steals the time slices its peers need
         // (measured, small-size decoder on 2 loaded cores, interleaved: 49.6 → 32.4 ms per step
@@ -87,7 +88,7 @@ impl Ort {
     /// miss, the graph's session, saving its optimized model and prepacked weights as a new entry.
     /// `None` (after one warning) when the cache cannot serve: the caller loads the graph.
     fn commit_cached(&self, dir: &Path, model: &Path, profile: Option<&Path>) -> Option<Session> {
-        let key = match cache::key(model, &self.env.library, threads(), "all") {
+        let key = match cache::key(model, &self.env.library, self.threads, "all") {
             Ok(key) => key,
             Err(e) => {
                 cache::warn(dir, format_args!("cannot read {}: {e}", model.display()));
