@@ -94,7 +94,9 @@ def main():
     p.add_argument("--size", default="small", help="the self pair's target and the worst draft")
     p.add_argument("--worst-target", default="medium", help="the worst pair's target")
     p.add_argument("--batches", default="1,8")
-    p.add_argument("--new", type=int, default=0, help="new tokens (0: the whole image)")
+    p.add_argument("--new", type=int, default=128,
+                   help="the random pairs' new tokens (0: the whole image, 1,024; the trained "
+                        "pair always makes whole images, 64)")
     p.add_argument("--repeat", type=int, default=3, help="runs each, rounds interleaved")
 
     p = add("forward", cmd_forward, "dev", "forward: our graphs against torch.onnx.export's")

@@ -201,10 +201,12 @@ def cmd_speculative(a):
             if size is not None:
                 shutil.rmtree(ckpt, ignore_errors=True)
         batches = [int(b) for b in a.batches.split(",")]
-        new = ["--max-new-tokens", str(a.new)] if a.new else []
         runs = collections.defaultdict(list)
 
         def one(target, draft, b):
+            # The trained pair makes whole images (64 tokens); the random ones `--new`.
+            new = ["--max-new-tokens", str(a.new)] if a.new and "trained" not in target else []
+
             def go():
                 extra = ["--draft", decoders[draft]] if draft else []
                 j = bl.igpt_json(binary, "generate", "--model", decoders[target], "--greedy",
