@@ -157,6 +157,7 @@ pub(super) fn attention(
 ) -> (String, Option<(String, String)>) {
     let c = cx.ckpt.config.clone();
     let (d, h, hd) = (c.n_embd, c.n_head, c.head_dim());
+    let n_positions = c.n_positions;
     let qkv = conv1d(cx, &s.pp("c_attn"), x, d, 3 * d);
     if let (Some(past), CacheMode::Shared) = (past, cx.profile.cache_mode(&c)) {
         // The decoder step's GroupQueryAttention reads c_attn's [q | k | v] packed: no Split.
@@ -234,8 +235,17 @@ pub(super) fn attention(
                 .map(|(i, &(start, end))| {
                     let b = s.pp("block").pp(i);
                     let q = slice_axis(cx, &b.name("q"), &heads[0], 2, start, end);
-                    let kt = slice_axis(cx, &b.name("k"), &heads[1], 3, 0, end);
-                    let v = slice_axis(cx, &b.name("v"), &heads[2], 2, 0, end);
+                    // The last block reads every key: no copy of them.
+                    let (kt, v) = match end as usize >= n_positions {
+                        true => (heads[1].clone(), heads[2].clone()),
+                        false => {
+                            let (zero, keys) = (bound(cx, 0), key_bound(cx, start, end));
+                            (
+                                slice_to(cx, &b.name("k"), &heads[1], 3, &zero, &keys),
+                                slice_to(cx, &b.name("v"), &heads[2], 2, &zero, &keys),
+                            )
+                        }
+                    };
                     let bias = bias_block(cx, bias, i, start, end);
                     scores_context(cx, layer, &b, [&q, &kt, &v], &bias)
                 })
@@ -345,9 +355,48 @@ fn slice_axis(
     end: i64,
 ) -> String {
     let (starts, ends) = (bound(cx, start), bound(cx, end));
+    slice_to(cx, name, x, axis, &starts, &ends)
+}
+
+/// `x[.., starts..ends, ..]` along `axis`, the bounds 1-D tensors.
+fn slice_to(
+    cx: &mut Ctx<'_, '_>,
+    name: &str,
+    x: &str,
+    axis: i64,
+    starts: &str,
+    ends: &str,
+) -> String {
     let g = &mut *cx.g;
     let axes = g.const_i64(&format!("const.axis_{axis}"), &[1], &[axis]);
-    g.op(Op::Slice, name, &[x, &starts, &ends, &axes], vec![])
+    g.op(Op::Slice, name, &[x, starts, ends, &axes], vec![])
+}
+
+/// The keys query block `start..end` reads, `0..` this: `min(end, seq)` while the block has
+/// queries (`start < seq`), else 0, so a block past the sequence's end copies no keys (emitted
+/// once per block: `min(min(end, seq), max(seq - start, 0) · end)`).
+fn key_bound(cx: &mut Ctx<'_, '_>, start: i64, end: i64) -> String {
+    let last = bound(cx, end);
+    if start == 0 {
+        return last;
+    }
+    let name = format!("attn_block.keys_{start}_{end}");
+    let g = &mut *cx.g;
+    if g.nodes.iter().any(|n| n.name == name) {
+        return name;
+    }
+    let first = g.const_i64(&format!("const.block_{start}"), &[1], &[start]);
+    let left = g.op(
+        Op::Sub,
+        format!("{name}.left"),
+        &[SEQUENCE_LENGTH, &first],
+        vec![],
+    );
+    let zero = g.const_i64("const.zero_1d", &[1], &[0]);
+    let left = g.op(Op::Max, format!("{name}.queries"), &[&left, &zero], vec![]);
+    let scale = g.const_i64(&format!("const.block_{end}"), &[1], &[end]);
+    let wide = g.op(Op::Mul, format!("{name}.wide"), &[&left, &scale], vec![]);
+    g.op(Op::Min, name, &[&last, &wide], vec![])
 }
 
 /// A block bound clamped to the sequence length, `min(at, seq)` as a 1-D tensor; emitted once
@@ -378,6 +427,11 @@ fn bias_block(cx: &mut Ctx<'_, '_>, bias: &str, i: usize, start: i64, end: i64) 
         return name;
     }
     let (first, last) = (bound(cx, start), bound(cx, end));
+    // The columns: the keys the block reads (all of them in the last block).
+    let keys = match end as usize >= cx.ckpt.config.n_positions {
+        true => last.clone(),
+        false => key_bound(cx, start, end),
+    };
     let g = &mut *cx.g;
     let zero = g.const_i64("const.zero_1d", &[1], &[0]);
     let starts = g.op(
@@ -389,7 +443,7 @@ fn bias_block(cx: &mut Ctx<'_, '_>, bias: &str, i: usize, start: i64, end: i64) 
     let ends = g.op(
         Op::Concat,
         format!("{name}.ends"),
-        &[&last, &last],
+        &[&last, &keys],
         vec![attr_int("axis", 0)],
     );
     let axes = g.const_i64("const.axes_2_3", &[2], &[2, 3]);

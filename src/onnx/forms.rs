@@ -33,7 +33,7 @@ impl Op {
             Op::DequantizeLinear => 13,
             Op::CumSum => 11,
             // int64 inputs.
-            Op::Min => 12,
+            Op::Min | Op::Max => 12,
             // `pads` and the value as attributes before 11 (Pad-2).
             Op::Pad => 2,
             // `split` as an attribute before 13 (Split-2).
