@@ -59,6 +59,7 @@ impl RuntimeFlags {
             command_timeout: self.command_timeout,
             ort_cache: ort_cache(&self.ort_cache),
             intra_threads: None,
+            pool_spin: None,
         }
     }
 }

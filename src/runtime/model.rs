@@ -334,6 +334,10 @@ pub struct RuntimeOptions {
     /// kernel on the calling thread, with no pool to wake or to spin: what a small draft model
     /// beside a target wants (`generate --draft`).
     pub intra_threads: Option<usize>,
+    /// ONNX Runtime: whether idle pool threads spin (`None`: by the machine's load, or
+    /// `IGPT_ORT_SPIN`). A second session beside a busy one must not spin: its idle threads
+    /// would take the cores the other's kernels run on.
+    pub pool_spin: Option<bool>,
 }
 
 /// Output tensors by name, in the graph's output order, each in the graph's own element type.

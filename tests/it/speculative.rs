@@ -573,6 +573,32 @@ fn greedy_with_the_trained_draft_gives_the_reference_tokens_on_ort_and_tract() {
                 s.target_calls
             );
         }
+        if kind == RuntimeKind::OrtCpu {
+            // The draft in the ort profile (fused kernels, the in-place cache fed a token per
+            // call at batch 4) beside the portable target: still the reference's tokens.
+            let ort_draft = igpt_onnx::export::export(
+                &igpt_onnx::Checkpoint::open(&pair("draft"), None, None).expect("opens"),
+                &[Head::Decoder],
+                &tmp.path().join("draft-ort"),
+                &igpt_onnx::export::ExportOptions {
+                    profile: igpt_onnx::graph::Profile::Ort,
+                    ..Default::default()
+                },
+            )
+            .expect("exports")[0]
+                .path
+                .clone();
+            let lengths = [DraftLength::Adaptive];
+            assert_runs(
+                rt.as_ref(),
+                &target,
+                &ort_draft,
+                &PAIR_DIMS,
+                &runs,
+                &lengths,
+                "ort draft",
+            );
+        }
         ran += 1;
     }
     assert!(ran >= 1, "tract at least");

@@ -54,7 +54,7 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> Result<Box<dyn Runtime>
         allow_fallback: opts.allow_fallback,
         count_nodes: opts.count_nodes,
         cache: opts.ort_cache.clone(),
-        spin: pool_threads_spin(),
+        spin: opts.pool_spin.unwrap_or_else(pool_threads_spin),
         threads: opts.intra_threads.unwrap_or_else(threads).max(1),
     }))
 }
