@@ -289,7 +289,12 @@ pub fn listing(dir: &Path) -> Vec<String> {
 
 /// Exports the float32 `decoder` of `fixtures/<case>/model` in `profile` into `dir`.
 pub fn export_decoder(case: &str, dir: &Path, profile: igpt_onnx::graph::Profile) -> PathBuf {
-    let ckpt = Checkpoint::open(&fixture(case).join("model"), None, None).expect("opens");
+    export_decoder_of(&fixture(case).join("model"), dir, profile)
+}
+
+/// Exports the float32 `decoder` of the checkpoint folder `model` in `profile` into `dir`.
+pub fn export_decoder_of(model: &Path, dir: &Path, profile: igpt_onnx::graph::Profile) -> PathBuf {
+    let ckpt = Checkpoint::open(model, None, None).expect("opens");
     let opts = ExportOptions {
         profile,
         ..Default::default()

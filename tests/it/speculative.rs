@@ -576,18 +576,11 @@ fn greedy_with_the_trained_draft_gives_the_reference_tokens_on_ort_and_tract() {
         if kind == RuntimeKind::OrtCpu {
             // The draft in the ort profile (fused kernels, the in-place cache fed a token per
             // call at batch 4) beside the portable target: still the reference's tokens.
-            let ort_draft = igpt_onnx::export::export(
-                &igpt_onnx::Checkpoint::open(&pair("draft"), None, None).expect("opens"),
-                &[Head::Decoder],
+            let ort_draft = crate::common::export_decoder_of(
+                &pair("draft"),
                 &tmp.path().join("draft-ort"),
-                &igpt_onnx::export::ExportOptions {
-                    profile: igpt_onnx::graph::Profile::Ort,
-                    ..Default::default()
-                },
-            )
-            .expect("exports")[0]
-                .path
-                .clone();
+                Profile::Ort,
+            );
             let lengths = [DraftLength::Adaptive];
             assert_runs(
                 rt.as_ref(),
